@@ -1,0 +1,184 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The one way this collection talks to a Docker daemon and reports errors.
+
+Every module builds a :class:`DockerModule` from its own argument spec; the
+shared connection options are merged in.  Lower layers raise
+:class:`DockerError` with a one-line message that names the object and the
+cause; :meth:`DockerModule.run` turns it into ``fail_json(msg=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException, NotFound
+    from requests.exceptions import RequestException
+except ImportError:
+    HAS_DOCKER = False
+else:
+    HAS_DOCKER = True
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+DOCKER_COMMON_ARGS = dict(
+    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, aliases=["docker_url"],
+                     fallback=(env_fallback, ["DOCKER_HOST"])),
+    tls=dict(type="bool", default=False, fallback=(env_fallback, ["DOCKER_TLS"])),
+    validate_certs=dict(type="bool", default=False, aliases=["tls_verify"],
+                        fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
+    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
+    client_key=dict(type="path", aliases=["tls_client_key", "key_path"], no_log=False),
+    api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
+                     fallback=(env_fallback, ["DOCKER_API_VERSION"])),
+    timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+)
+
+CONNECTION_OPTIONS = tuple(DOCKER_COMMON_ARGS)
+
+
+class DockerError(Exception):
+    """A foreseeable failure, with a message fit to show a user as it is."""
+
+
+def tls_files(params, environ=None):
+    """Return (ca_path, client_cert, client_key), completed from DOCKER_CERT_PATH."""
+    environ = os.environ if environ is None else environ
+    cert_dir = environ.get("DOCKER_CERT_PATH")
+    files = []
+    for option, default_name in (("ca_path", "ca.pem"), ("client_cert", "cert.pem"), ("client_key", "key.pem")):
+        value = params.get(option)
+        if not value and cert_dir:
+            value = os.path.join(cert_dir, default_name)
+        files.append(value)
+    return tuple(files)
+
+
+def connection_settings(params, environ=None):
+    """Turn the connection options into keyword arguments for docker.APIClient.
+
+    Pure: raises DockerError for contradictory or incomplete TLS settings.
+    """
+    host = params["docker_host"]
+    use_tls = params["tls"] or params["validate_certs"]
+    settings = dict(base_url=host, version=params["api_version"], timeout=params["timeout"], tls=None)
+    if not use_tls:
+        return settings
+    ca_path, client_cert, client_key = tls_files(params, environ)
+    if bool(client_cert) != bool(client_key):
+        raise DockerError("TLS client authentication needs both client_cert and client_key; "
+                          "only %s is set" % ("client_cert" if client_cert else "client_key"))
+    checked = [("client_cert", client_cert), ("client_key", client_key)]
+    if params["validate_certs"]:
+        checked.append(("ca_path", ca_path))
+    for option, path in checked:
+        if path and not os.path.isfile(path):
+            raise DockerError("%s %s does not exist or is not a file" % (option, path))
+    settings["tls"] = dict(
+        ca_cert=ca_path if params["validate_certs"] else None,
+        verify=bool(params["validate_certs"]),
+        client_cert=(client_cert, client_key) if client_cert else None,
+    )
+    if host.startswith("tcp://"):
+        settings["base_url"] = "https://" + host[len("tcp://"):]
+    return settings
+
+
+def error_text(exc):
+    """The shortest useful text of an exception raised by the Docker SDK."""
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return explanation.decode() if isinstance(explanation, bytes) else str(explanation)
+    return str(exc) or exc.__class__.__name__
+
+
+class DockerModule:
+    """An AnsibleModule with the shared connection options and one error path."""
+
+    def __init__(self, argument_spec, **kwargs):
+        spec = dict(DOCKER_COMMON_ARGS)
+        spec.update(argument_spec)
+        kwargs.setdefault("supports_check_mode", True)
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        self.diff_mode = self.module._diff
+        self._api = None
+        if not HAS_DOCKER:
+            self.fail(missing_required_lib("docker (the Docker SDK for Python, >= 7)")
+                      + " Install it on the managed host, for example with pip install 'docker>=7'.")
+
+    @property
+    def host(self):
+        return self.params["docker_host"]
+
+    @property
+    def api(self):
+        """The low-level docker.APIClient, connected on first use."""
+        if self._api is None:
+            self._api = connect(self.params)
+        return self._api
+
+    def fail(self, msg, **result):
+        self.module.fail_json(msg=msg, **result)
+
+    def warn(self, msg):
+        self.module.warn(msg)
+
+    def run(self, manager_class):
+        """Run manager_class(self).run() and exit with its result dict."""
+        try:
+            result = manager_class(self).run()
+        except DockerError as exc:
+            self.fail(str(exc))
+        self.module.exit_json(**result)
+
+
+def connect(params):
+    """A docker.APIClient for the connection options, or DockerError."""
+    settings = connection_settings(params)
+    tls = settings.pop("tls")
+    host = params["docker_host"]
+    try:
+        if tls is not None:
+            settings["tls"] = docker.tls.TLSConfig(**tls)
+        client = docker.APIClient(**settings)
+        client.ping()
+    except (DockerException, RequestException) as exc:
+        raise DockerError(
+            "cannot reach the Docker daemon at %s (%s); check that the daemon runs and that "
+            "docker_host (or DOCKER_HOST) and the TLS options point at it" % (host, error_text(exc))
+        ) from None
+    return client
+
+
+@contextmanager
+def api_errors(subject):
+    """Translate Docker SDK exceptions raised inside the block into DockerError.
+
+    ``subject`` names the object the calls are about, e.g. "container 'web'".
+    """
+    try:
+        yield
+    except NotFound as exc:
+        raise DockerError("%s not found (%s)" % (subject, error_text(exc))) from None
+    except APIError as exc:
+        raise DockerError("%s: the Docker daemon refused the request: %s" % (subject, error_text(exc))) from None
+    except (DockerException, RequestException) as exc:
+        raise DockerError("%s: lost the connection to the Docker daemon: %s" % (subject, error_text(exc))) from None
+
+
+def get_or_none(subject, call, *args, **kwargs):
+    """call(*args, **kwargs), or None when the Engine says the object does not exist."""
+    with api_errors(subject):
+        try:
+            return call(*args, **kwargs)
+        except NotFound:
+            return None

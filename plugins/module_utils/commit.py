@@ -1,0 +1,99 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Decisions for container_commit: validation, fingerprints and the plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+
+# The Dockerfile instructions `docker commit --change` applies.
+COMMIT_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",
+                       "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+
+# The label that records, on each image this module commits, what it was made of.
+FINGERPRINT_LABEL = "persist.docker.commit.fingerprint"
+
+# Docker's reference grammar (distribution/reference), without digests.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = r"(?:%s(?:\.%s)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?" % (_DOMAIN_PART, _DOMAIN_PART)
+_NAME_RE = re.compile(r"^(?:%s/)?%s(?:/%s)*$" % (_DOMAIN, _COMPONENT, _COMPONENT))
+_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+
+
+def split_reference(repository, tag):
+    """Validate a repository name and tag; a tag inside repository wins.
+
+    Returns (repository, tag) or raises DockerError naming what is wrong.
+    """
+    name = repository.strip()
+    if "@" in name:
+        raise DockerError("repository '%s' holds a digest; a commit can only be tagged, "
+                          "give the name without @sha256:..." % repository)
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    if len(name) > 255 or not _NAME_RE.match(name):
+        raise DockerError("invalid repository name '%s': use lowercase letters, digits and separators "
+                          "(. _ -) in path components, optionally behind a registry host[:port]/" % repository)
+    if not _TAG_RE.match(tag or ""):
+        raise DockerError("invalid tag '%s' for repository '%s': up to 128 letters, digits, _ . or -, "
+                          "not starting with . or -" % (tag, name))
+    return name, tag
+
+
+def validate_changes(changes):
+    """Strip the Dockerfile instructions and check that `docker commit` accepts each one."""
+    result = []
+    for change in changes or []:
+        text = (change or "").strip()
+        keyword = text.split(None, 1)[0].upper() if text else ""
+        if keyword not in COMMIT_INSTRUCTIONS:
+            raise DockerError("changes: '%s' is not an instruction docker commit accepts; use one of %s"
+                              % (change, ", ".join(COMMIT_INSTRUCTIONS)))
+        if len(text.split(None, 1)) < 2:
+            raise DockerError("changes: '%s' has no arguments" % change)
+        result.append(text)
+    return result
+
+
+def fingerprint(container_id, layer_digest, author, message, changes):
+    """One digest of the container, its writable layer and the requested metadata."""
+    material = json.dumps({
+        "container": container_id,
+        "layer": layer_digest,
+        "author": author or "",
+        "message": message or "",
+        "changes": list(changes),
+    }, sort_keys=True)
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def plan_commit(existing, wanted_fingerprint, force):
+    """Decide whether to commit.
+
+    ``existing`` is the image the target name points at (inspect dict) or None.
+    Returns (commit: bool, reason: str).
+    """
+    if force:
+        return True, "forced"
+    if existing is None:
+        return True, "the image does not exist yet"
+    labels = (existing.get("Config") or {}).get("Labels") or {}
+    recorded = labels.get(FINGERPRINT_LABEL)
+    if recorded is None:
+        return True, "the image was not committed by this module"
+    if recorded != wanted_fingerprint:
+        return True, "the writable layer or the requested metadata changed since the last commit"
+    return False, "the image is up to date with the container"
+
+
+def commit_changes(changes, wanted_fingerprint):
+    """The instructions sent to the Engine: the user's, then the fingerprint label."""
+    return list(changes) + ['LABEL %s="%s"' % (FINGERPRINT_LABEL, wanted_fingerprint)]
