@@ -58,7 +58,8 @@ EXAMPLES = r"""
 
 - name: Print its changes as docker diff does
   ansible.builtin.debug:
-    msg: "{{ web_layer.container.changes | map(attribute='kind') | zip(web_layer.container.changes | map(attribute='path')) | map('join', ' ') | list }}"
+    msg: "{{ item.kind }} {{ item.path }}"
+  loop: "{{ web_layer.container.changes }}"
 """
 
 RETURN = r"""
@@ -85,7 +86,13 @@ image:
       description: The image history, oldest first; entries with size 0 changed only metadata.
       type: list
       elements: dict
-      sample: [{id: "sha256:...", created: "2024-01-01T00:00:00+00:00", created_by: "/bin/sh -c #(nop) CMD [\"sh\"]", size: 0, comment: "", tags: []}]
+      sample:
+        - id: sha256:262046904b056be3566611e6abf02ad55876055a4a90cee72659130544e0e2d6
+          created: "2024-01-01T00:00:00+00:00"
+          created_by: /bin/sh -c #(nop) CMD ["sh"]
+          size: 0
+          comment: ""
+          tags: []
     author:
       description: Author recorded in the image.
       type: str
@@ -96,7 +103,9 @@ image:
       description: Creation time.
       type: str
     config:
-      description: The parts of the image configuration a commit can change (cmd, entrypoint, env, labels, user, workdir).
+      description:
+        - The parts of the image configuration a commit can change
+          (cmd, entrypoint, env, labels, user, workdir).
       type: dict
 container:
   description: The container's writable layer.

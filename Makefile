@@ -1,0 +1,62 @@
+# persist.docker — `make demo` runs the chapter on this host, `make test` is what CI runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup testbed venv collection demo test lint sanity unit integration bench changelog build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: testbed venv collection ## everything the demo and the tests need on this host
+
+testbed: ## install Debian packages, start engines A and B, build the test images
+	@scripts/testbed.sh
+
+venv: $(VENV)/.installed ## the Python virtual environment with the dev tools
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+collection: ## make this checkout importable as persist.docker
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn ../../../.. $(COLLECTION_LINK)
+
+demo: setup ## run playbooks/demo.yml on the local engine
+	$(BIN)/ansible-playbook playbooks/demo.yml
+
+test: setup lint sanity unit integration ## everything CI runs
+
+lint: venv ## ruff, yamllint, ansible-lint (production profile)
+	$(BIN)/ruff check .
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production --offline
+
+sanity: venv ## ansible-test sanity, offline, every test for real
+	scripts/sanity.sh
+
+unit: venv collection ## pytest, no Docker needed
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: setup ## ansible-test integration against the real engines
+	scripts/integration.sh $(TARGETS)
+
+bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
+	$(BIN)/python bench/commit
+
+changelog: venv ## render CHANGELOG.md from the fragments
+	$(BIN)/antsibull-changelog release
+
+build: venv ## ansible-galaxy collection build
+	$(BIN)/ansible-galaxy collection build --force
+
+clean: ## remove generated files (keeps the venv)
+	rm -rf .tmp tests/output .pytest_cache .ruff_cache

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the integration targets with ansible-test against the real engines.
+#   scripts/integration.sh [target ...]   (default: every target)
+# ansible-test wants the collection below ansible_collections/persist/docker, so
+# the checkout is copied there first (a symlink is resolved back to the checkout).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+COPY="$ROOT/.tmp/integration/ansible_collections/persist/docker"
+mkdir -p "$COPY"
+rsync -a --delete --exclude .venv --exclude .tmp --exclude .git --exclude tests/output "$ROOT/" "$COPY/"
+cd "$COPY"
+"$ROOT/.venv/bin/ansible-test" integration --python 3.11 --allow-destructive --color no "$@"
