@@ -5,7 +5,8 @@
 # the checkout is copied there first (a symlink is resolved back to the checkout).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-COPY="$ROOT/.tmp/integration/ansible_collections/persist/docker"
+# Outside the checkout: inside it, ansible-test would list files with git, and .tmp is ignored.
+COPY="${TMPDIR:-/tmp}/persist-docker-integration/ansible_collections/persist/docker"
 mkdir -p "$COPY"
 rsync -a --delete --exclude .venv --exclude .tmp --exclude .git --exclude tests/output "$ROOT/" "$COPY/"
 cd "$COPY"

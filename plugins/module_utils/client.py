@@ -12,6 +12,7 @@ cause; :meth:`DockerModule.run` turns it into ``fail_json(msg=...)``.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
@@ -99,6 +100,18 @@ def error_text(exc):
     return str(exc) or exc.__class__.__name__
 
 
+_OS_ERROR_RE = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|Error\(-?\d+, '([^']+)'\)")
+
+
+def connection_error_text(exc):
+    """The root cause of a failed connection ("Connection refused"), else error_text()."""
+    text = error_text(exc)
+    match = _OS_ERROR_RE.search(text)
+    if match:
+        return (match.group(1) or match.group(2)).strip()
+    return text
+
+
 class DockerModule:
     """An AnsibleModule with the shared connection options and one error path."""
 
@@ -154,7 +167,7 @@ def connect(params):
     except (DockerException, RequestException) as exc:
         raise DockerError(
             "cannot reach the Docker daemon at %s (%s); check that the daemon runs and that "
-            "docker_host (or DOCKER_HOST) and the TLS options point at it" % (host, error_text(exc))
+            "docker_host (or DOCKER_HOST) and the TLS options point at it" % (host, connection_error_text(exc))
         ) from None
     return client
 
@@ -168,7 +181,7 @@ def api_errors(subject):
     try:
         yield
     except NotFound as exc:
-        raise DockerError("%s not found (%s)" % (subject, error_text(exc))) from None
+        raise DockerError("%s not found on the Docker daemon" % subject) from None
     except APIError as exc:
         raise DockerError("%s: the Docker daemon refused the request: %s" % (subject, error_text(exc))) from None
     except (DockerException, RequestException) as exc:

@@ -1,0 +1,76 @@
+import pytest
+
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerError,
+    connection_error_text,
+    connection_settings,
+    error_text,
+    tls_files,
+)
+
+
+def params(**overrides):
+    base = dict(docker_host="unix:///var/run/docker.sock", tls=False, validate_certs=False, ca_path=None,
+                client_cert=None, client_key=None, api_version="auto", timeout=60)
+    base.update(overrides)
+    return base
+
+
+def test_plain_socket_has_no_tls():
+    assert connection_settings(params(), environ={}) == dict(
+        base_url="unix:///var/run/docker.sock", version="auto", timeout=60, tls=None)
+
+
+def test_tls_files_fall_back_to_docker_cert_path():
+    assert tls_files(params(), environ={"DOCKER_CERT_PATH": "/certs"}) == (
+        "/certs/ca.pem", "/certs/cert.pem", "/certs/key.pem")
+    assert tls_files(params(ca_path="/my/ca.pem"), environ={"DOCKER_CERT_PATH": "/certs"})[0] == "/my/ca.pem"
+    assert tls_files(params(), environ={}) == (None, None, None)
+
+
+def test_validate_certs_uses_ca_and_https(tmp_path):
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    settings = connection_settings(params(docker_host="tcp://192.0.2.1:2376", validate_certs=True),
+                                   environ={"DOCKER_CERT_PATH": str(tmp_path)})
+    assert settings["base_url"] == "https://192.0.2.1:2376"
+    assert settings["tls"] == dict(ca_cert=str(tmp_path / "ca.pem"), verify=True,
+                                   client_cert=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")))
+
+
+def test_tls_without_verification_ignores_ca():
+    settings = connection_settings(params(docker_host="tcp://h:2376", tls=True, ca_path="/missing"), environ={})
+    assert settings["tls"] == dict(ca_cert=None, verify=False, client_cert=None)
+
+
+def test_client_cert_without_key_is_an_error():
+    with pytest.raises(DockerError, match="needs both client_cert and client_key"):
+        connection_settings(params(tls=True, client_cert="/c.pem"), environ={})
+
+
+def test_missing_ca_file_is_named(tmp_path):
+    with pytest.raises(DockerError, match="ca_path .*missing.pem does not exist"):
+        connection_settings(params(validate_certs=True, ca_path=str(tmp_path / "missing.pem")), environ={})
+
+
+def test_error_text_prefers_the_explanation():
+    class Err(Exception):
+        explanation = b"No such container: x"
+
+    assert error_text(Err("500 Server Error")) == "No such container: x"
+    assert error_text(ValueError()) == "ValueError"
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("Error while fetching server API version: ('Connection aborted.', "
+         "FileNotFoundError(2, 'No such file or directory'))", "No such file or directory"),
+        ("Error while fetching server API version: HTTPConnectionPool(host='127.0.0.1', port=1): Max retries "
+         "exceeded with url: /version (Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=1): "
+         "Failed to establish a new connection: [Errno 111] Connection refused\"))", "Connection refused"),
+        ("something else", "something else"),
+    ],
+)
+def test_connection_error_text_finds_the_root_cause(text, cause):
+    assert connection_error_text(Exception(text)) == cause
