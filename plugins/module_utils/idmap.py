@@ -35,8 +35,8 @@ def parse_subid(text, user, user_id=None):
     names = {str(user)}
     if user_id is not None:
         names.add(str(user_id))
-    for number, line in enumerate((text or "").splitlines(), 1):
-        line = line.strip()
+    for number, raw in enumerate((text or "").splitlines(), 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(":")
@@ -130,10 +130,7 @@ def root_from_docker_root_dir(path):
 
 def userns_enabled(security_options):
     """Whether an engine's SecurityOptions (docker info) include user namespaces."""
-    for option in security_options or []:
-        if option == "userns" or "name=userns" in option.split(","):
-            return True
-    return False
+    return any(option == "userns" or "name=userns" in option.split(",") for option in security_options or [])
 
 
 def find_remap_user(text, host_root_id):
