@@ -50,7 +50,7 @@ integration: setup ## ansible-test integration against the real engines
 	scripts/integration.sh $(TARGETS)
 
 bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
-	$(BIN)/python bench/commit
+	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" || exit 1; fi; done
 
 changelog: venv ## render CHANGELOG.md from the fragments
 	$(BIN)/antsibull-changelog release
