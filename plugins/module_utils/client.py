@@ -180,7 +180,7 @@ def api_errors(subject):
     """
     try:
         yield
-    except NotFound as exc:
+    except NotFound:
         raise DockerError("%s not found on the Docker daemon" % subject) from None
     except APIError as exc:
         raise DockerError("%s: the Docker daemon refused the request: %s" % (subject, error_text(exc))) from None

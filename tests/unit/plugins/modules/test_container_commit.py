@@ -22,7 +22,8 @@ def run_module(capsys, **args):
     [
         (dict(repository="Bad Name"), "invalid repository name 'Bad Name'"),
         (dict(repository="app", tag="-x"), "invalid tag '-x'"),
-        (dict(repository="app", changes=["RUN rm -rf /"]), "'RUN rm -rf /' is not an instruction docker commit accepts"),
+        (dict(repository="app", changes=["RUN rm -rf /"]),
+         "'RUN rm -rf /' is not an instruction docker commit accepts"),
     ],
 )
 def test_bad_input_fails_before_connecting(capsys, args, fragment):
