@@ -63,13 +63,13 @@ def validate_changes(changes):
     return result
 
 
-def fingerprint(container_id, layer_digest, author, message, changes):
+def fingerprint(container_id, layer_digest, author, comment, changes):
     """One digest of the container, its writable layer and the requested metadata."""
     material = json.dumps({
         "container": container_id,
         "layer": layer_digest,
         "author": author or "",
-        "message": message or "",
+        "comment": comment or "",
         "changes": list(changes),
     }, sort_keys=True)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()

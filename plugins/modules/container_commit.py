@@ -11,7 +11,7 @@ short_description: Persist a container's writable layer as an image (docker comm
 version_added: 0.1.0
 description:
   - Creates an image from the copy-on-write layer of a container, like C(docker commit), with an
-    author, a message and Dockerfile instructions applied to the image's configuration.
+    author, a commit message and Dockerfile instructions applied to the image's configuration.
   - Idempotent by content. Each image it commits carries the label
     C(persist.docker.commit.fingerprint), a digest of the container, its writable layer and the
     requested metadata. A run in which neither the layer nor the metadata changed since that
@@ -53,9 +53,10 @@ options:
     description:
       - Author recorded in the image, as C(docker commit --author).
     type: str
-  message:
+  comment:
     description:
-      - Commit message recorded in the image, as C(docker commit --message).
+      - Commit message recorded in the image (its C(Comment)), as C(docker commit --message).
+      - Named O(comment) because Ansible reserves the option name C(message).
     type: str
   changes:
     description:
@@ -76,7 +77,7 @@ options:
     type: bool
     default: false
 author:
-  - persist.docker contributors
+  - Persist Docker Maintainers (@persist)
 """
 
 EXAMPLES = r"""
@@ -85,7 +86,7 @@ EXAMPLES = r"""
     container: web
     repository: new_nginx_image
     author: Author Name <author@example.com>
-    message: Added a test file
+    comment: Added a test file
 
 - name: Commit with a new command and environment, into a private registry's namespace
   persist.docker.container_commit:
@@ -192,7 +193,7 @@ class ContainerCommitManager:
         container_name = attrs["Name"].lstrip("/")
         changed_paths = container_changes(self.api, attrs["Id"])
         layer = writable_layer_digest(self.api, self.dm.host, attrs, changed_paths)
-        wanted = fingerprint(attrs["Id"], layer, p["author"], p["message"], changes)
+        wanted = fingerprint(attrs["Id"], layer, p["author"], p["comment"], changes)
 
         existing = get_or_none("image '%s'" % name, self.api.inspect_image, name)
         do_commit, reason = plan_commit(existing, wanted, p["force"])
@@ -204,7 +205,7 @@ class ContainerCommitManager:
             if not self.dm.check_mode:
                 with api_errors("commit of container '%s' as %s" % (container_name, name)):
                     created = self.api.commit(attrs["Id"], repository=repository, tag=tag,
-                                              message=p["message"], author=p["author"], pause=p["pause"],
+                                              message=p["comment"], author=p["author"], pause=p["pause"],
                                               changes=commit_changes(changes, wanted))
                 image_id = created["Id"]
             else:
@@ -229,11 +230,11 @@ class ContainerCommitManager:
         before = {"image": name, "exists": existing is not None}
         if existing:
             before.update(id=existing["Id"], author=existing.get("Author", ""),
-                          message=existing.get("Comment", ""))
+                          comment=existing.get("Comment", ""))
         if not do_commit:
             return dict(before=before, after=dict(before))
         p = self.params
-        after = {"image": name, "exists": True, "author": p["author"] or "", "message": p["message"] or "",
+        after = {"image": name, "exists": True, "author": p["author"] or "", "comment": p["comment"] or "",
                  "changes": changes,
                  "changed_paths": ["%s %s" % (c["kind"], c["path"]) for c in changed_paths]}
         return dict(before=before, after=after)
@@ -245,7 +246,7 @@ def main():
         repository=dict(type="str", required=True),
         tag=dict(type="str", default="latest"),
         author=dict(type="str"),
-        message=dict(type="str"),
+        comment=dict(type="str"),
         changes=dict(type="list", elements="str", default=[]),
         pause=dict(type="bool", default=True),
         force=dict(type="bool", default=False),

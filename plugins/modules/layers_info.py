@@ -38,7 +38,7 @@ options:
       - Name or id of a container, running or stopped.
     type: str
 author:
-  - persist.docker contributors
+  - Persist Docker Maintainers (@persist)
 """
 
 EXAMPLES = r"""
