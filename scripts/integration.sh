@@ -6,7 +6,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 # Outside the checkout: inside it, ansible-test would list files with git, and .tmp is ignored.
-COPY="${TMPDIR:-/tmp}/persist-docker-integration/ansible_collections/persist/docker"
+# One copy per checkout, so that two checkouts can run their tests at the same time.
+COPY="${TMPDIR:-/tmp}/persist-docker-integration-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)/ansible_collections/persist/docker"
 mkdir -p "$COPY"
 rsync -a --delete --exclude .venv --exclude .tmp --exclude .git --exclude tests/output "$ROOT/" "$COPY/"
 cd "$COPY"
