@@ -39,3 +39,13 @@ def test_unreachable_daemon_is_one_clear_line(capsys):
     assert result["failed"] is True
     assert result["msg"].startswith("cannot reach the Docker daemon at %s" % NO_DAEMON)
     assert "\n" not in result["msg"]
+
+
+def test_missing_docker_sdk_is_named(capsys, monkeypatch):
+    from ansible_collections.persist.docker.plugins.module_utils import client
+
+    monkeypatch.setattr(client, "HAS_DOCKER", False)
+    result = run_module(capsys, container="web", repository="app")
+    assert result["failed"] is True
+    assert "docker (the Docker SDK for Python, >= 7)" in result["msg"]
+    assert "pip install 'docker>=7'" in result["msg"]
