@@ -298,8 +298,12 @@ def removal_refusal(name, verb, users, usage, force):
     keeps a volume that a container references. Data blocks unless force.
     """
     if users:
-        return ("refusing to %s volume '%s': it is used by container%s %s; remove %s first (force does not "
-                "remove containers)" % (verb, name, "s" if len(users) > 1 else "", container_names(users),
+        held = ""
+        if usage and usage.get("entries"):
+            held = " and holds %s in %d file%s" % (human_size(usage.get("size", 0)), usage.get("files", 0),
+                                                  "" if usage.get("files") == 1 else "s")
+        return ("refusing to %s volume '%s': it is used by container%s %s%s; remove %s first (force does not "
+                "remove containers)" % (verb, name, "s" if len(users) > 1 else "", container_names(users), held,
                                         "them" if len(users) > 1 else "it"))
     if usage and usage.get("entries") and not force:
         return ("refusing to %s volume '%s': it holds %s in %d file%s (%d entries); that data would be lost. "
@@ -540,9 +544,14 @@ class HelperRoot:
             raise DockerError("helper image %s is not on the engine; pull or load it there, or set helper_image to "
                               "an image with a POSIX shell and find/stat/chown (busybox)" % self.helper_image)
         with api_errors(subject):
-            host_config = api.create_host_config(
-                binds=["%s:%s:rw" % (self.source, HELPER_MOUNT)], network_mode="none",
-                userns_mode="host" if self.host_userns else None)
+            # Mounts, not Binds: a missing host path is an error rather than created (also in check mode),
+            # and an empty volume is not filled from the image.
+            mount = {"Target": HELPER_MOUNT, "Source": self.source, "ReadOnly": False,
+                     "Type": "bind" if self.is_path else "volume"}
+            if not self.is_path:
+                mount["VolumeOptions"] = {"NoCopy": True}
+            host_config = api.create_host_config(mounts=[mount], network_mode="none",
+                                                 userns_mode="host" if self.host_userns else None)
             created = api.create_container(self.helper_image, command=["sh", "-c", script], user="0:0",
                                            entrypoint=[], host_config=host_config, labels={HELPER_LABEL: "volume-root"})
             try:
@@ -552,6 +561,8 @@ class HelperRoot:
                 err = api.logs(created["Id"], stdout=False, stderr=True).decode("utf-8", "replace")
             finally:
                 api.remove_container(created["Id"], force=True)
+        if status != 0 and "no such file" in (err or out).lower() and self.is_path:
+            raise DockerError("host path %s does not exist on the engine's host; create it first" % self.source)
         if status != 0:
             raise DockerError("%s failed with status %s: %s" % (subject, status, (err or out).strip()[-300:]))
         return out
