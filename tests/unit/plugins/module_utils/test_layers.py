@@ -68,3 +68,32 @@ def test_local_upper_dir_only_for_local_overlay2(tmp_path):
 def test_go_mode():
     assert stat.S_ISDIR(_go_mode((1 << 31) | 0o755))
     assert _go_mode(0o644) == stat.S_IFREG | 0o644
+
+
+class FakeArchiveApi:
+    """Stands in for the Engine's archive endpoint: path -> (mode, content)."""
+
+    def __init__(self, files):
+        self.files = files
+        self.requested = []
+
+    def get_archive(self, container, path):
+        self.requested.append(path)
+        mode, content = self.files[path]
+        return iter([content[:3], content[3:]]), {"mode": mode}
+
+
+def test_api_layer_digest_hashes_changed_files_and_skips_directories():
+    from ansible_collections.persist.docker.plugins.module_utils.layers import api_layer_digest
+
+    changes = [{"path": "/root", "kind": "C"}, {"path": "/root/f", "kind": "A"}, {"path": "/gone", "kind": "D"}]
+    files = {"/root": ((1 << 31) | 0o700, b"ignored"), "/root/f": (0o644, b"tar-of-f")}
+    api = FakeArchiveApi(files)
+    first = api_layer_digest(api, "c", changes)
+    assert api.requested == ["/root", "/root/f"]
+    assert api_layer_digest(FakeArchiveApi(files), "c", changes) == first
+    files_rewritten = dict(files, **{"/root/f": (0o644, b"tar-of-F")})
+    assert api_layer_digest(FakeArchiveApi(files_rewritten), "c", changes) != first
+    files_dir_changed = dict(files, **{"/root": ((1 << 31) | 0o700, b"other")})
+    assert api_layer_digest(FakeArchiveApi(files_dir_changed), "c", changes) == first
+    assert api_layer_digest(FakeArchiveApi(files), "c", changes[:2]) != first
