@@ -1,0 +1,281 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A small client of the Registry HTTP API v2 (distribution), with requests.
+
+Errors are raised as DockerError with one line that names the registry, the
+cause and what to do. Basic auth and bearer-token auth (WWW-Authenticate) are
+both understood.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+
+try:
+    import requests
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import RequestException, SSLError
+except ImportError:
+    HAS_REQUESTS = False
+else:
+    HAS_REQUESTS = True
+
+MANIFEST_TYPES = (
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+)
+LIST_TYPES = MANIFEST_TYPES[2:]
+
+REGISTRY_CLIENT_SPEC = dict(
+    username=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    registry_ca_path=dict(type="path"),
+    registry_validate_certs=dict(type="bool", default=True),
+    registry_scheme=dict(type="str", default="auto", choices=["auto", "https", "http"]),
+)
+
+_LOOPBACK_RE = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$")
+_LINK_RE = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def split_image_reference(reference, default_tag="latest"):
+    """'host:port/path/name:tag' -> (registry, repository, tag). The registry host must be given."""
+    ref = (reference or "").strip()
+    if "@" in ref:
+        raise DockerError("image reference '%s' holds a digest; give a tag instead" % reference)
+    slash = ref.find("/")
+    host = ref[:slash] if slash > 0 else ""
+    if not host or not ("." in host or ":" in host or host == "localhost"):
+        raise DockerError("image reference '%s' does not name a registry; write it as host[:port]/repository[:tag], "
+                          "for example localhost:5000/busybox" % reference)
+    rest = ref[slash + 1:]
+    repository, tag = rest, default_tag
+    if ":" in rest.rsplit("/", 1)[-1]:
+        repository, tag = rest.rsplit(":", 1)
+    if not re.match(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$", repository):
+        raise DockerError("invalid repository '%s' in '%s': use lowercase letters, digits and . _ - separators"
+                          % (repository, reference))
+    if not re.match(r"^[\w][\w.-]{0,127}$", tag or ""):
+        raise DockerError("invalid tag '%s' in '%s'" % (tag, reference))
+    return host, repository, tag
+
+
+def is_loopback(host):
+    return bool(_LOOPBACK_RE.match(host or ""))
+
+
+def parse_registry_url(url):
+    """'localhost:5000' or 'https://reg:5000/' -> (scheme or None, host[:port])."""
+    text = (url or "").strip().rstrip("/")
+    match = re.match(r"^(https?)://([^/]+)$", text)
+    if match:
+        return match.group(1), match.group(2)
+    if re.match(r"^[^/:\s]+(:\d+)?$", text) or re.match(r"^\[[0-9a-fA-F:]+\](:\d+)?$", text):
+        return None, text
+    raise DockerError("registry URL '%s' is not host[:port] or http(s)://host[:port]" % url)
+
+
+def manifest_summary(manifest, media_type, digest):
+    """Digest, type and sizes of a manifest document (schema 2, OCI or a list)."""
+    if media_type in LIST_TYPES or "manifests" in manifest:
+        entries = manifest.get("manifests") or []
+        platforms = []
+        for entry in entries:
+            platform = entry.get("platform") or {}
+            platforms.append("%s/%s" % (platform.get("os"), platform.get("architecture")))
+        return dict(digest=digest, media_type=media_type, config_digest=None,
+                    layers=[], size=sum(int(m.get("size") or 0) for m in entries), platforms=platforms)
+    config = manifest.get("config") or {}
+    layers = [dict(digest=layer.get("digest"), size=int(layer.get("size") or 0))
+              for layer in manifest.get("layers") or []]
+    return dict(digest=digest, media_type=media_type, config_digest=config.get("digest"),
+                layers=layers, size=int(config.get("size") or 0) + sum(layer["size"] for layer in layers))
+
+
+class RegistryClient:
+    """The API of one registry. ``registry`` is host[:port] or a URL with a scheme."""
+
+    def __init__(self, registry, *, username=None, password=None, ca_path=None, validate_certs=True,
+                 scheme="auto", timeout=30):
+        if not HAS_REQUESTS:
+            raise DockerError("the Python package requests is needed on the managed host; "
+                              "install it (pip install requests)")
+        url_scheme, self.host = parse_registry_url(registry)
+        self.scheme = url_scheme or (None if scheme == "auto" else scheme)
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self.session = requests.Session()
+        if ca_path:
+            self.session.verify = ca_path
+        elif not validate_certs:
+            self.session.verify = False
+        self._token = None
+
+    # -- transport ------------------------------------------------------------------------------
+    @property
+    def base_url(self):
+        return "%s://%s" % (self.scheme or "https", self.host)
+
+    def _send(self, method, url, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if self._token:
+            headers["Authorization"] = "Bearer %s" % self._token
+        auth = (self.username, self.password) if self.username and not self._token else None
+        return self.session.request(method, url, headers=headers, auth=auth, timeout=self.timeout, **kwargs)
+
+    def _resolve_scheme(self):
+        """auto: https, and plain http only for a loopback registry that does not speak TLS."""
+        if self.scheme:
+            return
+        if not is_loopback(self.host):
+            self.scheme = "https"
+            return
+        try:
+            self.session.get("https://%s/v2/" % self.host, timeout=self.timeout)
+            self.scheme = "https"
+        except SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                self.scheme = "https"
+            else:
+                self.scheme = "http"
+        except RequestsConnectionError:
+            self.scheme = "http"
+
+    def request(self, method, path, headers=None, ok=(200,), allow_missing=False, **kwargs):
+        """Send one request; answer the auth challenge once; map failures to DockerError."""
+        what = "%s %s" % (method, path)
+        try:
+            self._resolve_scheme()
+            url = self.base_url + path
+            response = self._send(method, url, headers=headers, **kwargs)
+            if response.status_code == 401 and self._answer_challenge(response):
+                response = self._send(method, url, headers=headers, **kwargs)
+        except SSLError as exc:
+            raise DockerError("registry %s: TLS verification failed (%s); give registry_ca_path with the CA that "
+                              "signed its certificate" % (self.host, _short(exc))) from None
+        except RequestsConnectionError as exc:
+            raise DockerError("cannot reach the registry at %s (%s); check that it runs and that the host and port "
+                              "are right" % (self.base_url, _short(exc))) from None
+        except RequestException as exc:
+            raise DockerError("registry %s: %s failed: %s" % (self.host, what, _short(exc))) from None
+        if allow_missing and response.status_code == 404:
+            return None
+        if response.status_code == 401:
+            raise DockerError("registry %s: %s was refused with 401 Unauthorized; %s"
+                              % (self.host, what, "check username and password" if self.username
+                                 else "the registry needs a username and password"))
+        if response.status_code == 405 and method == "DELETE":
+            raise DockerError("registry %s: deleting is disabled (405); deploy the registry with delete_enabled: true"
+                              % self.host)
+        if response.status_code not in ok:
+            raise DockerError("registry %s: %s answered %s: %s"
+                              % (self.host, what, response.status_code, _errors_text(response)))
+        return response
+
+    def _answer_challenge(self, response):
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if not challenge.lower().startswith("bearer") or self._token:
+            return False
+        fields = dict(_CHALLENGE_RE.findall(challenge))
+        if not fields.get("realm"):
+            return False
+        params = {k: v for k, v in fields.items() if k in ("service", "scope")}
+        auth = (self.username, self.password) if self.username else None
+        answer = self.session.get(fields["realm"], params=params, auth=auth, timeout=self.timeout)
+        if answer.status_code != 200:
+            return False
+        body = answer.json()
+        self._token = body.get("token") or body.get("access_token")
+        return bool(self._token)
+
+    # -- the API --------------------------------------------------------------------------------
+    def ping(self):
+        """GET /v2/: the health of the registry (never raises for 401, which proves it is up)."""
+        try:
+            response = self.request("GET", "/v2/", ok=(200, 401))
+        except DockerError as exc:
+            return dict(ok=False, status=None, error=str(exc), api_version=None, url=self.base_url)
+        return dict(ok=response.status_code == 200, status=response.status_code, error=None,
+                    api_version=response.headers.get("Docker-Distribution-Api-Version"), url=self.base_url)
+
+    def _paginated(self, path, key, page_size):
+        items = []
+        url = "%s?n=%d" % (path, page_size)
+        while url:
+            response = self.request("GET", url)
+            items.extend(response.json().get(key) or [])
+            match = _LINK_RE.search(response.headers.get("Link", ""))
+            url = None
+            if match:
+                url = re.sub(r"^https?://[^/]+", "", match.group(1))
+        return items
+
+    def catalog(self, page_size=100):
+        return self._paginated("/v2/_catalog", "repositories", page_size)
+
+    def tags(self, repository, page_size=100):
+        try:
+            return sorted(self._paginated("/v2/%s/tags/list" % repository, "tags", page_size))
+        except DockerError as exc:
+            if " 404:" in str(exc):
+                return []
+            raise
+
+    def manifest(self, repository, reference):
+        """The manifest summary of repository:reference, or None if it does not exist."""
+        response = self.request("GET", "/v2/%s/manifests/%s" % (repository, reference),
+                                headers={"Accept": ", ".join(MANIFEST_TYPES)}, allow_missing=True)
+        if response is None:
+            return None
+        media_type = (response.headers.get("Content-Type") or "").split(";")[0]
+        document = json.loads(response.content.decode("utf-8"))
+        media_type = document.get("mediaType") or media_type
+        digest = response.headers.get("Docker-Content-Digest")
+        return manifest_summary(document, media_type, digest)
+
+    def blob_json(self, repository, digest):
+        response = self.request("GET", "/v2/%s/blobs/%s" % (repository, digest), allow_missing=True)
+        return None if response is None else json.loads(response.content.decode("utf-8"))
+
+    def delete_manifest(self, repository, digest):
+        self.request("DELETE", "/v2/%s/manifests/%s" % (repository, digest), ok=(202, 200), allow_missing=True)
+
+
+def wait_until_up(client, timeout, is_alive=None, interval=0.5):
+    """Poll /v2/ until it answers (200 or 401). is_alive() may raise to stop early."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        health = client.ping()
+        if health["status"] in (200, 401):
+            return health
+        last = health["error"]
+        if is_alive is not None:
+            is_alive()
+        if time.monotonic() >= deadline:
+            raise DockerError("registry at %s did not answer /v2/ within %ss (%s); see the container's logs"
+                              % (client.base_url, timeout, last))
+        time.sleep(interval)
+
+
+def _short(exc):
+    text = str(exc)
+    match = re.search(r"\[SSL: [A-Z_]+\][^'\"()]*|Connection refused|Name or service not known|timed out", text)
+    return match.group(0).strip() if match else text[:200]
+
+
+def _errors_text(response):
+    try:
+        errors = response.json().get("errors") or []
+        return "; ".join("%s %s" % (e.get("code", ""), e.get("message", "")) for e in errors) or response.text[:200]
+    except ValueError:
+        return response.text[:200]
