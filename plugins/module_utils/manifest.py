@@ -1,0 +1,293 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Entry manifests of a volume's tree and their canonical digest.
+
+A manifest lists every entry below a volume's root: its relative path, type,
+permission bits (setuid, setgid and sticky included), numeric uid and gid as a
+container sees them, size, mtime in whole seconds, and the sha256 of a regular
+file's content or the target of a symbolic link.  Hard links are recorded as a
+group: every member carries the same content, and all but the first path (in
+sorted order) name that first path in ``hardlink``.  The root itself is the
+entry with the empty path; its mtime is left out because every change of its
+children moves it.
+
+The same tree gives the same manifest whether it is walked on disk
+(:func:`from_directory`) or read from a tar stream (:class:`TarManifest`),
+so the two sides of a copy can be compared whatever way each is reached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import tarfile
+
+# The name, at a volume's root, of the directory a transfer stages its data in.
+# It is never part of a manifest.
+STAGING = ".persist-docker-staging"
+
+LEVELS = ("checksum", "size", "none")
+BUFFER = 1 << 20
+
+_TAR_TYPES = {
+    tarfile.REGTYPE: "file",
+    tarfile.AREGTYPE: "file",
+    tarfile.CONTTYPE: "file",
+    tarfile.DIRTYPE: "dir",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.FIFOTYPE: "fifo",
+    tarfile.CHRTYPE: "char",
+    tarfile.BLKTYPE: "block",
+}
+
+
+def make_entry(path, kind, mode, uid, gid, *, size=0, mtime=None, sha256=None, target=None, rdev=None):
+    """One manifest entry as a dict with only the fields that apply to its kind."""
+    entry = {"path": path, "type": kind, "mode": mode & 0o7777, "uid": uid, "gid": gid}
+    if path != "":
+        entry["mtime"] = int(mtime)
+    if kind == "file":
+        entry["size"] = size
+        if sha256 is not None:
+            entry["sha256"] = sha256
+    elif kind == "symlink":
+        entry["target"] = target
+    elif kind in ("char", "block"):
+        entry["rdev"] = rdev
+    return entry
+
+
+def sort_key(path):
+    return path.encode("utf-8", "surrogateescape")
+
+
+def link_groups(entries, groups):
+    """Mark hard-link groups: groups is an iterable of path lists of one inode each."""
+    by_path = {e["path"]: e for e in entries}
+    for group in groups:
+        if len(group) < 2:
+            continue
+        members = sorted(group, key=sort_key)
+        for path in members[1:]:
+            by_path[path]["hardlink"] = members[0]
+    return entries
+
+
+def canonical(entries):
+    """The entries sorted by path, as the digest sees them."""
+    return sorted(entries, key=lambda e: sort_key(e["path"]))
+
+
+def at_level(entries, level):
+    """The entries as compared at a verify level: V(size) drops the content digests."""
+    if level == "checksum":
+        return entries
+    return [{k: v for k, v in e.items() if k != "sha256"} for e in entries]
+
+
+def digest(entries):
+    """A sha256 over the canonical manifest: equal trees have equal digests."""
+    h = hashlib.sha256()
+    for entry in canonical(entries):
+        h.update(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("ascii"))
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def summary(entries):
+    """bytes (regular file content, hard links counted once) and files (entries except the root)."""
+    total = sum(e.get("size", 0) for e in entries if e["type"] == "file" and "hardlink" not in e)
+    return {"bytes": total, "files": sum(1 for e in entries if e["path"] != "")}
+
+
+def differences(expected, actual, limit=5):
+    """Human-readable differences between two manifests, at most limit of them."""
+    exp = {e["path"]: e for e in expected}
+    act = {e["path"]: e for e in actual}
+    out = []
+    for path in sorted(set(exp) | set(act), key=sort_key):
+        shown = path or "/"
+        if path not in act:
+            out.append("%s: missing" % shown)
+        elif path not in exp:
+            out.append("%s: unexpected" % shown)
+        elif exp[path] != act[path]:
+            fields = sorted(k for k in set(exp[path]) | set(act[path]) if exp[path].get(k) != act[path].get(k))
+            out.append("%s: %s differ" % (shown, ", ".join(fields)))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def is_empty(entries):
+    """True when the tree holds nothing but its root."""
+    return all(e["path"] == "" for e in entries)
+
+
+def hash_file(path, buf=None):
+    h = hashlib.sha256()
+    buf = buf or bytearray(BUFFER)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def entry_from_stat(path, st, ids=None, sha256=None, target=None):
+    """The entry of a path from its lstat result; ids maps host (uid, gid) to the containers' view."""
+    fmt = stat.S_IFMT(st.st_mode)
+    kind = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFIFO: "fifo",
+            stat.S_IFCHR: "char", stat.S_IFBLK: "block"}.get(fmt)
+    if kind is None:
+        return None
+    rdev = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in ("char", "block") else None
+    uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
+    return make_entry(path, kind, st.st_mode, uid, gid, size=st.st_size if kind == "file" else 0,
+                      mtime=st.st_mtime, sha256=sha256, target=target, rdev=rdev)
+
+
+def walk(root):
+    """Yield (relative path, absolute path, lstat) for root and every entry below it.
+
+    Skips the staging directory at the root; sockets are returned too, callers skip them.
+    """
+    yield "", root, os.lstat(root)
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        with os.scandir(os.path.join(root, rel) if rel else root) as it:
+            children = sorted(it, key=lambda e: e.name)
+        for child in children:
+            if not rel and child.name == STAGING:
+                continue
+            path = rel + "/" + child.name if rel else child.name
+            st = child.stat(follow_symlinks=False)
+            yield path, child.path, st
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(path)
+
+
+def from_directory(root, checksum=True, ids=None):
+    """The manifest of the tree at root, read from disk (ids: see entry_from_stat)."""
+    entries = []
+    inodes = {}
+    buf = bytearray(BUFFER)
+    for path, abspath, st in walk(root):
+        sha = target = None
+        if stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1:
+                inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
+            if checksum:
+                sha = hash_file(abspath, buf)
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.fsdecode(os.readlink(abspath))
+        entry = entry_from_stat(path, st, ids, sha, target)
+        if entry is not None:
+            entries.append(entry)
+    return link_groups(entries, inodes.values())
+
+
+def tar_path(name, prefix=""):
+    """The manifest path of a tar member name, relative to prefix (e.g. '.' or 'v')."""
+    name = name.rstrip("/")
+    if name.startswith("./"):
+        name = name[2:]
+    elif name == ".":
+        name = ""
+    if prefix and prefix != ".":
+        if name == prefix:
+            return ""
+        if name.startswith(prefix + "/"):
+            return name[len(prefix) + 1:]
+        return None
+    return name
+
+
+class TarManifest:
+    """Builds a manifest from the members of a tar stream, in the order they come."""
+
+    def __init__(self, prefix="."):
+        self.prefix = prefix
+        self.entries = {}
+        self.groups = {}
+
+    def add(self, member, sha256=None):
+        """Record one tar member; sha256 is the digest of a regular member's content."""
+        path = tar_path(member.name, self.prefix)
+        if path is None or path == STAGING or path.startswith(STAGING + "/"):
+            return
+        if member.type == tarfile.LNKTYPE:
+            target = tar_path(member.linkname, self.prefix)
+            first = self.entries.get(target)
+            if first is None:
+                return
+            entry = dict(first, path=path)
+            entry.pop("hardlink", None)
+            entry["mode"] = member.mode & 0o7777
+            self.entries[path] = entry
+            members = self.groups.get(target)
+            if members is None:
+                members = self.groups[target] = [target]
+            members.append(path)
+            self.groups[path] = members
+            return
+        kind = _TAR_TYPES.get(member.type)
+        if kind is None:
+            return
+        rdev = "%d:%d" % (member.devmajor, member.devminor) if kind in ("char", "block") else None
+        self.entries[path] = make_entry(path, kind, member.mode, member.uid, member.gid,
+                                        size=member.size if kind == "file" else 0, mtime=member.mtime, sha256=sha256,
+                                        target=member.linkname if kind == "symlink" else None, rdev=rdev)
+
+    def result(self):
+        seen = set()
+        groups = []
+        for members in self.groups.values():
+            if id(members) not in seen:
+                seen.add(id(members))
+                groups.append(members)
+        return link_groups(list(self.entries.values()), groups)
+
+
+def from_tar_stream(fileobj, prefix=".", checksum=True):
+    """The manifest of a tar archive read from a stream (no seeking)."""
+    builder = TarManifest(prefix)
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    with tarfile.open(fileobj=fileobj, mode="r|") as archive:
+        for member in archive:
+            sha = None
+            if member.isreg() and checksum:
+                h = hashlib.sha256()
+                f = archive.extractfile(member)
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+                sha = h.hexdigest()
+            builder.add(member, sha)
+    return builder.result()
+
+
+def dump(entries, **extra):
+    """The JSON document stored beside a backup: the entries and their digest."""
+    doc = dict(extra, format=1, digest=digest(entries), entries=canonical(entries))
+    return json.dumps(doc, indent=None, separators=(",", ":"), sort_keys=True)
+
+
+def load(text):
+    """Parse a manifest document written by :func:`dump`; raises ValueError when it is not one."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("format") != 1 or not isinstance(doc.get("entries"), list):
+        raise ValueError("not a persist.docker manifest (format 1)")
+    if digest(doc["entries"]) != doc.get("digest"):
+        raise ValueError("its entries do not match its digest")
+    return doc

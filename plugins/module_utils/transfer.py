@@ -1,0 +1,881 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Streaming, staged copies of a volume's tree.
+
+A *side* is one volume on one engine, reached either through its mountpoint on
+this host (:class:`LocalSide`: the engine is on a local Unix socket and the
+mountpoint is readable here) or through the Engine API (:class:`ApiSide`:
+``GET /containers/{id}/archive`` of a helper container for reading, a helper
+container running ``tar -x`` fed through its attached stdin for writing).
+Data always flows in bounded chunks; no side ever holds a volume in memory.
+
+Staging protocol on the destination, which makes every run crash-safe:
+
+1. the data goes to ``<root>/.persist-docker-staging/data`` (the visible tree
+   is left as it was);
+2. the staged tree's manifest is compared with the source's; only then
+   ``.persist-docker-staging/state`` is written as ``verified <digest>``;
+3. the old visible entries are removed, the state becomes ``moving <digest>``;
+4. the staged entries are renamed into the root, the root gets the source
+   root's owner and mode, the staging directory goes.
+
+A run killed in 1-2 leaves a staging directory without a verified state: the
+next run starts the copy again. Killed in 3-4: the next run finishes the
+step it finds in the state file. The source is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import shlex
+import shutil
+import socket
+import stat
+import tarfile
+import time
+
+from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
+from ansible_collections.persist.docker.plugins.module_utils.volumes import (
+    HELPER_LABEL,
+    HELPER_MOUNT,
+    HelperRoot,
+    LocalRoot,
+    engine_id_maps,
+    volume_root,
+)
+
+STATE = "state"
+DATA = "data"
+_ZEROS = bytes(BUFFER)
+
+try:
+    _SEEK_DATA, _SEEK_HOLE = os.SEEK_DATA, os.SEEK_HOLE
+except AttributeError:  # not Linux
+    _SEEK_DATA = _SEEK_HOLE = None
+
+
+# ---------------------------------------------------------------- pure: decisions
+
+def parse_state(text):
+    """The staging state from the state file's text: (word, digest) or ('partial', None)."""
+    if text is None:
+        return ("partial", None)
+    parts = text.split()
+    if len(parts) == 2 and parts[0] in ("verified", "moving"):
+        return (parts[0], parts[1])
+    return ("partial", None)
+
+
+def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty, mode, force):  # noqa: PLR0911
+    """What a relocation run does: (action, reason).
+
+    ``staging`` is None (no staging directory) or the parse_state() tuple;
+    ``in_sync`` whether the visible destination equals the source at the
+    verify level; ``dest_empty`` whether it holds nothing. Actions: ``none``,
+    ``copy``, ``resume`` (finish a staged copy), ``remove-source`` (move whose
+    copy is complete) and ``fail`` (reason says why).
+    """
+    if not source_exists:
+        if mode == "move" and dest_exists and staging is None:
+            return "none", "the source is gone and the destination holds the moved data"
+        return "fail", "the source volume does not exist"
+    if dest_exists and staging is not None:
+        return "resume", "the destination holds a staged copy from an interrupted run (%s)" % staging[0]
+    if dest_exists and in_sync:
+        if mode == "move":
+            return "remove-source", "the destination holds a verified copy; the source is removed"
+        return "none", "the destination holds a verified copy of the source"
+    if dest_exists and not dest_empty and not force:
+        return "fail", "the destination volume holds other data"
+    return "copy", "the destination %s" % ("does not exist" if not dest_exists else
+                                           "is empty" if dest_empty else "is replaced (force)")
+
+
+def userns_ids(uid_map, gid_map):
+    """A function mapping host (uid, gid) to the containers' view, or None without remapping."""
+    if not uid_map and not gid_map:
+        return None
+
+    def ids(uid, gid):
+        return (idmap.to_container(uid, uid_map) if uid_map else uid,
+                idmap.to_container(gid, gid_map) if gid_map else gid)
+    return ids
+
+
+def host_ids(uid_map, gid_map):
+    """A function mapping containers' (uid, gid) to host ids, or None without remapping."""
+    if not uid_map and not gid_map:
+        return None
+
+    def ids(uid, gid):
+        return (idmap.to_host(uid, uid_map) if uid_map else uid,
+                idmap.to_host(gid, gid_map) if gid_map else gid)
+    return ids
+
+
+def throughput(nbytes, seconds):
+    return int(nbytes / seconds) if seconds > 0 else 0
+
+
+# ---------------------------------------------------------------- tar streams
+
+class ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks."""
+
+    def __init__(self, chunks):
+        self._it = iter(chunks)
+        self._buf = b""
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while self._pos >= len(self._buf):
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+            self._pos = 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def rest(self):
+        """The chunks not read yet."""
+        if self._pos < len(self._buf):
+            yield self._buf[self._pos:]
+        self._buf, self._pos = b"", 0
+        yield from self._it
+
+
+class _Tee(ChunkReader):
+    """A ChunkReader that keeps what was read, for forwarding."""
+
+    def __init__(self, chunks):
+        super().__init__(chunks)
+        self.seen = []
+
+    def readinto(self, b):
+        n = super().readinto(b)
+        if n:
+            self.seen.append(bytes(b[:n]))
+        return n
+
+    def drain(self):
+        data, self.seen = b"".join(self.seen), []
+        return data
+
+
+def tee_tar(chunks, builder, checksum, counter):
+    """Forward a tar stream chunk by chunk while recording its manifest in builder."""
+    tee = _Tee(chunks)
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    archive = tarfile.open(fileobj=io.BufferedReader(tee, BUFFER), mode="r|", bufsize=BUFFER)  # noqa: SIM115
+    for member in archive:
+        sha = None
+        if member.isreg():
+            h = hashlib.sha256() if checksum else None
+            f = archive.extractfile(member)
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                if h:
+                    h.update(view[:n])
+                counter[0] += n
+                data = tee.drain()
+                if data:
+                    yield data
+            sha = h.hexdigest() if h else None
+        builder.add(member, sha)
+        data = tee.drain()
+        if data:
+            yield data
+    data = tee.drain()
+    if data:
+        yield data
+    yield from tee.rest()
+
+
+def _tar_header(info):
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def local_tar(root, entries, checksum, ids=None, counter=None):  # noqa: PLR0912,PLR0915,PLR0917
+    """Yield a tar stream of the tree at root (members './...'), appending its manifest to entries."""
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    seen = {}
+    counter = counter if counter is not None else [0]
+    groups = {}
+    for path, abspath, st in manifest.walk(root):
+        mode = st.st_mode
+        name = "./" + path if path else "."
+        info = tarfile.TarInfo(name)
+        uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
+        info.uid, info.gid, info.mode, info.mtime = uid, gid, stat.S_IMODE(mode), int(st.st_mtime)
+        info.uname = info.gname = ""
+        sha = target = None
+        if stat.S_ISREG(mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+            first = seen[(st.st_dev, st.st_ino)]
+            info.type, info.linkname = tarfile.LNKTYPE, "./" + first["path"]
+            groups[(st.st_dev, st.st_ino)].append(path)
+            entry = dict(first, path=path, mode=stat.S_IMODE(mode))
+            entry.pop("hardlink", None)
+            entries.append(entry)
+            yield _tar_header(info)
+            continue
+        if stat.S_ISREG(mode):
+            info.size = st.st_size
+            yield _tar_header(info)
+            h = hashlib.sha256() if checksum else None
+            left = st.st_size
+            with open(abspath, "rb", buffering=0) as f:
+                while left > 0:
+                    n = f.readinto(view[:min(BUFFER, left)])
+                    if not n:
+                        raise DockerError("%s shrank while it was read; stop the containers that write to the "
+                                          "volume (stop_containers: true) and run again" % abspath)
+                    if h:
+                        h.update(view[:n])
+                    left -= n
+                    counter[0] += n
+                    yield bytes(view[:n])
+            pad = -st.st_size % tarfile.BLOCKSIZE
+            if pad:
+                yield bytes(pad)
+            sha = h.hexdigest() if h else None
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+            yield _tar_header(info)
+        elif stat.S_ISLNK(mode):
+            target = os.fsdecode(os.readlink(abspath))
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            yield _tar_header(info)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+            yield _tar_header(info)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            yield _tar_header(info)
+        else:
+            continue
+        entry = manifest.entry_from_stat(path, st, ids, sha, target)
+        entries.append(entry)
+        if stat.S_ISREG(mode) and st.st_nlink > 1:
+            seen[(st.st_dev, st.st_ino)] = entry
+            groups[(st.st_dev, st.st_ino)] = [path]
+    yield bytes(tarfile.BLOCKSIZE * 2)
+    manifest.link_groups(entries, groups.values())
+
+
+# ---------------------------------------------------------------- local side
+
+class LocalSide:
+    """A volume whose root this process reads and writes directly."""
+
+    how = "local"
+
+    def __init__(self, root, name, uid_map=None, gid_map=None):
+        self.root = root
+        self.name = name
+        self.ids = userns_ids(uid_map, gid_map)
+        self.to_host = host_ids(uid_map, gid_map)
+        self.staging = os.path.join(root, STAGING)
+        self.data = os.path.join(self.staging, DATA)
+
+    def _guard(self, what):
+        return _OsErrors("volume '%s': %s" % (self.name, what))
+
+    def manifest(self, checksum):
+        with self._guard("reading %s" % self.root):
+            return manifest.from_directory(self.root, checksum, self.ids)
+
+    def staged_manifest(self, checksum):
+        with self._guard("reading the staged copy"):
+            return manifest.from_directory(self.data, checksum, self.ids)
+
+    def archive(self, checksum, entries, counter):
+        return local_tar(self.root, entries, checksum, self.ids, counter)
+
+    def state(self):
+        if not os.path.isdir(self.staging):
+            return None
+        try:
+            with open(os.path.join(self.staging, STATE)) as f:
+                return parse_state(f.read())
+        except OSError:
+            return parse_state(None)
+
+    def reset_staging(self):
+        with self._guard("resetting the staging directory"):
+            if os.path.lexists(self.staging):
+                shutil.rmtree(self.staging)
+            os.mkdir(self.staging, 0o700)
+
+    def set_state(self, word, digest):
+        with self._guard("writing the staging state"):
+            tmp = os.path.join(self.staging, STATE + ".tmp")
+            with open(tmp, "w") as f:
+                f.write("%s %s\n" % (word, digest))
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(self.staging, STATE))
+            _fsync_dir(self.staging)
+
+    def clear_root(self):
+        with self._guard("removing the old data"):
+            for name in os.listdir(self.root):
+                if name == STAGING:
+                    continue
+                path = os.path.join(self.root, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+
+    def promote(self, root_entry):
+        with self._guard("moving the verified copy into place"):
+            if os.path.isdir(self.data):
+                for name in os.listdir(self.data):
+                    os.rename(os.path.join(self.data, name), os.path.join(self.root, name))
+            uid, gid = (self.to_host or _same)(root_entry["uid"], root_entry["gid"])
+            os.lchown(self.root, uid, gid)
+            os.chmod(self.root, root_entry["mode"])
+            _fsync_dir(self.root)
+
+    def remove_staging(self):
+        with self._guard("removing the staging directory"):
+            if os.path.lexists(self.staging):
+                shutil.rmtree(self.staging)
+
+    def receive_local(self, source, checksum, counter):
+        """Copy source (a LocalSide) into the staging directory; return the source's manifest."""
+        with _OsErrors("copy of volume '%s' to '%s'" % (source.name, self.name)):
+            return copy_tree(source.root, self.data, checksum, src_ids=source.ids, dst_ids=self.to_host,
+                             counter=counter)
+
+
+def _same(uid, gid):
+    return uid, gid
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _OsErrors:
+    def __init__(self, subject):
+        self.subject = subject
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, OSError):
+            raise DockerError("%s failed: %s (%s); fix the cause and run again, the source is unchanged"
+                              % (self.subject, exc.strerror or exc, exc.filename or "")) from None
+        return False
+
+
+def copy_file(src, dst, st, *, h, buf, counter):  # noqa: PLR0912
+    """Copy one regular file, keeping holes of sparse files; hash its content into h."""
+    view = memoryview(buf)
+    size = st.st_size
+    sparse = _SEEK_DATA is not None and st.st_blocks * 512 < size
+    fin = os.open(src, os.O_RDONLY)
+    try:
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            pos = 0
+            while pos < size:
+                end = size
+                if sparse:
+                    try:
+                        data = os.lseek(fin, pos, _SEEK_DATA)
+                    except OSError as exc:
+                        if exc.errno != errno.ENXIO:
+                            raise
+                        data = size
+                    if data > pos:
+                        if h:
+                            gap = data - pos
+                            while gap > 0:
+                                h.update(_ZEROS[:min(gap, BUFFER)])
+                                gap -= min(gap, BUFFER)
+                        pos = data
+                        continue
+                    end = os.lseek(fin, pos, _SEEK_HOLE)
+                    os.lseek(fout, pos, os.SEEK_SET)
+                    os.lseek(fin, pos, os.SEEK_SET)
+                while pos < end:
+                    n = os.readv(fin, [view[:min(BUFFER, end - pos)]])
+                    if not n:
+                        raise OSError(errno.EIO, "file shrank while it was copied", src)
+                    chunk = view[:n]
+                    if h:
+                        h.update(chunk)
+                    done = 0
+                    while done < n:
+                        done += os.write(fout, chunk[done:])
+                    pos += n
+                    counter[0] += n
+            if sparse:
+                os.ftruncate(fout, size)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, counter=None):  # noqa: PLR0915
+    """Copy the tree at src_root to the new directory dst_root; return the source's manifest.
+
+    Owners are carried as the containers see them: src_ids maps the source
+    engine's host ids to that view, dst_ids maps it to the destination's.
+    """
+    counter = counter if counter is not None else [0]
+    buf = bytearray(BUFFER)
+    entries = []
+    links = {}
+    dirs = []
+
+    def owner(st):
+        ids = src_ids(st.st_uid, st.st_gid) if src_ids else (st.st_uid, st.st_gid)
+        return ids, (dst_ids(*ids) if dst_ids else ids)
+
+    for path, abspath, st in manifest.walk(src_root):
+        dst = os.path.join(dst_root, path) if path else dst_root
+        mode = st.st_mode
+        _view, (huid, hgid) = owner(st)
+        sha = target = None
+        if stat.S_ISDIR(mode):
+            os.mkdir(dst, 0o700)
+            dirs.append((dst, huid, hgid, stat.S_IMODE(mode), st.st_atime_ns, st.st_mtime_ns))
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                first_dst, first, group = links[key]
+                os.link(first_dst, dst)
+                entry = dict(first, path=path)
+                entry.pop("hardlink", None)
+                entries.append(entry)
+                group.append(path)
+                continue
+            h = hashlib.sha256() if checksum else None
+            copy_file(abspath, dst, st, h=h, buf=buf, counter=counter)
+            sha = h.hexdigest() if h else None
+            os.lchown(dst, huid, hgid)
+            os.chmod(dst, stat.S_IMODE(mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif stat.S_ISLNK(mode):
+            target = os.readlink(abspath)
+            os.symlink(target, dst)
+            target = os.fsdecode(target)
+            os.lchown(dst, huid, hgid)
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            os.mknod(dst, mode, st.st_rdev)
+            os.lchown(dst, huid, hgid)
+            os.chmod(dst, stat.S_IMODE(mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            continue
+        entry = manifest.entry_from_stat(path, st, src_ids, sha, target)
+        entries.append(entry)
+        if stat.S_ISREG(mode) and st.st_nlink > 1:
+            links[(st.st_dev, st.st_ino)] = (dst, entry, [path])
+    for dst, huid, hgid, mode, atime, mtime in reversed(dirs):
+        os.lchown(dst, huid, hgid)
+        os.chmod(dst, mode)
+        os.utime(dst, ns=(atime, mtime))
+    return manifest.link_groups(entries, [group for _d, _e, group in links.values()])
+
+
+# ---------------------------------------------------------------- Engine API side
+
+_SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
+
+
+class ApiSide:
+    """A volume reached through the Engine API and helper containers of helper_image."""
+
+    how = "api"
+
+    def __init__(self, api, name, helper_image):
+        self.api = api
+        self.name = name
+        self.helper_image = helper_image
+        self.subject = "volume '%s' (through the Engine API)" % name
+
+    def _create(self, command, stdin=False, read_only=False):
+        if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
+            raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
+                              "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
+        with api_errors(self.subject):
+            host_config = self.api.create_host_config(
+                binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none")
+            return self.api.create_container(self.helper_image, command=command, user="0:0", entrypoint=[],
+                                             stdin_open=stdin, host_config=host_config,
+                                             labels={HELPER_LABEL: "transfer"})["Id"]
+
+    def _remove(self, cid):
+        # Best effort: the engine may be gone, and that error is reported already.
+        with contextlib.suppress(Exception):
+            self.api.remove_container(cid, force=True)
+
+    def _archive(self, path):
+        """Yield the chunks of GET /containers/{id}/archive?path=path of a helper container."""
+        cid = self._create(["true"], read_only=True)
+        try:
+            with api_errors(self.subject):
+                stream, _stat = self.api.get_archive(cid, path, chunk_size=BUFFER)
+                yield from stream
+        finally:
+            self._remove(cid)
+
+    def archive(self, checksum, entries, counter):
+        builder = manifest.TarManifest(".")
+        yield from tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter)
+        entries.extend(builder.result())
+
+    def manifest(self, checksum):
+        return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
+                                        ".", checksum)
+
+    def staged_manifest(self, checksum):
+        return manifest.from_tar_stream(
+            io.BufferedReader(ChunkReader(self._archive("%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA))), BUFFER),
+            DATA, checksum)
+
+    def run(self, script):
+        return HelperRoot(self.api, self.name, self.helper_image).run(script)
+
+    def state(self):
+        out = self.run('S=%s/%s; if [ -f "$S/%s" ]; then cat "$S/%s"; elif [ -e "$S" ]; then echo partial; '
+                       'else echo none; fi' % (HELPER_MOUNT, STAGING, STATE, STATE)).strip()
+        return None if out == "none" else parse_state(out if out != "partial" else None)
+
+    def reset_staging(self):
+        self.run("set -e; rm -rf %s/%s; mkdir -m 700 %s/%s" % (HELPER_MOUNT, STAGING, HELPER_MOUNT, STAGING))
+
+    def set_state(self, word, digest):
+        self.run("set -e; cd %s/%s; echo '%s %s' > %s.tmp; sync; mv %s.tmp %s; sync"
+                 % (HELPER_MOUNT, STAGING, word, digest, STATE, STATE, STATE))
+
+    def clear_root(self):
+        self.run('set -e; cd %s; %s [ "$f" = %s ] && continue; rm -rf -- "$f"; done' % (HELPER_MOUNT, _SH_ENTRIES,
+                                                                                       STAGING))
+
+    def promote(self, root_entry):
+        self.run('set -e; if [ -d %s/%s/%s ]; then cd %s/%s/%s; %s mv -- "$f" %s/; done; fi; '
+                 'chown %d:%d %s; chmod %o %s; sync'
+                 % (HELPER_MOUNT, STAGING, DATA, HELPER_MOUNT, STAGING, DATA, _SH_ENTRIES, HELPER_MOUNT,
+                    root_entry["uid"], root_entry["gid"], HELPER_MOUNT, root_entry["mode"], HELPER_MOUNT))
+
+    def remove_staging(self):
+        self.run("rm -rf %s/%s" % (HELPER_MOUNT, STAGING))
+
+    def receive(self, chunks):
+        """Extract a tar stream (members './...') into the staging directory."""
+        target = "%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)
+        self._run_stdin("mkdir -p %s && exec tar -x -f - --numeric-owner -C %s" % (target, target), chunks, "tar")
+
+    def fix_times(self, entries):
+        """Set the mtimes tar -x leaves wrong in busybox: directories (changed by their children) and links."""
+        lines = ["cd %s/%s/%s || exit 1" % (HELPER_MOUNT, STAGING, DATA)]
+        for entry in manifest.canonical(entries):
+            if entry["path"] and entry["type"] in ("dir", "symlink"):
+                lines.append("touch -h -d @%d -- %s" % (entry["mtime"], shlex.quote(entry["path"])))
+        text = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
+        self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
+
+    def _run_stdin(self, script, chunks, what):
+        """Run script in a helper container with chunks on its stdin."""
+        cid = self._create(["sh", "-c", script], stdin=True)
+        try:
+            with api_errors(self.subject):
+                sock = self.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+                self.api.start(cid)
+            raw = getattr(sock, "_sock", sock)
+            try:
+                for chunk in chunks:
+                    raw.sendall(chunk)
+                raw.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                raise DockerError("%s: lost the connection to the Docker daemon while writing (%s); the source is "
+                                  "unchanged, run again when the engine is back" % (self.subject, exc)) from None
+            finally:
+                sock.close()
+            with api_errors(self.subject):
+                status = self.api.wait(cid).get("StatusCode", 1)
+                if status != 0:
+                    err = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace").strip()
+                    raise DockerError("%s: %s in the helper container failed with status %s: %s"
+                                      % (self.subject, what, status, err[-300:]))
+        finally:
+            self._remove(cid)
+
+
+# ---------------------------------------------------------------- choosing a side
+
+METHODS = ("auto", "local", "api")
+_ROOT_ACCESS = {"auto": "auto", "local": "host", "api": "container"}
+
+
+def open_side(api, docker_host, attrs, method, helper_image):
+    """The side of volume attrs (inspect dict): LocalSide when volumes.volume_root() says the
+    mountpoint is usable here (and method allows it), else ApiSide."""
+    root = volume_root(api, docker_host, attrs, helper_image=helper_image, root_access=_ROOT_ACCESS[method])
+    if isinstance(root, LocalRoot):
+        uid_map, gid_map, _note = engine_id_maps(api, docker_host)
+        return LocalSide(root.path, attrs["Name"], uid_map, gid_map)
+    return ApiSide(api, attrs["Name"], helper_image)
+
+
+# ---------------------------------------------------------------- the staged copy
+
+def copy_into(source, dest, checksum, counter):
+    """Copy source's tree into dest's staging directory; return the source's manifest."""
+    if isinstance(source, LocalSide) and isinstance(dest, LocalSide):
+        return dest.receive_local(source, checksum, counter)
+    entries = []
+    dest.receive(source.archive(checksum, entries, counter))
+    dest.fix_times(entries)
+    return entries
+
+
+def staged_copy(source, dest, level, state=None, checkpoint=None):
+    """Run (or finish) the staging protocol from source to dest.
+
+    Returns dict(entries, digest, bytes_copied, copied: bool). Raises
+    DockerError when the staged copy does not match the source. checkpoint,
+    when given, is called after the copy, before it is marked verified.
+    """
+    checksum = level == "checksum"
+    compare = "checksum" if checksum else "size"
+    counter = [0]
+    entries = None
+    if state is not None and state[0] in ("verified", "moving"):
+        entries = source.manifest(checksum)
+        if manifest.digest(manifest.at_level(entries, compare)) != state[1] and state[0] == "verified":
+            state = None
+    copied = False
+    if state is None or state[0] == "partial":
+        dest.reset_staging()
+        entries = copy_into(source, dest, checksum, counter)
+        copied = True
+        if level != "none":
+            staged = dest.staged_manifest(checksum)
+            if manifest.at_level(manifest.canonical(staged), compare) != \
+                    manifest.at_level(manifest.canonical(entries), compare):
+                raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
+                                  "was left unfinished and is not used; check that nothing writes to the source "
+                                  "and run again" % (source.name, dest.name,
+                                                     "; ".join(manifest.differences(
+                                                         manifest.at_level(entries, compare),
+                                                         manifest.at_level(staged, compare)))))
+        if checkpoint is not None:
+            checkpoint()
+        digest = manifest.digest(manifest.at_level(entries, compare))
+        dest.set_state("verified", digest)
+        state = ("verified", digest)
+    digest = state[1]
+    if state[0] == "verified":
+        dest.clear_root()
+        dest.set_state("moving", digest)
+    root = [e for e in entries if e["path"] == ""][0]
+    dest.promote(root)
+    dest.remove_staging()
+    return dict(entries=entries, digest=manifest.digest(entries), bytes_copied=counter[0], copied=copied)
+
+
+def timed(func, *args, **kwargs):
+    start = time.monotonic()
+    result = func(*args, **kwargs)
+    return result, time.monotonic() - start
+
+
+# ---------------------------------------------------------------- containers around a copy
+
+def stop_running(api, users, timeout=10):
+    """Stop the running containers among users; return the names stopped."""
+    stopped = []
+    for user in users:
+        if user["running"]:
+            with api_errors("container '%s'" % user["name"]):
+                api.stop(user["id"], timeout=timeout)
+            stopped.append(user["name"])
+    return stopped
+
+
+def start_again(api, names):
+    """Start the containers stopped by stop_running; return the error texts (empty when all started)."""
+    errors = []
+    for name in names:
+        try:
+            with api_errors("container '%s'" % name):
+                api.start(name)
+        except DockerError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+# ---------------------------------------------------------------- archives (backup and restore)
+
+COMPRESSIONS = ("auto", "none", "gzip", "zstd")
+
+
+def archive_files(path):
+    """The archive, its manifest and its checksum file."""
+    return path, path + ".manifest.json", path + ".sha256"
+
+
+def pick_compression(path, compression):
+    """The compression of an archive: the option, or for V(auto) the file name's suffix."""
+    if compression != "auto":
+        return compression
+    name = path.lower()
+    if name.endswith((".gz", ".tgz")):
+        return "gzip"
+    if name.endswith((".zst", ".tzst")):
+        return "zstd"
+    return "none"
+
+
+def _zstandard():
+    try:
+        import zstandard
+    except ImportError:
+        raise DockerError("zstd compression needs the Python package zstandard on the managed host; install it "
+                          "(pip install zstandard) or use compression gzip or none") from None
+    return zstandard
+
+
+def compressor(compression):
+    """An object with compress(bytes) and flush() for the compression, or None for none."""
+    if compression == "gzip":
+        import zlib
+        return zlib.compressobj(6, zlib.DEFLATED, 31)
+    if compression == "zstd":
+        return _zstandard().ZstdCompressor(level=3).compressobj()
+    return None
+
+
+def decompressed(chunks, compression):
+    """The chunks of an archive, decompressed."""
+    if compression == "gzip":
+        import zlib
+        d = zlib.decompressobj(31)
+        for chunk in chunks:
+            data = chunk
+            while data:
+                out = d.decompress(data, BUFFER)
+                if out:
+                    yield out
+                data = d.unconsumed_tail
+        tail = d.flush()
+        if tail:
+            yield tail
+    elif compression == "zstd":
+        reader = _zstandard().ZstdDecompressor().stream_reader(ChunkReader(chunks))
+        while True:
+            out = reader.read(BUFFER)
+            if not out:
+                break
+            yield out
+    else:
+        yield from chunks
+
+
+def file_chunks(path):
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(BUFFER)
+            if not chunk:
+                break
+            yield chunk
+
+
+def sha256_file(path):
+    return manifest.hash_file(path)
+
+
+def read_checksum_file(path):
+    """The hex digest in a sha256sum-style file, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            first = f.read(200).split()
+    except OSError:
+        return None
+    return first[0].lower() if first else None
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def write_archive(chunks, path, compression):
+    """Write chunks (compressed) to path via path.partial; return the archive's sha256 and size."""
+    comp = compressor(compression)
+    h = hashlib.sha256()
+    tmp = path + ".partial"
+    size = 0
+    with _OsErrors("writing %s" % path):
+        with open(tmp, "wb") as f:
+            for chunk in chunks:
+                data = comp.compress(chunk) if comp is not None else chunk
+                if data:
+                    h.update(data)
+                    f.write(data)
+                    size += len(data)
+            if comp is not None:
+                tail = comp.flush()
+                h.update(tail)
+                f.write(tail)
+                size += len(tail)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    return h.hexdigest(), size
+
+
+class ArchiveSource:
+    """A backup archive as the source of a staged copy."""
+
+    how = "archive"
+
+    def __init__(self, path, compression, doc):
+        self.path = path
+        self.name = path
+        self.compression = compression
+        self.doc = doc
+
+    def manifest(self, checksum):
+        return list(self.doc["entries"])
+
+    def archive(self, checksum, entries, counter):
+        entries.extend(self.doc["entries"])
+        for chunk in decompressed(file_chunks(self.path), self.compression):
+            counter[0] += len(chunk)
+            yield chunk

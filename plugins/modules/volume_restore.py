@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: volume_restore
+short_description: Restore a Docker volume from an archive made by volume_backup, verified
+version_added: 0.1.0
+description:
+  - Checks the archive against its V(<path>.sha256) file and reads its manifest
+    (V(<path>.manifest.json)) before anything changes, then extracts it into a staging directory of
+    the volume (creating the volume when it does not exist), compares the extracted tree with the
+    manifest and only then moves it into place.
+  - Refuses a volume that holds other data unless O(force=true), which replaces that data.
+  - Crash-safe - a run killed at any point leaves the staged data in a hidden directory
+    (V(.persist-docker-staging)) and the next run finishes or starts over.
+  - Idempotent - a volume whose content already equals the manifest reports no change.
+  - The data is written by a helper container (O(helper_image)) through the Engine API, so the
+    engine may be remote; holes of sparse files are written as zeros.
+extends_documentation_fragment:
+  - persist.docker.docker
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the archive and predicts whether a real run restores.
+  diff_mode:
+    support: full
+    description: Shows the volume's manifest digest before and after.
+  idempotent:
+    support: full
+    description: A second run reports no change.
+options:
+  volume:
+    description:
+      - Name of the volume to restore into. Created (driver C(local)) when it does not exist.
+    type: str
+    required: true
+  path:
+    description:
+      - The archive written by M(persist.docker.volume_backup), on the host the module runs on.
+    type: path
+    required: true
+  compression:
+    description:
+      - V(auto) uses the compression recorded in the manifest.
+    type: str
+    choices: [auto, none, gzip, zstd]
+    default: auto
+  force:
+    description:
+      - Replace the data of a volume that holds other data.
+    type: bool
+    default: false
+  stop_containers:
+    description:
+      - Stop the running containers that use the volume while it is restored, and start them again.
+    type: bool
+    default: true
+  helper_image:
+    description:
+      - Image of the helper containers that read and write the volume (needs C(sh) and C(tar), as
+        busybox has).
+    type: str
+    default: busybox:latest
+author:
+  - Persist Docker Maintainers (@persist)
+"""
+
+EXAMPLES = r"""
+- name: Restore the database volume from last night's backup
+  persist.docker.volume_restore:
+    volume: pgdata
+    path: /srv/backup/pgdata.tar.gz
+
+- name: Replace the content of a volume with an archive
+  persist.docker.volume_restore:
+    volume: uploads
+    path: /srv/backup/uploads.tar.zst
+    force: true
+"""
+
+RETURN = r"""
+digest:
+  description: Digest of the manifest the volume now matches.
+  returned: success
+  type: str
+  sample: sha256:6b1c...
+archive_sha256:
+  description: sha256 of the archive, as checked against the checksum file.
+  returned: success
+  type: str
+bytes:
+  description: Bytes of file content restored.
+  returned: success
+  type: int
+files:
+  description: Entries restored (files, directories, links), without the root.
+  returned: success
+  type: int
+seconds:
+  description: Time the restore took.
+  returned: success
+  type: float
+throughput:
+  description: Bytes of content per second.
+  returned: success
+  type: int
+created:
+  description: Whether the volume was created.
+  returned: success
+  type: bool
+stopped_containers:
+  description: Containers stopped for the restore and started again.
+  returned: success
+  type: list
+  elements: str
+actions:
+  description: What was done (or would be done in check mode).
+  returned: success
+  type: list
+  elements: str
+"""
+
+import os
+import time
+
+from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.volumes import (
+    DEFAULT_HELPER_IMAGE,
+    containers_using,
+    inspect_volume,
+)
+
+
+class VolumeRestoreManager:
+    def __init__(self, dm):
+        self.dm = dm
+        self.params = dm.params
+
+    def load_archive(self):
+        """Check the archive against its checksum file and return (doc, sha256, compression)."""
+        path, manifest_path, checksum_path = transfer.archive_files(self.params["path"])
+        for f, what in ((path, "archive"), (manifest_path, "manifest"), (checksum_path, "checksum file")):
+            if not os.path.isfile(f):
+                raise DockerError("the %s %s does not exist; give the path of an archive written by "
+                                  "persist.docker.volume_backup" % (what, f))
+        try:
+            with open(manifest_path) as f:
+                doc = manifest.load(f.read())
+        except (OSError, ValueError) as exc:
+            raise DockerError("the manifest %s cannot be used (%s); restore from another backup"
+                              % (manifest_path, exc)) from None
+        recorded = transfer.read_checksum_file(checksum_path)
+        actual = transfer.sha256_file(path)
+        if actual != recorded or recorded != doc.get("archive_sha256"):
+            raise DockerError("the archive %s has sha256 %s, but %s says %s: it is damaged or was changed; nothing "
+                              "was restored, use another backup" % (path, actual, checksum_path, recorded))
+        compression = self.params["compression"]
+        if compression == "auto":
+            compression = doc.get("compression") or transfer.pick_compression(path, "auto")
+        if compression == "zstd":
+            transfer._zstandard()
+        return doc, actual, compression
+
+    def run(self):
+        p = self.params
+        api = self.dm.api
+        doc, sha, compression = self.load_archive()
+        wanted = doc["entries"]
+        checksum = all("sha256" in e for e in wanted if e["type"] == "file")
+        level = "checksum" if checksum else "size"
+        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=[], created=False,
+                      seconds=0.0, throughput=0, **manifest.summary(wanted))
+        attrs = inspect_volume(api, p["volume"])
+        dest = transfer.ApiSide(api, p["volume"], p["helper_image"])
+        before = None
+        state = None
+        if attrs is not None:
+            state = dest.state()
+            if state is None:
+                current = dest.manifest(checksum)
+                before = manifest.digest(current)
+                if manifest.at_level(manifest.canonical(current), level) == \
+                        manifest.at_level(manifest.canonical(wanted), level):
+                    result["changed"] = False
+                    return self.with_diff(result, before, before)
+                if not manifest.is_empty(current) and not p["force"]:
+                    raise DockerError("volume '%s' holds other data (%s); nothing was restored. Restore into a new "
+                                      "volume, or set force: true to replace that data"
+                                      % (p["volume"], "; ".join(manifest.differences(wanted, current, 3))))
+        result["changed"] = True
+        if attrs is None:
+            result["created"] = True
+            result["actions"].append("created volume '%s'" % p["volume"])
+        result["actions"].append("restored %s into volume '%s'" % (p["path"], p["volume"]))
+        if self.dm.check_mode:
+            return self.with_diff(result, before, doc["digest"])
+        if attrs is None:
+            with api_errors("volume '%s'" % p["volume"]):
+                api.create_volume(p["volume"])
+        stopped = transfer.stop_running(api, containers_using(api, p["volume"])) if p["stop_containers"] else []
+        result["stopped_containers"] = stopped
+        try:
+            start = time.monotonic()
+            source = transfer.ArchiveSource(p["path"], compression, doc)
+            transfer.staged_copy(source, dest, level, state)
+            seconds = time.monotonic() - start
+        finally:
+            errors = transfer.start_again(api, stopped)
+        if errors:
+            raise DockerError("volume '%s' restored, but containers did not start again: %s"
+                              % (p["volume"], "; ".join(errors)))
+        result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
+        return self.with_diff(result, before, doc["digest"])
+
+    def with_diff(self, result, before, after):
+        if self.dm.diff_mode:
+            result["diff"] = dict(before={"volume": self.params["volume"], "digest": before},
+                                  after={"volume": self.params["volume"], "digest": after})
+        return result
+
+
+def main():
+    spec = dict(
+        volume=dict(type="str", required=True),
+        path=dict(type="path", required=True),
+        compression=dict(type="str", default="auto", choices=list(transfer.COMPRESSIONS)),
+        force=dict(type="bool", default=False),
+        stop_containers=dict(type="bool", default=True),
+        helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+    )
+    DockerModule(spec).run(VolumeRestoreManager)
+
+
+if __name__ == "__main__":
+    main()

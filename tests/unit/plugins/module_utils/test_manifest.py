@@ -1,0 +1,116 @@
+"""Manifests: the same tree gives the same manifest from disk and from a tar stream."""
+
+import io
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+
+
+def awkward_tree(root):
+    """Every kind of entry the transfer promises to keep."""
+    os.makedirs(os.path.join(root, "dir with space", "empty"))
+    os.makedirs(os.path.join(root, "setgid"))
+    os.chmod(os.path.join(root, "setgid"), 0o2775)
+    with open(os.path.join(root, "dir with space", "ünïcode"), "wb") as f:
+        f.write(b"x" * 3000)
+    with open(os.path.join(root, "new\nline"), "wb") as f:
+        f.write(b"line")
+    with open(os.path.join(root, "sparse"), "wb") as f:
+        f.seek(5 << 20)
+        f.write(b"end")
+    os.link(os.path.join(root, "new\nline"), os.path.join(root, "a-hardlink"))
+    os.symlink("does/not/exist", os.path.join(root, "dangling"))
+    os.symlink("dir with space", os.path.join(root, "dirlink"))
+    os.mkfifo(os.path.join(root, "fifo"))
+    os.chmod(os.path.join(root, "new\nline"), 0o4750)
+    os.utime(os.path.join(root, "sparse"), (1000000000, 1000000000))
+    os.makedirs(os.path.join(root, manifest.STAGING, "data"))
+
+
+def tar_of(root):
+    entries = []
+    data = b"".join(transfer.local_tar(root, entries, True))
+    return data, entries
+
+
+def test_directory_and_tar_agree(tmp_path):
+    awkward_tree(str(tmp_path))
+    walked = manifest.from_directory(str(tmp_path))
+    data, during = tar_of(str(tmp_path))
+    read = manifest.from_tar_stream(io.BytesIO(data))
+    assert manifest.digest(walked) == manifest.digest(during) == manifest.digest(read)
+    paths = {e["path"] for e in walked}
+    assert {"", "dir with space/empty", "new\nline", "dangling", "fifo", "sparse"} <= paths
+    assert not any(p.startswith(manifest.STAGING) for p in paths)
+    by_path = {e["path"]: e for e in walked}
+    assert by_path["new\nline"]["hardlink"] == "a-hardlink" or by_path["a-hardlink"]["hardlink"] == "new\nline"
+    assert by_path["a-hardlink"]["mode"] == 0o4750
+    assert by_path["setgid"]["mode"] == 0o2775
+    assert by_path["dangling"]["target"] == "does/not/exist"
+    assert by_path["sparse"]["mtime"] == 1000000000
+    assert "mtime" not in by_path[""]
+
+
+def test_tar_of_python_tarfile_with_prefix(tmp_path):
+    awkward_tree(str(tmp_path))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.add(str(tmp_path), arcname="data", filter=lambda i: None if manifest.STAGING in i.name else i)
+    read = manifest.from_tar_stream(io.BytesIO(buf.getvalue()), prefix="data")
+    assert manifest.digest(read) == manifest.digest(manifest.from_directory(str(tmp_path)))
+
+
+def test_copy_tree_keeps_everything(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    awkward_tree(str(src))
+    entries = transfer.copy_tree(str(src), str(dst), True)
+    assert manifest.digest(entries) == manifest.digest(manifest.from_directory(str(src)))
+    assert manifest.digest(manifest.from_directory(str(dst))) == manifest.digest(entries)
+    st = os.stat(dst / "sparse")
+    assert st.st_blocks * 512 < st.st_size
+    assert os.stat(dst / "new\nline").st_ino == os.stat(dst / "a-hardlink").st_ino
+
+
+def test_tee_forwards_every_byte(tmp_path):
+    awkward_tree(str(tmp_path))
+    data, _ = tar_of(str(tmp_path))
+    chunks = [data[i:i + 7777] for i in range(0, len(data), 7777)]
+    builder = manifest.TarManifest(".")
+    forwarded = b"".join(transfer.tee_tar(chunks, builder, True, [0]))
+    assert forwarded == data
+    assert manifest.digest(builder.result()) == manifest.digest(manifest.from_directory(str(tmp_path)))
+
+
+def test_differences_and_levels():
+    a = [manifest.make_entry("", "dir", 0o755, 0, 0),
+         manifest.make_entry("f", "file", 0o644, 1, 1, size=3, mtime=5, sha256="aa")]
+    b = [dict(a[0]), dict(a[1], sha256="bb"), manifest.make_entry("g", "dir", 0o755, 0, 0, mtime=1)]
+    assert manifest.differences(a, b) == ["f: sha256 differ", "g: unexpected"]
+    assert manifest.digest(manifest.at_level(a, "size")) == manifest.digest(manifest.at_level(b[:2], "size"))
+    assert manifest.digest(a) != manifest.digest(b[:2])
+    assert manifest.summary(a) == {"bytes": 3, "files": 1}
+    assert manifest.is_empty(a[:1]) and not manifest.is_empty(a)
+
+
+def test_dump_and_load_round_trip():
+    entries = [manifest.make_entry("", "dir", 0o755, 0, 0),
+               manifest.make_entry("nl\nü", "file", 0o644, 1, 1, size=3, mtime=5, sha256="aa")]
+    doc = manifest.load(manifest.dump(entries, volume="v"))
+    assert doc["entries"] == manifest.canonical(entries) and doc["volume"] == "v"
+    tampered = manifest.dump(entries).replace('"size":3', '"size":4')
+    with pytest.raises(ValueError, match="digest"):
+        manifest.load(tampered)
+    with pytest.raises(ValueError):
+        manifest.load('{"format": 2}')
+
+
+@pytest.mark.parametrize("name,prefix,expected", [
+    (".", ".", ""), ("./a/b", ".", "a/b"), ("./d/", ".", "d"),
+    ("data", "data", ""), ("data/x", "data", "x"), ("other/x", "data", None),
+])
+def test_tar_path(name, prefix, expected):
+    assert manifest.tar_path(name, prefix) == expected
