@@ -1,0 +1,494 @@
+#!/usr/bin/python
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: volume_relocate
+short_description: Copy or move a Docker volume's data to another volume, driver or Docker host, verified
+version_added: 0.1.0
+description:
+  - Copies the data of the volume O(source.name) to the volume O(destination.name), on the same or on
+    another engine (O(source.docker_host), O(destination.docker_host)), and for O(mode=move) removes
+    the source once the destination is verified.
+  - The destination is created when it does not exist, with O(destination.driver),
+    O(destination.driver_opts) and the source's labels (O(copy_labels)) merged with
+    O(destination.labels).
+  - Verification (O(verify=checksum)) compares a manifest of every entry - type, mode (setuid, setgid
+    and sticky bits included), numeric uid and gid as containers see them, size, mtime in seconds,
+    sha256 of the content or the link target, hard link groups - computed on both sides.
+  - Crash-safe. The source is only read. The data is staged in a hidden directory
+    (V(.persist-docker-staging)) of the destination and moved into place only after verification; a
+    run killed at any point leaves no destination that looks complete, and the next run finishes the
+    job.
+  - Idempotent. A destination that already holds a verified copy of the unchanged source reports no
+    change.
+  - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
+    files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
+    through each engine's userns-remap); otherwise the data streams through the Engine API, read by
+    C(GET /containers/{id}/archive) and written by C(tar) in a helper container. No volume is ever
+    held in memory.
+extends_documentation_fragment:
+  - persist.docker.docker
+attributes:
+  check_mode:
+    support: full
+    description: Reads both sides and predicts exactly whether a real run copies, resumes or removes.
+  diff_mode:
+    support: full
+    description: Shows the destination (existence, manifest digest) and the source before and after.
+  idempotent:
+    support: full
+    description: A second run reports no change.
+options:
+  source:
+    description:
+      - The volume to read. Connection options not given here are taken from the module's own
+        connection options (O(docker_host) and the TLS options).
+    type: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the volume.
+        type: str
+        required: true
+      docker_host:
+        description: The engine of this volume; see the module's O(docker_host).
+        type: str
+      tls:
+        description: See the module's O(tls).
+        type: bool
+      validate_certs:
+        description: See the module's O(validate_certs).
+        type: bool
+      ca_path:
+        description: See the module's O(ca_path).
+        type: path
+      client_cert:
+        description: See the module's O(client_cert).
+        type: path
+      client_key:
+        description: See the module's O(client_key).
+        type: path
+      api_version:
+        description: See the module's O(api_version).
+        type: str
+      timeout:
+        description: See the module's O(timeout).
+        type: int
+  destination:
+    description:
+      - The volume to write, with the connection options of its engine (defaults as for O(source)).
+    type: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the volume.
+        type: str
+        required: true
+      docker_host:
+        description: The engine of this volume; see the module's O(docker_host).
+        type: str
+      tls:
+        description: See the module's O(tls).
+        type: bool
+      validate_certs:
+        description: See the module's O(validate_certs).
+        type: bool
+      ca_path:
+        description: See the module's O(ca_path).
+        type: path
+      client_cert:
+        description: See the module's O(client_cert).
+        type: path
+      client_key:
+        description: See the module's O(client_key).
+        type: path
+      api_version:
+        description: See the module's O(api_version).
+        type: str
+      timeout:
+        description: See the module's O(timeout).
+        type: int
+      driver:
+        description:
+          - Volume driver of a destination the module creates. An existing destination must have this
+            driver.
+        type: str
+        default: local
+      driver_opts:
+        description: Driver options of a destination the module creates.
+        type: dict
+        default: {}
+      labels:
+        description: Labels of a destination the module creates, merged over the source's labels.
+        type: dict
+        default: {}
+  mode:
+    description:
+      - V(copy) keeps the source; V(move) removes it after the destination is verified. A move refuses
+        a source that containers use (they keep a volume from being removed); remove them first.
+    type: str
+    choices: [copy, move]
+    default: copy
+  verify:
+    description:
+      - V(checksum) compares the full manifest, content digests included; V(size) compares it without
+        the content digests; V(none) skips the comparison after the copy (the idempotence check then
+        compares sizes).
+    type: str
+    choices: [checksum, size, none]
+    default: checksum
+  stop_containers:
+    description:
+      - Stop the running containers that use the source for the copy and start them again afterwards.
+    type: bool
+    default: true
+  copy_labels:
+    description:
+      - Give a destination the module creates the labels of the source.
+    type: bool
+    default: true
+  force:
+    description:
+      - Replace the data of a destination that holds other data.
+    type: bool
+    default: false
+  method:
+    description:
+      - V(auto) copies between the mountpoints when both are usable here, else through the Engine API;
+        V(local) insists on the first, V(api) on the second.
+    type: str
+    choices: [auto, local, api]
+    default: auto
+  helper_image:
+    description:
+      - Image of the helper containers used through the Engine API (needs C(sh), C(tar) and C(touch),
+        as busybox has); it must exist on the engines involved.
+    type: str
+    default: busybox:latest
+notes:
+  - Through the Engine API, holes of sparse files are written as zeros (the content is identical).
+  - Modification times are compared in whole seconds, and the mtime of the volume root is not compared.
+author:
+  - Persist Docker Maintainers (@persist)
+"""
+
+EXAMPLES = r"""
+- name: Move the uploads volume to another Docker host
+  persist.docker.volume_relocate:
+    source:
+      name: uploads
+    destination:
+      name: uploads
+      docker_host: tcp://docker2.example.com:2376
+      validate_certs: true
+    mode: move
+
+- name: Copy a volume to an NFS-backed volume on the same engine
+  persist.docker.volume_relocate:
+    source:
+      name: pgdata
+    destination:
+      name: pgdata-nfs
+      driver_opts:
+        type: nfs
+        o: addr=10.0.0.5,rw
+        device: ":/exports/pgdata"
+"""
+
+RETURN = r"""
+action:
+  description: What the run did - V(none), V(copy), V(resume) (finished an interrupted run) or V(remove-source).
+  returned: success
+  type: str
+  sample: copy
+reason:
+  description: Why.
+  returned: success
+  type: str
+method:
+  description: V(local) (between the mountpoints) or V(api) (through the Engine API); V(null) when nothing was copied.
+  returned: success
+  type: str
+digest:
+  description: Digest of the manifest of the data (the source's, equal to the destination's after the run).
+  returned: success
+  type: str
+  sample: sha256:0f3c...
+bytes:
+  description: Bytes of file content in the source.
+  returned: success
+  type: int
+files:
+  description: Entries in the source (files, directories, links), without its root.
+  returned: success
+  type: int
+bytes_copied:
+  description: Bytes of file content copied by this run.
+  returned: success
+  type: int
+seconds:
+  description: Time the copy and its verification took.
+  returned: success
+  type: float
+throughput:
+  description: Bytes copied per second.
+  returned: success
+  type: int
+created:
+  description: Whether the destination volume was created.
+  returned: success
+  type: bool
+source_removed:
+  description: Whether the source volume was removed (O(mode=move)).
+  returned: success
+  type: bool
+stopped_containers:
+  description: Containers stopped for the copy and started again.
+  returned: success
+  type: list
+  elements: str
+actions:
+  description: What was done (or would be done in check mode).
+  returned: success
+  type: list
+  elements: str
+"""
+
+import time
+
+from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    CONNECTION_OPTIONS,
+    DockerError,
+    DockerModule,
+    api_errors,
+    connect,
+)
+from ansible_collections.persist.docker.plugins.module_utils.volumes import (
+    DEFAULT_HELPER_IMAGE,
+    container_names,
+    containers_using,
+    inspect_volume,
+    validate_volume_name,
+)
+
+
+def side_params(module_params, side):
+    """The connection options of one side: its own, else the module's."""
+    return dict((k, side[k] if side.get(k) is not None else module_params[k]) for k in CONNECTION_OPTIONS)
+
+
+def connect_side(params, what):
+    try:
+        return connect(params)
+    except DockerError as exc:
+        raise DockerError("%s engine: %s" % (what, exc)) from None
+
+
+class VolumeRelocateManager:
+    def __init__(self, dm):
+        self.dm = dm
+        self.params = dm.params
+
+    def run(self):
+        p = self.params
+        src_name = validate_volume_name(p["source"]["name"])
+        dst_name = validate_volume_name(p["destination"]["name"])
+        self.names = (src_name, dst_name)
+        src_params = side_params(p, p["source"])
+        dst_params = side_params(p, p["destination"])
+        if src_name == dst_name and src_params["docker_host"] == dst_params["docker_host"]:
+            raise DockerError("source and destination are the same volume '%s' on %s; name another volume or "
+                              "another docker_host" % (src_name, src_params["docker_host"]))
+        self.src_api = connect_side(src_params, "source")
+        self.dst_api = connect_side(dst_params, "destination")
+        self.src_host, self.dst_host = src_params["docker_host"], dst_params["docker_host"]
+        self.checksum = p["verify"] == "checksum"
+        self.compare = "checksum" if self.checksum else "size"
+
+        state = self.read_state()
+        action, reason = transfer.plan_relocation(
+            state["source_attrs"] is not None, state["dest_attrs"] is not None, staging=state["staging"],
+            in_sync=state["in_sync"], dest_empty=state["dest_entries"] is None
+            or manifest.is_empty(state["dest_entries"]), mode=p["mode"], force=p["force"])
+        if action == "fail":
+            self.refuse(state)
+        result = dict(changed=action != "none", action=action, reason=reason, method=None, created=False,
+                      source_removed=False, stopped_containers=[], actions=[], bytes_copied=0, seconds=0.0,
+                      throughput=0)
+        dst_entries = state["dest_entries"]
+        before = dict(source=state["source_attrs"] is not None, destination=state["dest_attrs"] is not None,
+                      digest=manifest.digest(dst_entries) if dst_entries is not None else None)
+        if action == "none":
+            self.summarize(result, state["source_entries"] or dst_entries)
+            return self.finish(result, before, before)
+        self.plan_actions(result, action, state)
+        if state["source_entries"] is None and state["source"] is not None and self.dm.check_mode:
+            state["source_entries"] = state["source"].manifest(self.checksum)
+        self.summarize(result, state["source_entries"] or dst_entries)
+        after = dict(source=p["mode"] == "copy", destination=True, digest=result["digest"])
+        if self.dm.check_mode:
+            return self.finish(result, before, after)
+        if action in ("copy", "resume"):
+            self.copy(result, state)
+            after["digest"] = result["digest"]
+        if result["source_removed"]:
+            with api_errors("source volume '%s' on %s" % (src_name, self.src_host)):
+                self.src_api.remove_volume(src_name)
+        return self.finish(result, before, after)
+
+    def read_state(self):
+        """Both volumes, the staging state and (when the destination is settled) both manifests."""
+        p = self.params
+        src_name, dst_name = self.names
+        src_attrs = inspect_volume(self.src_api, src_name)
+        dst_attrs = inspect_volume(self.dst_api, dst_name)
+        if dst_attrs is not None and dst_attrs.get("Driver") != p["destination"]["driver"]:
+            raise DockerError("destination volume '%s' exists with driver %s, not %s; remove it or give driver %s"
+                              % (dst_name, dst_attrs.get("Driver"), p["destination"]["driver"],
+                                 dst_attrs.get("Driver")))
+        users = containers_using(self.src_api, src_name) if src_attrs else []
+        if src_attrs and p["mode"] == "move" and users:
+            raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
+                              "those containers first, or use mode: copy" % (src_name, container_names(users)))
+        source = self.side(self.src_api, self.src_host, src_attrs) if src_attrs else None
+        dest = self.side(self.dst_api, self.dst_host, dst_attrs) if dst_attrs else None
+        staging = dest.state() if dest else None
+        src_entries = dst_entries = None
+        in_sync = False
+        if dest is not None and staging is None:
+            dst_entries = dest.manifest(self.checksum)
+            if source is not None:
+                src_entries = source.manifest(self.checksum)
+                in_sync = self.same(src_entries, dst_entries)
+        return dict(source_attrs=src_attrs, dest_attrs=dst_attrs, users=users, source=source, dest=dest,
+                    staging=staging, source_entries=src_entries, dest_entries=dst_entries, in_sync=in_sync)
+
+    def same(self, a, b):
+        return manifest.canonical(manifest.at_level(a, self.compare)) == \
+            manifest.canonical(manifest.at_level(b, self.compare))
+
+    def refuse(self, state):
+        src_name, dst_name = self.names
+        if state["source_attrs"] is None:
+            raise DockerError("source volume '%s' does not exist on %s; check the name and docker_host"
+                              % (src_name, self.src_host))
+        raise DockerError("destination volume '%s' on %s holds other data (%s); nothing was copied. Give another "
+                          "destination, or set force: true to replace that data"
+                          % (dst_name, self.dst_host, "; ".join(manifest.differences(
+                              manifest.at_level(state["source_entries"], self.compare),
+                              manifest.at_level(state["dest_entries"], self.compare), 3))))
+
+    def plan_actions(self, result, action, state):
+        src_name, dst_name = self.names
+        if state["dest_attrs"] is None:
+            result["actions"].append("created volume '%s' on %s" % (dst_name, self.dst_host))
+            result["created"] = True
+        if action in ("copy", "resume"):
+            result["actions"].append("%s volume '%s' on %s to '%s' on %s" % (
+                "copied" if action == "copy" else "finished copying", src_name, self.src_host, dst_name,
+                self.dst_host))
+        if self.params["mode"] == "move" and state["source_attrs"] is not None:
+            result["actions"].append("removed volume '%s' on %s" % (src_name, self.src_host))
+            result["source_removed"] = True
+
+    @staticmethod
+    def summarize(result, entries):
+        result["digest"] = manifest.digest(entries) if entries is not None else None
+        result.update(manifest.summary(entries) if entries is not None else dict(bytes=0, files=0))
+
+    def copy(self, result, state):
+        p = self.params
+        src_name, dst_name = self.names
+        source, dest = state["source"], state["dest"]
+        if state["dest_attrs"] is None:
+            dest = self.side(self.dst_api, self.dst_host, self.create_destination(dst_name, state["source_attrs"]))
+        if p["method"] == "local" and not (source.how == dest.how == "local"):
+            raise DockerError("method local needs both volumes' mountpoints usable here; use method auto or api")
+        if dest.how == "local" and source.how != "local":
+            dest = transfer.ApiSide(self.dst_api, dst_name, p["helper_image"])
+        result["method"] = "local" if dest.how == "local" else "api"
+        stopped = transfer.stop_running(self.src_api, state["users"]) if p["stop_containers"] else []
+        result["stopped_containers"] = stopped
+        try:
+            start = time.monotonic()
+            copied = transfer.staged_copy(source, dest, p["verify"], state["staging"],
+                                          checkpoint=self.check_destination)
+            if p["mode"] == "move" and p["verify"] != "none":
+                final = dest.manifest(self.checksum)
+                if not self.same(final, copied["entries"]):
+                    raise DockerError("volume '%s' differs from '%s' after the copy (%s); the source was kept"
+                                      % (dst_name, src_name, "; ".join(manifest.differences(
+                                          manifest.at_level(copied["entries"], self.compare),
+                                          manifest.at_level(final, self.compare)))))
+            seconds = time.monotonic() - start
+        finally:
+            errors = transfer.start_again(self.src_api, stopped)
+        if errors:
+            raise DockerError("volume '%s' copied, but containers did not start again: %s"
+                              % (src_name, "; ".join(errors)))
+        self.summarize(result, copied["entries"])
+        result.update(bytes_copied=copied["bytes_copied"], seconds=round(seconds, 3),
+                      throughput=transfer.throughput(result["bytes"], seconds))
+
+    def side(self, api, host, attrs):
+        return transfer.open_side(api, host, attrs, self.params["method"], self.params["helper_image"])
+
+    def check_destination(self):
+        """Called after the copy, before it is marked verified: the destination engine must still answer."""
+        try:
+            self.dst_api.ping()
+        except Exception as exc:  # noqa: BLE001 -- any failure here means the engine is gone
+            raise DockerError("the destination engine %s stopped answering during the copy (%s); the source is "
+                              "unchanged and the destination holds no complete copy; run again when the engine is "
+                              "back" % (self.dst_host, exc)) from None
+
+    def create_destination(self, name, src_attrs):
+        d = self.params["destination"]
+        labels = dict(src_attrs.get("Labels") or {}) if self.params["copy_labels"] else {}
+        labels.update((str(k), str(v)) for k, v in (d["labels"] or {}).items())
+        opts = dict((str(k), str(v)) for k, v in (d["driver_opts"] or {}).items())
+        with api_errors("destination volume '%s' on %s" % (name, self.dst_host)):
+            self.dst_api.create_volume(name, driver=d["driver"], driver_opts=opts or None, labels=labels or None)
+        return inspect_volume(self.dst_api, name)
+
+    def finish(self, result, before, after):
+        if self.dm.diff_mode:
+            result["diff"] = dict(before=before, after=after)
+        return result
+
+
+def main():
+    connection = dict(
+        name=dict(type="str", required=True),
+        docker_host=dict(type="str"),
+        tls=dict(type="bool"),
+        validate_certs=dict(type="bool"),
+        ca_path=dict(type="path"),
+        client_cert=dict(type="path"),
+        client_key=dict(type="path", no_log=False),
+        api_version=dict(type="str"),
+        timeout=dict(type="int"),
+    )
+    destination = dict(connection, driver=dict(type="str", default="local"),
+                       driver_opts=dict(type="dict", default={}), labels=dict(type="dict", default={}))
+    spec = dict(
+        source=dict(type="dict", required=True, options=connection),
+        destination=dict(type="dict", required=True, options=destination),
+        mode=dict(type="str", default="copy", choices=["copy", "move"]),
+        verify=dict(type="str", default="checksum", choices=["checksum", "size", "none"]),
+        stop_containers=dict(type="bool", default=True),
+        copy_labels=dict(type="bool", default=True),
+        force=dict(type="bool", default=False),
+        method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
+        helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+    )
+    DockerModule(spec).run(VolumeRelocateManager)
+
+
+if __name__ == "__main__":
+    main()
