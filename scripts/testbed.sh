@@ -6,6 +6,9 @@
 #
 #   scripts/testbed.sh            install, start engines, build images
 #   scripts/testbed.sh engines    only start the engines
+#   scripts/testbed.sh images HOST [busybox|registry ...]
+#                                 build the test images (default: both) on the
+#                                 engine at HOST, e.g. a test's scratch engine
 set -euo pipefail
 
 ENGINE_B_SOCK=/run/docker-b.sock
@@ -157,8 +160,21 @@ main() {
         build_registry "$h"
       done
       ;;
+    images)
+      [ -n "${2:-}" ] || { echo "usage: $0 images HOST [busybox|registry ...]" >&2; exit 2; }
+      local host=$2 image
+      shift 2
+      [ $# -gt 0 ] || set -- busybox registry
+      for image in "$@"; do
+        case "$image" in
+          busybox) build_busybox "$host" ;;
+          registry) build_registry "$host" ;;
+          *) echo "testbed: unknown image $image (busybox or registry)" >&2; exit 2 ;;
+        esac
+      done
+      ;;
     *)
-      echo "usage: $0 [all|engines]" >&2
+      echo "usage: $0 [all|engines|images HOST [busybox|registry ...]]" >&2
       exit 2
       ;;
   esac

@@ -487,8 +487,11 @@ class LocalRoot:
         with self._guard("ownership"):
             if not os.path.lexists(self.path):
                 if check_mode:
-                    return dict(chown=1 if (uid is not None or gid is not None) else 0,
-                                chmod=1 if mode is not None else 0)
+                    umask = os.umask(0o022)
+                    os.umask(umask)
+                    new = [(self.path, os.geteuid(), os.getegid(), 0o777 & ~umask)]
+                    count, chmod = ownership_counts(new, uid, gid, mode)
+                    return dict(chown=count, chmod=1 if chmod else 0)
                 os.makedirs(self.path)
             entries = [(p, st.st_uid, st.st_gid, stat_module.S_IMODE(st.st_mode)) for p, st in self._entries(recursive)]
             count, chmod = ownership_counts(entries, uid, gid, mode)

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# A scratch Docker engine with --userns-remap=default, for the data_ownership
+# integration test. It has its own socket, data root, exec root, pid file and
+# bridge (never --bridge=none, which would delete engine A's docker0), and gets
+# busybox:latest built by scripts/testbed.sh.
+#
+#   userns-engine.sh start   start it (idempotent), print its socket URL
+#   userns-engine.sh stop    stop it and remove its data, bridge and socket
+set -euo pipefail
+
+NAME=pd-userns
+SOCK=/run/$NAME.sock
+HOST=unix://$SOCK
+DATA=/var/lib/$NAME
+EXEC=/run/$NAME
+PIDFILE=/run/$NAME.pid
+BRIDGE=pd-userns0
+LOG=/var/log/dockerd-$NAME.log
+
+answering() { docker -H "$HOST" info >/dev/null 2>&1; }
+
+testbed() {  # scripts/testbed.sh of the collection this file is in
+  local dir
+  dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  while [ "$dir" != / ]; do
+    [ -x "$dir/scripts/testbed.sh" ] && { echo "$dir/scripts/testbed.sh"; return 0; }
+    dir=$(dirname "$dir")
+  done
+  echo "userns-engine: scripts/testbed.sh not found above $(dirname "${BASH_SOURCE[0]}")" >&2
+  return 1
+}
+
+start() {
+  if ! answering; then
+    rm -f "$PIDFILE"
+    if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+      ip link add "$BRIDGE" type bridge
+      ip addr add 172.31.253.1/24 dev "$BRIDGE"
+      ip link set "$BRIDGE" up
+    fi
+    setsid nohup /usr/sbin/dockerd -H "$HOST" --data-root "$DATA" --exec-root "$EXEC" --pidfile "$PIDFILE" \
+      --bridge="$BRIDGE" --iptables=false --userns-remap=default >"$LOG" 2>&1 </dev/null &
+    for _ in $(seq 1 240); do
+      answering && break
+      sleep 0.25
+    done
+    answering || { echo "userns-engine: the engine did not answer within 60 s; see $LOG" >&2; exit 1; }
+  fi
+  local script
+  script=$(testbed)
+  "$script" images "$HOST" busybox >&2
+  echo "$HOST"
+}
+
+stop() {
+  if [ -f "$PIDFILE" ]; then
+    local pid
+    pid=$(cat "$PIDFILE")
+    docker -H "$HOST" ps -aq 2>/dev/null | xargs -r docker -H "$HOST" rm -f >/dev/null 2>&1 || true
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 120); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.25
+    done
+  fi
+  for _ in $(seq 1 40); do  # the engine's own containerd goes down after it
+    pgrep -f -- "$EXEC/" >/dev/null || break
+    sleep 0.25
+  done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link delete "$BRIDGE"
+  fi
+  rm -rf "$DATA" "$EXEC" "$SOCK" "$PIDFILE"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
