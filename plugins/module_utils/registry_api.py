@@ -91,13 +91,14 @@ def manifest_summary(manifest, media_type, digest):
         for entry in entries:
             platform = entry.get("platform") or {}
             platforms.append("%s/%s" % (platform.get("os"), platform.get("architecture")))
-        return dict(digest=digest, media_type=media_type, config_digest=None,
+        return dict(digest=digest, media_type=media_type, config_digest=None, config_size=0,
                     layers=[], size=sum(int(m.get("size") or 0) for m in entries), platforms=platforms)
     config = manifest.get("config") or {}
     layers = [dict(digest=layer.get("digest"), size=int(layer.get("size") or 0))
               for layer in manifest.get("layers") or []]
-    return dict(digest=digest, media_type=media_type, config_digest=config.get("digest"),
-                layers=layers, size=int(config.get("size") or 0) + sum(layer["size"] for layer in layers))
+    config_size = int(config.get("size") or 0)
+    return dict(digest=digest, media_type=media_type, config_digest=config.get("digest"), config_size=config_size,
+                layers=layers, size=config_size + sum(layer["size"] for layer in layers))
 
 
 class RegistryClient:
@@ -279,3 +280,36 @@ def _errors_text(response):
         return "; ".join("%s %s" % (e.get("code", ""), e.get("message", "")) for e in errors) or response.text[:200]
     except ValueError:
         return response.text[:200]
+
+
+def image_matches(local_image, remote, registry, repository):
+    """Whether a local image (inspect) is the image a remote manifest summary describes.
+
+    True when the registry's manifest points at the local image's config (its id), or when the
+    engine recorded that very manifest digest for this repository (RepoDigests).
+    """
+    if not local_image or not remote:
+        return False
+    if remote.get("config_digest") and remote["config_digest"] == local_image.get("Id"):
+        return True
+    wanted = "%s/%s@%s" % (registry, repository, remote.get("digest"))
+    return wanted in (local_image.get("RepoDigests") or [])
+
+
+def stream_error(messages):
+    """The first error in a push or pull progress stream, and the final digest ('aux' record)."""
+    error = digest = None
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("error") and error is None:
+            error = message["error"].strip()
+        aux = message.get("aux") or {}
+        if aux.get("Digest"):
+            digest = aux["Digest"]
+        status = message.get("status") or ""
+        if status.startswith("Digest: "):
+            digest = status[len("Digest: "):].strip()
+        elif "digest: sha256:" in status:
+            digest = status.split("digest: ", 1)[1].split()[0]
+    return error, digest

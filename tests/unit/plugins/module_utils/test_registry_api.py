@@ -1,0 +1,92 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+import pytest
+
+from ansible_collections.persist.docker.plugins.module_utils import registry_api as ra
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+
+
+@pytest.mark.parametrize("reference,expected", [
+    ("localhost:5000/busybox", ("localhost:5000", "busybox", "latest")),
+    ("localhost/busybox:1.2", ("localhost", "busybox", "1.2")),
+    ("reg.example.com:5000/team/app:v2", ("reg.example.com:5000", "team/app", "v2")),
+    ("reg.example.com/a/b/c", ("reg.example.com", "a/b/c", "latest")),
+])
+def test_split_image_reference(reference, expected):
+    assert ra.split_image_reference(reference) == expected
+
+
+@pytest.mark.parametrize("reference,message", [
+    ("busybox", "does not name a registry"),
+    ("team/app:1", "does not name a registry"),
+    ("localhost:5000/Busy", "invalid repository"),
+    ("localhost:5000/app@sha256:abc", "holds a digest"),
+    ("localhost:5000/app:-x", "invalid tag"),
+])
+def test_split_image_reference_errors(reference, message):
+    with pytest.raises(DockerError, match=message):
+        ra.split_image_reference(reference)
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("localhost:5000", (None, "localhost:5000")),
+    ("https://reg.example.com:5000/", ("https", "reg.example.com:5000")),
+    ("http://127.0.0.1:5110", ("http", "127.0.0.1:5110")),
+    ("reg", (None, "reg")),
+])
+def test_parse_registry_url(url, expected):
+    assert ra.parse_registry_url(url) == expected
+
+
+def test_parse_registry_url_rejects_paths():
+    with pytest.raises(DockerError, match="is not host"):
+        ra.parse_registry_url("https://reg/v2/")
+
+
+@pytest.mark.parametrize("host,loopback", [
+    ("localhost:5000", True), ("127.0.0.1", True), ("127.1.2.3:80", True), ("[::1]:5000", True),
+    ("reg.example.com:5000", False), ("10.0.0.1:5000", False), ("localhost.example.com", False),
+])
+def test_is_loopback(host, loopback):
+    assert ra.is_loopback(host) is loopback
+
+
+def test_manifest_summary_schema2():
+    manifest = {"schemaVersion": 2, "config": {"digest": "sha256:c", "size": 100},
+                "layers": [{"digest": "sha256:l1", "size": 1000}, {"digest": "sha256:l2", "size": 24}]}
+    summary = ra.manifest_summary(manifest, ra.MANIFEST_TYPES[0], "sha256:m")
+    assert summary["size"] == 1124 and summary["config_digest"] == "sha256:c" and summary["config_size"] == 100
+    assert summary["layers"] == [{"digest": "sha256:l1", "size": 1000}, {"digest": "sha256:l2", "size": 24}]
+
+
+def test_manifest_summary_list():
+    manifest = {"manifests": [{"size": 500, "platform": {"os": "linux", "architecture": "amd64"}},
+                              {"size": 400, "platform": {"os": "linux", "architecture": "arm64"}}]}
+    summary = ra.manifest_summary(manifest, ra.LIST_TYPES[0], "sha256:m")
+    assert summary["size"] == 900 and summary["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert summary["config_digest"] is None
+
+
+@pytest.mark.parametrize("local,remote,expected", [
+    ({"Id": "sha256:c", "RepoDigests": []}, {"config_digest": "sha256:c", "digest": "sha256:m"}, True),
+    ({"Id": "sha256:x", "RepoDigests": ["h:1/r@sha256:m"]}, {"config_digest": None, "digest": "sha256:m"}, True),
+    ({"Id": "sha256:x", "RepoDigests": ["h:1/other@sha256:m"]}, {"config_digest": "sha256:c", "digest": "sha256:m"},
+     False),
+    (None, {"config_digest": "sha256:c", "digest": "sha256:m"}, False),
+    ({"Id": "sha256:c"}, None, False),
+])
+def test_image_matches(local, remote, expected):
+    assert ra.image_matches(local, remote, "h:1", "r") is expected
+
+
+def test_stream_error_and_digest():
+    push = [{"status": "Pushing"}, {"status": "1: digest: sha256:abc size: 527"},
+            {"aux": {"Tag": "1", "Digest": "sha256:abc", "Size": 527}}]
+    assert ra.stream_error(push) == (None, "sha256:abc")
+    pull = [{"status": "Pulling from x"}, {"status": "Digest: sha256:def"}, {"status": "Status: Downloaded"}]
+    assert ra.stream_error(pull) == (None, "sha256:def")
+    failed = [{"status": "Preparing"}, {"error": "unauthorized: authentication required\n", "errorDetail": {}},
+              {"error": "later"}]
+    assert ra.stream_error(failed) == ("unauthorized: authentication required", None)
