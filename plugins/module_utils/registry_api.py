@@ -170,7 +170,7 @@ class RegistryClient:
             raise DockerError("registry %s: %s failed: %s" % (self.host, what, _short(exc))) from None
         if allow_missing and response.status_code == 404:
             return None
-        if response.status_code == 401:
+        if response.status_code == 401 and 401 not in ok:
             raise DockerError("registry %s: %s was refused with 401 Unauthorized; %s"
                               % (self.host, what, "check username and password" if self.username
                                  else "the registry needs a username and password"))

@@ -170,17 +170,23 @@ class RegistryImageManager:
             raise DockerError("image '%s' is not on the Docker engine; build, pull or commit it before pushing"
                               % source)
         target = get_or_none("image '%s'" % self.full, self.api.inspect_image, self.full)
+        tagged = False
         if target is None or target["Id"] != local["Id"]:
             self.actions.append("tagged %s as %s" % (source, self.full))
             if not self.dm.check_mode:
                 with api_errors("image '%s'" % source):
                     self.api.tag(local["Id"], "%s/%s" % (self.host, self.repository), self.tag)
+                tagged = True
         up_to_date = image_matches(local, remote, self.host, self.repository)
         digest = remote["digest"] if remote and up_to_date else None
         if p["force"] or not up_to_date:
             self.actions.append("pushed %s" % self.full)
             if not self.dm.check_mode:
-                digest = self.transfer("push")
+                try:
+                    digest = self.transfer("push")
+                except DockerError:
+                    self.untag(tagged, target)
+                    raise
         result = dict(image=dict(name=self.full, id=local["Id"]), digest=digest,
                       size=remote["size"] if remote and up_to_date else None)
         if self.dm.diff_mode:
@@ -209,6 +215,16 @@ class RegistryImageManager:
             result["diff"] = dict(before=dict(local_image_id=local["Id"] if local else None),
                                   after=dict(local_image_id=image_id))
         return result
+
+    def untag(self, tagged, previous):
+        """After a failed push, put the name back where it pointed before this run."""
+        if not tagged:
+            return
+        with api_errors("image '%s'" % self.full):
+            if previous is None:
+                self.api.remove_image(self.full, noprune=True)
+            else:
+                self.api.tag(previous["Id"], "%s/%s" % (self.host, self.repository), self.tag)
 
     def transfer(self, verb):
         name = "%s/%s" % (self.host, self.repository)
