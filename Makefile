@@ -9,7 +9,7 @@ COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup testbed venv collection demo test lint sanity unit integration bench changelog build clean
+.PHONY: help setup testbed venv collection demo test lint sanity unit integration molecule bench changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ collection: ## make this checkout importable as persist.docker
 demo: setup ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
-test: setup lint sanity unit integration ## everything CI runs
+test: setup lint sanity unit integration molecule ## everything CI runs
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check .
@@ -48,6 +48,9 @@ unit: venv collection ## pytest, no Docker needed
 
 integration: setup ## ansible-test integration against the real engines
 	scripts/integration.sh $(TARGETS)
+
+molecule: setup ## the roles' Molecule scenarios (converge, idempotence, verify) on this host
+	scripts/molecule.sh $(SCENARIOS)
 
 bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
 	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" || exit 1; fi; done

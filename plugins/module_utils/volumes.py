@@ -306,10 +306,11 @@ def removal_refusal(name, verb, users, usage, force):
                 "remove containers)" % (verb, name, "s" if len(users) > 1 else "", container_names(users), held,
                                         "them" if len(users) > 1 else "it"))
     if usage and usage.get("entries") and not force:
-        return ("refusing to %s volume '%s': it holds %s in %d file%s (%d entries); that data would be lost. "
+        return ("refusing to %s volume '%s': it holds %s in %d file%s (%d entr%s); that data would be lost. "
                 "Back it up or move it first, or set force: true to %s it anyway"
                 % (verb, name, human_size(usage.get("size", 0)), usage.get("files", 0),
-                   "" if usage.get("files") == 1 else "s", usage["entries"], verb))
+                   "" if usage.get("files") == 1 else "s", usage["entries"],
+                   "y" if usage["entries"] == 1 else "ies", verb))
     return None
 
 
@@ -613,8 +614,7 @@ class HelperRoot:
 def _usable_locally(docker_host, path, root_access):
     if root_access == "container":
         return False
-    usable = is_local_engine(docker_host) and os.geteuid() == 0 and bool(path) and (
-        os.path.isdir(path) or os.path.isdir(os.path.dirname(path.rstrip("/")) or "/"))
+    usable = is_local_engine(docker_host) and os.geteuid() == 0 and os.path.isabs(path or "")
     if root_access == "host" and not usable:
         raise DockerError("root_access is host but %s is not a directory this module can change as root on a local "
                           "engine; use root_access: auto or container" % path)
