@@ -1,0 +1,363 @@
+#!/usr/bin/python
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: registry_gc
+short_description: Delete old tags from a registry and collect its garbage
+version_added: 0.1.0
+description:
+  - Deletes the tags a retention rule selects (keep the newest O(keep) of the tags that match O(match))
+    through the registry API, then runs the registry's garbage collector (C(registry garbage-collect))
+    inside the registry container while the registry is in read-only maintenance mode, and puts it back
+    in its normal mode afterwards. Pulls keep working meanwhile; pushes are refused for those seconds.
+  - The registry must have been deployed by M(persist.docker.registry) with
+    O(persist.docker.registry#module:delete_enabled=true) and persistent storage (not V(inmemory)).
+  - Reports the bytes reclaimed, measured on the storage directory or volume when the engine is local,
+    and the freed blobs.
+  - Newest means the C(created) date of the image config; tags that share a manifest with a kept tag
+    are kept (a manifest is deleted only when all its tags go).
+extends_documentation_fragment:
+  - persist.docker.docker
+  - persist.docker.registry_client
+attributes:
+  check_mode:
+    support: full
+    description: A dry run that lists the tags and manifests that would go and the blobs the collector
+      would free (from the manifests and a dry run of the collector).
+  diff_mode:
+    support: full
+    description: Shows the tags of each repository before and after.
+  idempotent:
+    support: full
+    description: A second run finds nothing to delete and nothing to collect and reports no change.
+options:
+  name:
+    description: Name of the registry container.
+    type: str
+    required: true
+  registry_url:
+    description:
+      - How to reach the registry API, V(host:port) or a URL. Default is V(localhost:<port>) with the port
+        the container publishes (or listens on, with the host network).
+    type: str
+  repositories:
+    description: Repositories to apply the retention rule to. Default is every repository of the catalog.
+    type: list
+    elements: str
+  keep:
+    description:
+      - Keep the newest this many matching tags of each repository and delete the other matching tags.
+      - When not set, every tag that matches O(match) is deleted; when neither O(keep) nor O(match) is set,
+        no tag is deleted and only the garbage collector runs.
+    type: int
+  match:
+    description: Regular expression (Python C(re.search)); only tags that match are subject to the rule.
+    type: str
+  delete_untagged:
+    description: Let the collector also delete manifests that no tag points at (C(--delete-untagged)).
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait for the registry after each restart.
+    type: int
+    default: 60
+author:
+  - Persist Docker Maintainers (@persist)
+"""
+
+EXAMPLES = r"""
+- name: Keep the newest five release tags of every repository and reclaim the space
+  persist.docker.registry_gc:
+    name: registry
+    keep: 5
+    match: '^v?[0-9]+\.'
+
+- name: Show what would go
+  persist.docker.registry_gc:
+    name: registry
+    repositories: [team/app]
+    keep: 3
+  check_mode: true
+  register: would_go
+"""
+
+RETURN = r"""
+deleted_tags:
+  description: The tags deleted (or that would be, in check mode), as V(repository:tag).
+  returned: success
+  type: list
+  elements: str
+  sample: ["team/app:1.0", "team/app:1.1"]
+deleted_manifests:
+  description: The manifests deleted, as V(repository@digest).
+  returned: success
+  type: list
+  elements: str
+kept_tags:
+  description: The tags kept, as V(repository:tag).
+  returned: success
+  type: list
+  elements: str
+freed_blobs:
+  description: Digests of the blobs the collector deleted (in check mode, the ones it would delete).
+  returned: success
+  type: list
+  elements: str
+bytes_reclaimed:
+  description:
+    - Bytes the storage shrank by, measured on the storage directory or volume; in check mode and for
+      remote storage, the sum of the known sizes of RV(freed_blobs).
+  returned: success
+  type: int
+bytes_measured:
+  description: Whether RV(bytes_reclaimed) was measured on the storage (V(false) means estimated).
+  returned: success
+  type: bool
+actions:
+  description: What was done (or would be done in check mode).
+  returned: success
+  type: list
+  elements: str
+"""
+
+import json
+
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerError,
+    DockerModule,
+    api_errors,
+    get_or_none,
+)
+from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
+    REGISTRY_CLIENT_SPEC,
+    RegistryClient,
+    wait_until_up,
+)
+from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
+    CONFIG_FILE,
+    CONFIG_JSON,
+    STORAGE_LABEL,
+    to_yaml,
+)
+from ansible_collections.persist.docker.plugins.module_utils.registry_container import (
+    is_local,
+    put_files,
+    read_file,
+    tree_size,
+)
+from ansible_collections.persist.docker.plugins.module_utils.registry_gc import (
+    blob_sizes,
+    compile_pattern,
+    parse_gc_output,
+    plan_retention,
+    predict_freed_blobs,
+    readonly_config,
+)
+
+BLOBS = "docker/registry/v2/blobs"
+
+
+class RegistryGcManager:
+    def __init__(self, dm):
+        self.dm = dm
+        self.params = dm.params
+        self.name = dm.params["name"]
+        self.actions = []
+
+    @property
+    def api(self):
+        return self.dm.api
+
+    def inspect_registry(self):
+        """The registry container and the config this collection rendered for it; DockerError otherwise."""
+        container = get_or_none("container '%s'" % self.name, self.api.inspect_container, self.name)
+        if container is None:
+            raise DockerError("registry container '%s' not found; deploy it with persist.docker.registry first"
+                              % self.name)
+        config = json.loads((read_file(self.api, container["Id"], CONFIG_JSON) or b"{}").decode("utf-8"))
+        if not config:
+            raise DockerError("container '%s' was not deployed by persist.docker.registry (no %s); "
+                              "redeploy it with that module" % (self.name, CONFIG_JSON))
+        storage = config.get("storage") or {}
+        if "inmemory" in storage:
+            raise DockerError("registry '%s' keeps its images in memory; the garbage collector runs as a separate "
+                              "process and cannot see them" % self.name)
+        if not (container.get("State") or {}).get("Running"):
+            raise DockerError("registry '%s' is not running; start it first (persist.docker.registry)" % self.name)
+        return container, config
+
+    def run(self):
+        p = self.params
+        if p["keep"] is not None and p["keep"] < 0:
+            raise DockerError("keep must be 0 or more, got %s" % p["keep"])
+        pattern = compile_pattern(p["match"])
+        container, config = self.inspect_registry()
+        storage = config.get("storage") or {}
+
+        client = self.client(container, config)
+        plan = self.plan(client, pattern)
+        if plan["digests"] and not (storage.get("delete") or {}).get("enabled"):
+            raise DockerError("registry '%s' does not allow deletes; deploy it with delete_enabled: true"
+                              % self.name)
+        eligible_now = self.dry_run(container["Id"])
+        predicted = predict_freed_blobs(plan["deleted_manifests"], plan["remaining_manifests"], eligible_now)
+        sizes = blob_sizes(plan["deleted_manifests"] + plan["remaining_manifests"])
+        for tag in plan["tags"]:
+            self.actions.append("deleted tag %s" % tag)
+        if predicted or plan["digests"]:
+            self.actions.append("ran the garbage collector with %s in read-only mode" % self.name)
+
+        result = dict(deleted_tags=plan["tags"], deleted_manifests=plan["manifest_names"], kept_tags=plan["kept"],
+                      freed_blobs=predicted, bytes_reclaimed=sum(sizes.get(b, 0) for b in predicted),
+                      bytes_measured=False)
+        if not self.dm.check_mode and self.actions:
+            root = self.storage_root(container)
+            before = tree_size(root)[0] if root else None
+            for repository, digest in plan["digests"]:
+                client.delete_manifest(repository, digest)
+            freed = self.collect(container, config, client)
+            result["freed_blobs"] = freed
+            if root:
+                result.update(bytes_reclaimed=max(before - tree_size(root)[0], 0), bytes_measured=True)
+            else:
+                result["bytes_reclaimed"] = sum(sizes.get(b, 0) for b in freed)
+        result.update(changed=bool(self.actions), actions=self.actions)
+        if self.dm.diff_mode:
+            result["diff"] = dict(before="\n".join(sorted(plan["kept"] + plan["tags"])) + "\n",
+                                  after="\n".join(plan["kept"]) + "\n")
+        return result
+
+    def client(self, container, config):
+        p = self.params
+        url = p["registry_url"]
+        if not url:
+            url = "localhost:%s" % published_port(container, config)
+            if (config.get("http") or {}).get("tls") and p["registry_scheme"] == "auto":
+                url = "https://" + url
+        return RegistryClient(url, username=p["username"], password=p["password"], ca_path=p["registry_ca_path"],
+                              validate_certs=p["registry_validate_certs"], scheme=p["registry_scheme"])
+
+    def plan(self, client, pattern):
+        p = self.params
+        repositories = p["repositories"] if p["repositories"] is not None else client.catalog()
+        every = p["repositories"] is None
+        tags_out, kept_out, shared_out, digests, deleted, remaining, names = [], [], [], [], [], [], []
+        for repository in (repositories if every else sorted(set(repositories) | set(client.catalog()))):
+            manifests = {}
+            tags = []
+            for tag in client.tags(repository):
+                manifest = client.manifest(repository, tag)
+                if manifest is None:
+                    continue
+                manifests[manifest["digest"]] = manifest
+                created = self.created(client, repository, manifest)
+                tags.append(dict(tag=tag, digest=manifest["digest"], created=created))
+            if repository in repositories:
+                decision = plan_retention(tags, p["keep"], pattern)
+            else:
+                decision = plan_retention(tags, None, None)
+            tags_out.extend("%s:%s" % (repository, t) for t in decision["delete"])
+            kept_out.extend("%s:%s" % (repository, t) for t in decision["keep"] if t not in decision["shared"])
+            shared_out.extend("%s:%s" % (repository, t) for t in decision["shared"])
+            for digest, manifest in manifests.items():
+                if digest in decision["digests"]:
+                    deleted.append(manifest)
+                    digests.append((repository, digest))
+                    names.append("%s@%s" % (repository, digest))
+                else:
+                    remaining.append(manifest)
+        return dict(tags=tags_out, kept=sorted(kept_out + shared_out), shared=shared_out, digests=digests,
+                    manifest_names=names, deleted_manifests=deleted, remaining_manifests=remaining)
+
+    def created(self, client, repository, manifest):
+        if not manifest.get("config_digest"):
+            return None
+        config = client.blob_json(repository, manifest["config_digest"]) or {}
+        return config.get("created")
+
+    def gc_command(self, dry_run):
+        command = ["/bin/registry", "garbage-collect"]
+        if dry_run:
+            command.append("--dry-run")
+        if self.params["delete_untagged"]:
+            command.append("--delete-untagged")
+        return command + [CONFIG_FILE]
+
+    def exec_in(self, container_id, command):
+        with api_errors("container '%s' (%s)" % (self.name, " ".join(command[:2]))):
+            exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)
+            output = self.api.exec_start(exec_id).decode("utf-8", "replace")
+            code = self.api.exec_inspect(exec_id).get("ExitCode")
+        if code != 0:
+            tail = " | ".join(line for line in output.strip().splitlines()[-3:])
+            raise DockerError("registry '%s': %s failed (exit code %s): %s"
+                              % (self.name, " ".join(command[:2]), code, tail))
+        return output
+
+    def dry_run(self, container_id):
+        return parse_gc_output(self.exec_in(container_id, self.gc_command(True)))[0]
+
+    def collect(self, container, config, client):
+        """Read-only mode, the collector, normal mode again (also when the collector fails)."""
+        container_id = container["Id"]
+        original = read_file(self.api, container_id, CONFIG_FILE)
+        put_files(self.api, container_id, "/etc/docker/registry",
+                  {"config.yml": to_yaml(readonly_config(config)).encode("utf-8")})
+        try:
+            self.restart(container_id, client)
+            output = self.exec_in(container_id, self.gc_command(False))
+        finally:
+            put_files(self.api, container_id, "/etc/docker/registry", {"config.yml": original})
+            self.restart(container_id, client)
+        return parse_gc_output(output)[0]
+
+    def restart(self, container_id, client):
+        with api_errors("container '%s'" % self.name):
+            self.api.restart(container_id, timeout=10)
+        wait_until_up(client, self.params["wait_timeout"])
+
+    def storage_root(self, container):
+        """The storage directory on this host, when the engine is local and the storage is a mount."""
+        if not is_local(self.dm.host):
+            return None
+        label = ((container.get("Config") or {}).get("Labels") or {}).get(STORAGE_LABEL) or ""
+        kind, _sep, source = label.partition(":")
+        if kind == "bind":
+            return "%s/%s" % (source, BLOBS)
+        if kind == "volume":
+            volume = get_or_none("volume '%s'" % source, self.api.inspect_volume, source)
+            if volume and volume.get("Mountpoint"):
+                return "%s/%s" % (volume["Mountpoint"], BLOBS)
+        return None
+
+
+def published_port(container, config):
+    """The host port of the registry: its published 5000/tcp, or the port of http.addr on the host network."""
+    bindings = ((container.get("HostConfig") or {}).get("PortBindings") or {}).get("5000/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return binding["HostPort"]
+    addr = (config.get("http") or {}).get("addr") or ":5000"
+    return addr.rsplit(":", 1)[-1]
+
+
+def main():
+    spec = dict(
+        name=dict(type="str", required=True),
+        registry_url=dict(type="str"),
+        repositories=dict(type="list", elements="str"),
+        keep=dict(type="int"),
+        match=dict(type="str"),
+        delete_untagged=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=60),
+    )
+    spec.update(REGISTRY_CLIENT_SPEC)
+    DockerModule(spec).run(RegistryGcManager)
+
+
+if __name__ == "__main__":
+    main()
