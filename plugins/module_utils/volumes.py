@@ -300,8 +300,8 @@ def removal_refusal(name, verb, users, usage, force):
     if users:
         held = ""
         if usage and usage.get("entries"):
-            held = " and holds %s in %d file%s" % (human_size(usage.get("size", 0)), usage.get("files", 0),
-                                                  "" if usage.get("files") == 1 else "s")
+            held = " and holds %s in %d file%s" % (
+                human_size(usage.get("size", 0)), usage.get("files", 0), "" if usage.get("files") == 1 else "s")
         return ("refusing to %s volume '%s': it is used by container%s %s%s; remove %s first (force does not "
                 "remove containers)" % (verb, name, "s" if len(users) > 1 else "", container_names(users), held,
                                         "them" if len(users) > 1 else "it"))
@@ -466,7 +466,7 @@ class LocalRoot:
             if not os.path.isdir(self.path):
                 return False
             with os.scandir(self.path) as found:
-                return any(True for _ in found)
+                return next(iter(found), None) is not None
 
     def usage(self):
         """{'size': bytes of regular files, 'files': regular files, 'entries': all entries below the root}."""

@@ -100,7 +100,7 @@ seealso:
   - plugin: persist.docker.userns_host_id
     plugin_type: filter
 author:
-  - persist.docker contributors
+  - Persist Docker Maintainers (@persist)
 """
 
 EXAMPLES = r"""

@@ -224,7 +224,7 @@ seealso:
   - module: persist.docker.volume_info
   - module: persist.docker.data_ownership
 author:
-  - persist.docker contributors
+  - Persist Docker Maintainers (@persist)
 """
 
 EXAMPLES = r"""
@@ -520,8 +520,8 @@ class VolumeManager:
             lost = plan["usage"]
             note = (" (deleting %s in %d files)" % (vu.human_size(lost["size"]), lost["files"])
                     if lost and lost.get("entries") else "")
-            self.actions.append("%s volume %s%s" % ("removed" if action == "remove" else "removed (to recreate)",
-                                                     name, note))
+            verb = "removed" if action == "remove" else "removed (to recreate)"
+            self.actions.append("%s volume %s%s" % (verb, name, note))
             if not check:
                 with api_errors("volume '%s'" % name):
                     self.api.remove_volume(name)

@@ -62,7 +62,7 @@ options:
 seealso:
   - module: persist.docker.volume
 author:
-  - persist.docker contributors
+  - Persist Docker Maintainers (@persist)
 """
 
 EXAMPLES = r"""

@@ -163,8 +163,8 @@ def test_driver_drift_and_always():
     assert v.plan_volume(current(), w) == ("recreate", [])
 
 
-USERS = [dict(name="web", id="1", running=True, state="running"), dict(name="old", id="2", running=False,
-                                                                        state="exited")]
+USERS = [dict(name="web", id="1", running=True, state="running"),
+         dict(name="old", id="2", running=False, state="exited")]
 
 
 def test_refusal_names_the_containers_even_with_force():
