@@ -201,6 +201,7 @@ actions:
 """
 
 import grp
+import os
 import pwd
 
 from ansible_collections.persist.docker.plugins.module_utils import ownership
@@ -222,6 +223,8 @@ class DataOwnershipManager:
         mode = vu.parse_mode(p["mode"])
         if p["volume"] is not None:
             vu.validate_volume_name(p["volume"])
+        if p["path"] is not None and not os.path.isabs(p["path"]):
+            raise DockerError("path %r is not absolute; give the full host path" % p["path"])
         owner = vu.parse_id(p["owner"], "owner")
         group = vu.parse_id(p["group"], "group")
         uid, gid, resolved_from = self.resolve(owner, group)
