@@ -9,7 +9,7 @@ COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup testbed venv collection demo test lint sanity unit integration molecule bench changelog build clean
+.PHONY: help setup testbed venv collection demo test lint sanity unit integration molecule collection-test docs bench changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ collection: ## make this checkout importable as persist.docker
 demo: setup ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
-test: setup lint sanity unit integration molecule ## everything CI runs
+test: setup lint sanity unit integration molecule collection-test ## everything CI runs
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check .
@@ -57,6 +57,12 @@ bench: setup ## benchmarks (not tests): figures as ratios against the plain tool
 
 changelog: venv ## render CHANGELOG.md from the fragments
 	$(BIN)/antsibull-changelog release
+
+collection-test: setup ## build the tarball, install it into a clean directory, run ansible-doc, the demo, ansible-builder
+	scripts/collection-test.sh
+
+docs: venv ## render docs/modules and docs/roles from the specs (make unit fails when they are stale)
+	$(BIN)/python scripts/docs.py
 
 build: venv ## ansible-galaxy collection build
 	$(BIN)/ansible-galaxy collection build --force
