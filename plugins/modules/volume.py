@@ -33,7 +33,8 @@ attributes:
     description: Predicts exactly what a real run creates, removes, recreates and changes.
   diff_mode:
     support: full
-    description: Shows the driver, options, labels and ownership of each volume before and after.
+    description: Shows the driver, options, labels and ownership of each volume before and after. Drift
+      that is kept (O(recreate=never)) shows as the difference, although nothing changes.
   idempotent:
     support: full
     description: A second run with the same options reports no change.
@@ -573,8 +574,13 @@ class VolumeManager:
         w = plan["wanted"]
         if w["state"] == "absent":
             return {"exists": False}
-        if plan["action"] in ("none", "keep-drift"):
+        if plan["action"] == "none":
             result = self.describe(plan["current"], plan.get("root_before"))
+        elif plan["action"] == "keep-drift":
+            # Nothing changes, but the diff reports the drift: after is the wanted state.
+            result = self.describe(plan["current"], plan.get("root_before"))
+            for d in plan["drift"]:
+                result[d["field"]] = (dict(result["labels"], **d["after"]) if d["field"] == "labels" else d["after"])
         else:
             labels = dict(w["labels"] or {})
             result = {"exists": True, "driver": w["driver"], "driver_opts": w["driver_opts"] or {}, "labels": labels}
