@@ -14,6 +14,8 @@ description:
     the containers that use each one (running or not), and the owner, group and mode of its root.
   - Size and file count are read only when asked for with O(usage), because that walks all the
     data.
+  - When listing all volumes, the roots of NFS, tmpfs and plugin volumes are not read (that would
+    mount each one in a helper container); ask for such a volume by O(name).
   - On an engine with C(userns-remap), owner and group are the ids containers see.
   - The root is read through its mountpoint when the engine is local and the module runs as root,
     otherwise through a short-lived helper container; see O(root_access).
@@ -221,6 +223,11 @@ class VolumeInfoManager:
             mode=None,
         )
         if not (self.params["ownership"] or self.params["usage"]):
+            return item
+        if self.params["name"] is None and item["kind"] in ("nfs", "tmpfs", "other"):
+            # Reading the root mounts the volume in a helper container; a dead NFS server would hang the listing.
+            item["root_error"] = ("not read when listing all volumes: a %s volume is mounted only in containers; "
+                                  "ask for it by name" % item["kind"])
             return item
         try:
             root = vu.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
