@@ -115,10 +115,8 @@ class RegistryClient:
         self.password = password
         self.timeout = timeout
         self.session = requests.Session()
-        if ca_path:
-            self.session.verify = ca_path
-        elif not validate_certs:
-            self.session.verify = False
+        # passed with every request: a session-level setting loses against REQUESTS_CA_BUNDLE
+        self.verify = ca_path if ca_path else bool(validate_certs)
         self._token = None
 
     # -- transport ------------------------------------------------------------------------------
@@ -131,7 +129,8 @@ class RegistryClient:
         if self._token:
             headers["Authorization"] = "Bearer %s" % self._token
         auth = (self.username, self.password) if self.username and not self._token else None
-        return self.session.request(method, url, headers=headers, auth=auth, timeout=self.timeout, **kwargs)
+        return self.session.request(method, url, headers=headers, auth=auth, timeout=self.timeout, verify=self.verify,
+                                    **kwargs)
 
     def _resolve_scheme(self):
         """auto: https, and plain http only for a loopback registry that does not speak TLS."""
@@ -141,7 +140,7 @@ class RegistryClient:
             self.scheme = "https"
             return
         try:
-            self.session.get("https://%s/v2/" % self.host, timeout=self.timeout)
+            self.session.get("https://%s/v2/" % self.host, timeout=self.timeout, verify=self.verify)
             self.scheme = "https"
         except SSLError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
@@ -191,7 +190,7 @@ class RegistryClient:
             return False
         params = {k: v for k, v in fields.items() if k in ("service", "scope")}
         auth = (self.username, self.password) if self.username else None
-        answer = self.session.get(fields["realm"], params=params, auth=auth, timeout=self.timeout)
+        answer = self.session.get(fields["realm"], params=params, auth=auth, timeout=self.timeout, verify=self.verify)
         if answer.status_code != 200:
             return False
         body = answer.json()
