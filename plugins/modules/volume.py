@@ -58,8 +58,9 @@ options:
   driver_opts:
     description:
       - Options of the volume driver, as C(docker volume create --opt). Not compared when omitted.
+      - The alias O(driver_options) is the name community.docker.docker_volume uses.
     type: dict
-    aliases: [options]
+    aliases: [driver_options]
   labels:
     description:
       - Labels of the volume. Labels the volume has beyond these are not drift. Not compared when
@@ -646,7 +647,7 @@ def main():
         name=dict(type="str", aliases=["volume_name"]),
         state=dict(type="str", choices=["present", "absent"]),
         driver=dict(type="str"),
-        driver_opts=dict(type="dict", aliases=["options"]),
+        driver_opts=dict(type="dict", aliases=["driver_options"]),
         labels=dict(type="dict"),
         bind=dict(type="str"),
         nfs=dict(type="dict", options=nfs_spec()),
