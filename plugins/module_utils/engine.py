@@ -343,16 +343,19 @@ def _inside(path, parent):
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def plan_data_root(current, wanted, target_kind, target_entries):
+def plan_data_root(current, wanted, target_kind, target_entries, blocker=None):
     """Whether the data has to move from ``current`` to ``wanted``; raises on a target that is unsafe.
 
     target_kind: 'missing', 'dir' or 'other' (a file, a socket...); target_entries: the names in
-    the target directory.
+    the target directory; blocker: for a missing target, a path above it that is not a directory.
     """
     if not wanted:
         return dict(current=current, wanted=current, move=False)
     if target_kind == "other":
         raise DockerError("data-root %s exists and is not a directory; remove it or choose another path" % wanted)
+    if blocker:
+        raise DockerError("data-root %s cannot be created: %s is not a directory; choose another path"
+                          % (wanted, blocker))
     if current == wanted:
         return dict(current=current, wanted=wanted, move=False)
     if _inside(wanted, current) or _inside(current, wanted):

@@ -231,11 +231,16 @@ def read_text(path):
 
 
 def path_kind(path):
-    if not os.path.lexists(path):
-        return "missing", []
-    if os.path.isdir(path) and not os.path.islink(path):
-        return "dir", os.listdir(path)
-    return "other", []
+    """('dir', names in it), ('other', []) for a file, or ('missing', []); and, for a missing
+    path, the nearest existing path above it when that is not a directory (it could not be created)."""
+    if os.path.isdir(path):
+        return "dir", os.listdir(path), None
+    if os.path.lexists(path):
+        return "other", [], None
+    parent = os.path.dirname(path)
+    while parent != os.path.dirname(parent) and not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    return "missing", [], (None if os.path.isdir(parent) else parent)
 
 
 class EngineConfigManager:
@@ -282,8 +287,8 @@ class EngineConfigManager:
         file_root = current.get("data-root") or DEFAULT_DATA_ROOT
         current_root = engine["data_root"] if engine["reachable"] else os.path.normpath(file_root)
         wanted_root = settings.get("data-root")
-        kind, entries = path_kind(wanted_root) if wanted_root else ("missing", [])
-        data_root = plan_data_root(current_root, wanted_root, kind, entries)
+        kind, entries, blocker = path_kind(wanted_root) if wanted_root else ("missing", [], None)
+        data_root = plan_data_root(current_root, wanted_root, kind, entries, blocker)
         data_root["source_exists"] = os.path.isdir(data_root["current"])
 
         subids = None

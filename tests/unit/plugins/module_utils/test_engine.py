@@ -184,3 +184,8 @@ def test_data_root_plans():
 def test_unsafe_data_root_targets_are_refused(current, wanted, kind, entries, fragment):
     with pytest.raises(DockerError, match=fragment):
         plan_data_root(current, wanted, kind, entries)
+
+
+def test_a_data_root_below_a_file_is_refused():
+    with pytest.raises(DockerError, match="data-root /srv/f/docker cannot be created: /srv/f is not a directory"):
+        plan_data_root("/var/lib/docker", "/srv/f/docker", "missing", [], "/srv/f")

@@ -67,10 +67,11 @@ def test_data_root_move_is_reported_from_the_file_when_no_engine_answers(capsys,
     ({"log-opts": {"max-size": "10m", "max-fiel": "3"}}, "log-opts 'max-fiel' not supported by log driver 'json-file'"),
     ({"data-root": "FILE"}, "exists and is not a directory"),
     ({"live-restore": "on"}, "'live-restore' must be a boolean"),
+    ({"data-root": "FILE/below"}, "cannot be created"),
 ])
 def test_bad_input_fails_and_changes_nothing(capsys, files, settings, fragment):
-    if settings.get("data-root") == "FILE":
-        settings = {"data-root": files["path"]}
+    if settings.get("data-root", "").startswith("FILE"):
+        settings = {"data-root": settings["data-root"].replace("FILE", files["path"])}
     before = read(files["path"])
     result = run_module(capsys, **args_for(files, **settings))
     assert result["failed"] is True
