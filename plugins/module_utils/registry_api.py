@@ -133,22 +133,23 @@ class RegistryClient:
                                     **kwargs)
 
     def _resolve_scheme(self):
-        """auto: https, and plain http only for a loopback registry that does not speak TLS."""
+        """auto: https, and plain http only for a loopback registry that does not speak TLS.
+
+        A loopback registry is asked over plain HTTP first (cheaper than a failed TLS handshake);
+        a TLS server answers that with 400 "Client sent an HTTP request to an HTTPS server".
+        """
         if self.scheme:
             return
         if not is_loopback(self.host):
             self.scheme = "https"
             return
+        self.scheme = "http"
         try:
-            self.session.get("https://%s/v2/" % self.host, timeout=self.timeout, verify=self.verify)
+            answer = self.session.get("http://%s/v2/" % self.host, timeout=self.timeout)
+        except RequestException:
+            return
+        if answer.status_code == 400 and b"HTTPS" in answer.content:
             self.scheme = "https"
-        except SSLError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
-                self.scheme = "https"
-            else:
-                self.scheme = "http"
-        except RequestsConnectionError:
-            self.scheme = "http"
 
     def request(self, method, path, headers=None, ok=(200,), allow_missing=False, **kwargs):
         """Send one request; answer the auth challenge once; map failures to DockerError."""
