@@ -360,8 +360,21 @@ class LocalSide:
             if os.path.lexists(self.staging):
                 shutil.rmtree(self.staging)
 
+    def finish(self, state, root_entry):
+        """Steps 2-4 of the staging protocol from state ('verified'/'moving', digest) on."""
+        word, digest = state
+        if word == "new":
+            self.set_state("verified", digest)
+            word = "verified"
+        if word == "verified":
+            self.clear_root()
+            self.set_state("moving", digest)
+        self.promote(root_entry)
+        self.remove_staging()
+
     def receive_local(self, source, checksum, counter):
-        """Copy source (a LocalSide) into the staging directory; return the source's manifest."""
+        """Copy source (a LocalSide) into a new staging directory; return the source's manifest."""
+        self.reset_staging()
         with _OsErrors("copy of volume '%s' to '%s'" % (source.name, self.name)):
             return copy_tree(source.root, self.data, checksum, src_ids=source.ids, dst_ids=self.to_host,
                              counter=counter)
@@ -517,11 +530,11 @@ class ApiSide:
 
     how = "api"
 
-    def __init__(self, api, name, helper_image):
+    def __init__(self, api, name, helper_image, host=None):
         self.api = api
         self.name = name
         self.helper_image = helper_image
-        self.subject = "volume '%s' (through the Engine API)" % name
+        self.subject = "volume '%s' on %s (through the Engine API)" % (name, host or "the engine")
 
     def _create(self, command, stdin=False, read_only=False):
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
@@ -571,30 +584,30 @@ class ApiSide:
                        'else echo none; fi' % (HELPER_MOUNT, STAGING, STATE, STATE)).strip()
         return None if out == "none" else parse_state(out if out != "partial" else None)
 
-    def reset_staging(self):
-        self.run("set -e; rm -rf %s/%s; mkdir -m 700 %s/%s" % (HELPER_MOUNT, STAGING, HELPER_MOUNT, STAGING))
-
-    def set_state(self, word, digest):
-        self.run("set -e; cd %s/%s; echo '%s %s' > %s.tmp; sync; mv %s.tmp %s; sync"
-                 % (HELPER_MOUNT, STAGING, word, digest, STATE, STATE, STATE))
-
-    def clear_root(self):
-        self.run('set -e; cd %s; %s [ "$f" = %s ] && continue; rm -rf -- "$f"; done' % (HELPER_MOUNT, _SH_ENTRIES,
-                                                                                       STAGING))
-
-    def promote(self, root_entry):
-        self.run('set -e; if [ -d %s/%s/%s ]; then cd %s/%s/%s; %s mv -- "$f" %s/; done; fi; '
-                 'chown %d:%d %s; chmod %o %s; sync'
-                 % (HELPER_MOUNT, STAGING, DATA, HELPER_MOUNT, STAGING, DATA, _SH_ENTRIES, HELPER_MOUNT,
-                    root_entry["uid"], root_entry["gid"], HELPER_MOUNT, root_entry["mode"], HELPER_MOUNT))
-
-    def remove_staging(self):
-        self.run("rm -rf %s/%s" % (HELPER_MOUNT, STAGING))
+    def finish(self, state, root_entry):
+        """Steps 2-4 of the staging protocol in one helper container, in the same order as LocalSide."""
+        word, digest = state
+        lines = ["set -e", "S=%s/%s" % (HELPER_MOUNT, STAGING)]
+        put_state = 'echo "%s %s" > "$S/%s.tmp"; sync; mv "$S/%s.tmp" "$S/%s"; sync'
+        if word == "new":
+            lines.append(put_state % ("verified", digest, STATE, STATE, STATE))
+        if word in ("new", "verified"):
+            lines.append('cd %s; %s [ "$f" = %s ] && continue; rm -rf -- "$f"; done'
+                         % (HELPER_MOUNT, _SH_ENTRIES, STAGING))
+            lines.append(put_state % ("moving", digest, STATE, STATE, STATE))
+        lines.append('if [ -d "$S/%s" ]; then cd "$S/%s"; %s mv -- "$f" %s/; done; fi'
+                     % (DATA, DATA, _SH_ENTRIES, HELPER_MOUNT))
+        lines.append("chown %d:%d %s; chmod %o %s; sync" % (root_entry["uid"], root_entry["gid"], HELPER_MOUNT,
+                                                              root_entry["mode"], HELPER_MOUNT))
+        lines.append('cd /; rm -rf "$S"')
+        self.run("\n".join(lines))
 
     def receive(self, chunks):
         """Extract a tar stream (members './...') into the staging directory."""
-        target = "%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)
-        self._run_stdin("mkdir -p %s && exec tar -x -f - --numeric-owner -C %s" % (target, target), chunks, "tar")
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        data = "%s/%s" % (staging, DATA)
+        self._run_stdin("rm -rf %s && mkdir -m 700 %s && mkdir %s && exec tar -x -f - --numeric-owner -C %s"
+                        % (staging, staging, data, data), chunks, "tar")
 
     def fix_times(self, entries):
         """Set the mtimes tar -x leaves wrong in busybox: directories (changed by their children) and links."""
@@ -618,8 +631,8 @@ class ApiSide:
                     raw.sendall(chunk)
                 raw.shutdown(socket.SHUT_WR)
             except OSError as exc:
-                raise DockerError("%s: lost the connection to the Docker daemon while writing (%s); the source is "
-                                  "unchanged, run again when the engine is back" % (self.subject, exc)) from None
+                raise DockerError("%s: lost the connection to the Docker daemon while writing (%s)"
+                                  % (self.subject, exc)) from None
             finally:
                 sock.close()
             with api_errors(self.subject):
@@ -630,6 +643,19 @@ class ApiSide:
                                       % (self.subject, what, status, err[-300:]))
         finally:
             self._remove(cid)
+
+
+def stale_helpers(api, volume):
+    """Ids of transfer helper containers left on volume by a run that was killed."""
+    with api_errors("helper containers of volume '%s'" % volume):
+        found = api.containers(all=True, filters={"label": HELPER_LABEL, "volume": volume})
+    return [c["Id"] for c in found]
+
+
+def remove_helpers(api, ids):
+    for cid in ids:
+        with api_errors("helper container %s" % cid[:12]):
+            api.remove_container(cid, force=True)
 
 
 # ---------------------------------------------------------------- choosing a side
@@ -645,7 +671,7 @@ def open_side(api, docker_host, attrs, method, helper_image):
     if isinstance(root, LocalRoot):
         uid_map, gid_map, _note = engine_id_maps(api, docker_host)
         return LocalSide(root.path, attrs["Name"], uid_map, gid_map)
-    return ApiSide(api, attrs["Name"], helper_image)
+    return ApiSide(api, attrs["Name"], helper_image, docker_host)
 
 
 # ---------------------------------------------------------------- the staged copy
@@ -677,7 +703,6 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
             state = None
     copied = False
     if state is None or state[0] == "partial":
-        dest.reset_staging()
         entries = copy_into(source, dest, checksum, counter)
         copied = True
         if level != "none":
@@ -692,16 +717,9 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
                                                          manifest.at_level(staged, compare)))))
         if checkpoint is not None:
             checkpoint()
-        digest = manifest.digest(manifest.at_level(entries, compare))
-        dest.set_state("verified", digest)
-        state = ("verified", digest)
-    digest = state[1]
-    if state[0] == "verified":
-        dest.clear_root()
-        dest.set_state("moving", digest)
+        state = ("new", manifest.digest(manifest.at_level(entries, compare)))
     root = [e for e in entries if e["path"] == ""][0]
-    dest.promote(root)
-    dest.remove_staging()
+    dest.finish(state, root)
     return dict(entries=entries, digest=manifest.digest(entries), bytes_copied=counter[0], copied=copied)
 
 

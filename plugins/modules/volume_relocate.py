@@ -351,7 +351,13 @@ class VolumeRelocateManager:
             raise DockerError("destination volume '%s' exists with driver %s, not %s; remove it or give driver %s"
                               % (dst_name, dst_attrs.get("Driver"), p["destination"]["driver"],
                                  dst_attrs.get("Driver")))
-        users = containers_using(self.src_api, src_name) if src_attrs else []
+        stale = []
+        for api, name, attrs in ((self.src_api, src_name, src_attrs), (self.dst_api, dst_name, dst_attrs)):
+            ids = transfer.stale_helpers(api, name) if attrs else []
+            stale.extend(ids)
+            if not self.dm.check_mode:
+                transfer.remove_helpers(api, ids)
+        users = [u for u in containers_using(self.src_api, src_name) if u["id"] not in stale] if src_attrs else []
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
                               "those containers first, or use mode: copy" % (src_name, container_names(users)))
@@ -410,14 +416,19 @@ class VolumeRelocateManager:
         if p["method"] == "local" and not (source.how == dest.how == "local"):
             raise DockerError("method local needs both volumes' mountpoints usable here; use method auto or api")
         if dest.how == "local" and source.how != "local":
-            dest = transfer.ApiSide(self.dst_api, dst_name, p["helper_image"])
+            dest = transfer.ApiSide(self.dst_api, dst_name, p["helper_image"], self.dst_host)
         result["method"] = "local" if dest.how == "local" else "api"
         stopped = transfer.stop_running(self.src_api, state["users"]) if p["stop_containers"] else []
         result["stopped_containers"] = stopped
         try:
             start = time.monotonic()
-            copied = transfer.staged_copy(source, dest, p["verify"], state["staging"],
-                                          checkpoint=self.check_destination)
+            try:
+                copied = transfer.staged_copy(source, dest, p["verify"], state["staging"],
+                                              checkpoint=self.check_destination)
+            except DockerError as exc:
+                raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
+                                  "the destination holds no complete copy and the next run finishes the job"
+                                  % (src_name, dst_name, self.dst_host, str(exc).rstrip("."))) from None
             if p["mode"] == "move" and p["verify"] != "none":
                 final = dest.manifest(self.checksum)
                 if not self.same(final, copied["entries"]):
@@ -443,9 +454,7 @@ class VolumeRelocateManager:
         try:
             self.dst_api.ping()
         except Exception as exc:  # noqa: BLE001 -- any failure here means the engine is gone
-            raise DockerError("the destination engine %s stopped answering during the copy (%s); the source is "
-                              "unchanged and the destination holds no complete copy; run again when the engine is "
-                              "back" % (self.dst_host, exc)) from None
+            raise DockerError("the destination engine stopped answering during the copy (%s)" % exc) from None
 
     def create_destination(self, name, src_attrs):
         d = self.params["destination"]

@@ -176,10 +176,13 @@ class VolumeRestoreManager:
         result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=[], created=False,
                       seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
-        dest = transfer.ApiSide(api, p["volume"], p["helper_image"])
+        dest = transfer.ApiSide(api, p["volume"], p["helper_image"], self.dm.host)
         before = None
         state = None
         if attrs is not None:
+            stale = transfer.stale_helpers(api, p["volume"])
+            if not self.dm.check_mode:
+                transfer.remove_helpers(api, stale)
             state = dest.state()
             if state is None:
                 current = dest.manifest(checksum)
