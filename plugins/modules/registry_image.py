@@ -237,7 +237,8 @@ class RegistryImageManager:
             error, digest = stream_error(stream)
         if error:
             hint = ("check username and password" if "unauthorized" in error or "authentication" in error
-                    else "check that the engine trusts the registry (certs.d) and that it accepts pushes")
+                    else "check that the engine trusts the registry (certs.d) and that the registry accepts pushes "
+                    "(not read-only, not a pull-through cache)")
             raise DockerError("%s failed: %s; %s" % (subject, error, hint))
         return digest
 
