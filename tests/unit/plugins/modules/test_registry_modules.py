@@ -1,0 +1,68 @@
+"""The registry modules reject bad input before they talk to a daemon or a registry."""
+
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.persist.docker.plugins.modules import registry, registry_gc, registry_image, registry_info
+
+NO_DAEMON = "unix:///nonexistent/docker.sock"
+
+
+def run_module(capsys, module, **args):
+    args.setdefault("docker_host", NO_DAEMON)
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (dict(storage="s3", s3=dict(region="eu-west-1")), "storage s3 needs s3.bucket"),
+    (dict(storage="nfs"), "value of storage must be one of"),
+    (dict(server_cert="/etc/hostname"), "TLS needs both server_cert and server_key"),
+    (dict(storage_path="/etc/hostname"), "storage_path /etc/hostname exists and is not a directory"),
+    (dict(storage="inmemory", storage_volume="v"), "only apply to storage filesystem"),
+    (dict(users=[dict(username="a:b", password="Secret-Pw-1")]), "contains ':'"),
+    (dict(proxy=dict(remote_url="registry.example.com")), "must be an http:// or https:// URL"),
+])
+def test_registry_bad_input_fails_before_connecting(capsys, args, fragment):
+    result = run_module(capsys, registry, **args)
+    assert result["failed"] is True
+    assert fragment in result["msg"]
+    assert "cannot reach" not in result["msg"]
+    assert "Secret-Pw-1" not in json.dumps(result)
+
+
+def test_registry_unreachable_daemon(capsys):
+    result = run_module(capsys, registry, storage="inmemory")
+    assert result["msg"].startswith("cannot reach the Docker daemon at %s" % NO_DAEMON)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (dict(name="busybox"), "does not name a registry"),
+    (dict(name="localhost:5000/Bad"), "invalid repository"),
+])
+def test_registry_image_bad_name(capsys, args, fragment):
+    result = run_module(capsys, registry_image, **args)
+    assert result["failed"] is True and fragment in result["msg"]
+
+
+def test_registry_image_unreachable_registry(capsys):
+    result = run_module(capsys, registry_image, name="localhost:1/app:1", password="Secret-Pw-2", username="u")
+    assert result["msg"].startswith("cannot reach the registry at http://localhost:1")
+    assert "Secret-Pw-2" not in json.dumps(result)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (dict(match="(["), "is not a valid regular expression"),
+    (dict(keep=-1), "keep must be 0 or more"),
+])
+def test_registry_gc_bad_rule(capsys, args, fragment):
+    result = run_module(capsys, registry_gc, name="registry", **args)
+    assert result["failed"] is True and fragment in result["msg"]
+
+
+def test_registry_info_bad_page_size_and_url(capsys):
+    assert "page_size must be at least 1" in run_module(capsys, registry_info, registry_url="x:1", page_size=0)["msg"]
+    assert "is not host[:port]" in run_module(capsys, registry_info, registry_url="https://x/v2/")["msg"]
