@@ -13,7 +13,8 @@ description:
   - Deletes the tags a retention rule selects (keep the newest O(keep) of the tags that match O(match))
     through the registry API, then runs the registry's garbage collector (C(registry garbage-collect))
     inside the registry container while the registry is in read-only maintenance mode, and puts it back
-    in its normal mode afterwards. Pulls keep working meanwhile; pushes are refused for those seconds.
+    in its normal mode afterwards. Pulls keep working while the collector runs (the registry restarts
+    twice, for about a second each); pushes are refused until it is back in normal mode.
   - The registry must have been deployed by M(persist.docker.registry) with
     O(persist.docker.registry#module:delete_enabled=true) and persistent storage (not V(inmemory)).
   - Reports the bytes reclaimed, measured on the storage directory or volume when the engine is local,
