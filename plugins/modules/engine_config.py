@@ -193,6 +193,11 @@ engine:
     version:
       description: Its version.
       type: str
+backup_file:
+  description: The copy of the file made before it was changed.
+  returned: when O(backup=true) and the file was changed
+  type: str
+  sample: /etc/docker/daemon.json.12345.2024-06-01@12:00:00~
 actions:
   description: What was done (or would be done in check mode).
   returned: success
@@ -250,6 +255,7 @@ class EngineConfigManager:
         self.actions = []
         self.diffs = []
         self.writes = []
+        self.backup_file = None
 
     def engine(self):
         if not self.params["query_engine"]:
@@ -319,6 +325,8 @@ class EngineConfigManager:
         )
         if subids is not None:
             result["subids"] = subids
+        if self.backup_file:
+            result["backup_file"] = self.backup_file
         if self.dm.diff_mode:
             result["diff"] = self.diffs
         return result
@@ -358,7 +366,7 @@ class EngineConfigManager:
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o755)
             if backup and os.path.exists(path):
-                module.backup_local(path)
+                self.backup_file = module.backup_local(path)
             tmp = os.path.join(directory, ".%s.persist-docker.tmp" % os.path.basename(path))
             with open(tmp, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -94,3 +94,11 @@ def test_no_settings_changes_nothing_even_without_a_file(capsys, tmp_path):
     result = run_module(capsys, path=str(path))
     assert result["changed"] is False
     assert not path.exists()
+
+
+def test_backup_keeps_the_previous_file(capsys, files):
+    before = read(files["path"])
+    result = run_module(capsys, backup=True, **args_for(files, debug=False))
+    assert result["changed"] is True
+    assert read(result["backup_file"]) == before
+    assert json.loads(read(files["path"]))["debug"] is False
