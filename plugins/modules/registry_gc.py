@@ -19,6 +19,9 @@ description:
     O(persist.docker.registry#module:delete_enabled=true) and persistent storage (not V(inmemory)).
   - Reports the bytes reclaimed, measured on the storage directory or volume when the engine is local,
     and the freed blobs.
+  - Replicas that share the storage (for example one S3 bucket) must not accept pushes while the
+    collector runs; put the other replicas in read-only mode first (O(persist.docker.registry#module:read_only=true))
+    and run this module on one of them.
   - Newest means the C(created) date of the image config; tags that share a manifest with a kept tag
     are kept (a manifest is deleted only when all its tags go).
 extends_documentation_fragment:
