@@ -13,7 +13,7 @@ set -euo pipefail
 
 ENGINE_B_SOCK=/run/docker-b.sock
 ENGINE_B_BRIDGE=docker-b
-APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2)
+APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl)
 
 log() { echo "testbed: $*"; }
 
