@@ -655,6 +655,9 @@ class RegistryManager:
             return
         path = p.get("storage_path")
         if path:
+            if len([part for part in os.path.realpath(path).split(os.sep) if part]) < 2:
+                raise DockerError("registry '%s': refusing to purge storage_path %s, a top-level directory; "
+                                  "delete it yourself if you mean it" % (self.name, path))
             if os.path.isdir(path):
                 self.actions.append("deleted storage directory %s" % path)
                 if not self.dm.check_mode:

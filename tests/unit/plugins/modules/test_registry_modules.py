@@ -66,3 +66,32 @@ def test_registry_gc_bad_rule(capsys, args, fragment):
 def test_registry_info_bad_page_size_and_url(capsys):
     assert "page_size must be at least 1" in run_module(capsys, registry_info, registry_url="x:1", page_size=0)["msg"]
     assert "is not host[:port]" in run_module(capsys, registry_info, registry_url="https://x/v2/")["msg"]
+
+
+class FakeDockerModule:
+    host = "unix:///var/run/docker.sock"
+    check_mode = False
+    diff_mode = False
+
+    def __init__(self, **params):
+        self.params = dict(name="reg", storage="filesystem", storage_volume=None, purge_storage=True, **params)
+
+
+@pytest.mark.parametrize("path", ["/", "/tmp", "/srv/", "/tmp/../var"])
+def test_purge_refuses_top_level_directories(monkeypatch, path):
+    removed = []
+    monkeypatch.setattr(registry.shutil, "rmtree", removed.append)
+    manager = registry.RegistryManager(FakeDockerModule(storage_path=path))
+    with pytest.raises(registry.DockerError, match="refusing to purge"):
+        manager.purge()
+    assert removed == []
+
+
+def test_purge_removes_a_storage_directory(monkeypatch, tmp_path):
+    removed = []
+    monkeypatch.setattr(registry.shutil, "rmtree", removed.append)
+    store = tmp_path / "store"
+    store.mkdir()
+    manager = registry.RegistryManager(FakeDockerModule(storage_path=str(store)))
+    manager.purge()
+    assert removed == [str(store)] and manager.actions == ["deleted storage directory %s" % store]
