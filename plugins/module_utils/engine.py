@@ -343,11 +343,13 @@ def _inside(path, parent):
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def plan_data_root(current, wanted, target_kind, target_entries, blocker=None):
+def plan_data_root(current, wanted, target_kind, target_entries, blocker=None, source_exists=True):
     """Whether the data has to move from ``current`` to ``wanted``; raises on a target that is unsafe.
 
     target_kind: 'missing', 'dir' or 'other' (a file, a socket...); target_entries: the names in
-    the target directory; blocker: for a missing target, a path above it that is not a directory.
+    the target directory; blocker: for a missing target, a path above it that is not a directory;
+    source_exists: whether ``current`` exists (without it there is nothing to move, and a target
+    that already holds data is simply used).
     """
     if not wanted:
         return dict(current=current, wanted=current, move=False)
@@ -361,6 +363,8 @@ def plan_data_root(current, wanted, target_kind, target_entries, blocker=None):
     if _inside(wanted, current) or _inside(current, wanted):
         raise DockerError("data-root %s and the current data-root %s lie inside one another; choose a path "
                           "outside %s" % (wanted, current, current))
+    if not source_exists:
+        return dict(current=current, wanted=wanted, move=False)
     entries = [e for e in target_entries if e != MOVE_MARKER]
     if entries and MOVE_MARKER not in target_entries:
         raise DockerError("data-root %s is not empty (%s); refusing to copy %s over it: empty it or choose "

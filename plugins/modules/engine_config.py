@@ -157,7 +157,9 @@ data_root:
       type: str
       sample: /srv/docker
     move:
-      description: Whether data has to be copied from RV(data_root.current) to RV(data_root.wanted).
+      description:
+        - Whether data has to be copied from RV(data_root.current) to RV(data_root.wanted).
+        - False when RV(data_root.current) does not exist; the engine then simply starts on the new path.
       type: bool
     source_exists:
       description: Whether RV(data_root.current) exists on the host.
@@ -294,8 +296,9 @@ class EngineConfigManager:
         current_root = engine["data_root"] if engine["reachable"] else os.path.normpath(file_root)
         wanted_root = settings.get("data-root")
         kind, entries, blocker = path_kind(wanted_root) if wanted_root else ("missing", [], None)
-        data_root = plan_data_root(current_root, wanted_root, kind, entries, blocker)
-        data_root["source_exists"] = os.path.isdir(data_root["current"])
+        source_exists = os.path.isdir(current_root)
+        data_root = plan_data_root(current_root, wanted_root, kind, entries, blocker, source_exists)
+        data_root["source_exists"] = source_exists
 
         subids = None
         if "userns-remap" in settings:

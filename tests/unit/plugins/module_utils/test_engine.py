@@ -175,6 +175,13 @@ def test_data_root_plans():
     assert plan_data_root("/var/lib/docker", "/srv/docker", "dir", [MOVE_MARKER, "image"])["move"] is True
 
 
+def test_without_a_source_there_is_nothing_to_move_and_a_filled_target_is_used():
+    plan = plan_data_root("/var/lib/docker", "/srv/docker", "dir", ["image", "volumes"], source_exists=False)
+    assert plan == dict(current="/var/lib/docker", wanted="/srv/docker", move=False)
+    with pytest.raises(DockerError, match="exists and is not a directory"):
+        plan_data_root("/var/lib/docker", "/srv/docker", "other", [], source_exists=False)
+
+
 @pytest.mark.parametrize(("current", "wanted", "kind", "entries", "fragment"), [
     ("/var/lib/docker", "/srv/file", "other", [], "exists and is not a directory"),
     ("/var/lib/docker", "/srv/docker", "dir", ["precious"], "is not empty \\(precious\\); refusing"),

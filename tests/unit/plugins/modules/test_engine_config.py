@@ -60,7 +60,10 @@ def test_check_mode_predicts_the_run_and_the_second_run_changes_nothing(capsys, 
 def test_data_root_move_is_reported_from_the_file_when_no_engine_answers(capsys, files):
     result = run_module(capsys, _ansible_check_mode=True, **args_for(files, **{"data-root": str(files["tmp"] / "new")}))
     assert result["data_root"] == {"current": str(files["tmp"] / "old"), "wanted": str(files["tmp"] / "new"),
-                                   "move": True, "source_exists": False}
+                                   "move": False, "source_exists": False}
+    (files["tmp"] / "old").mkdir()
+    result = run_module(capsys, _ansible_check_mode=True, **args_for(files, **{"data-root": str(files["tmp"] / "new")}))
+    assert result["data_root"]["move"] is True and result["data_root"]["source_exists"] is True
 
 
 @pytest.mark.parametrize(("settings", "fragment"), [
