@@ -24,6 +24,7 @@ import json
 import os
 import stat
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 
 # The name, at a volume's root, of the directory a transfer stages its data in.
 # It is never part of a manifest.
@@ -174,23 +175,37 @@ def walk(root):
                 pending.append(path)
 
 
-def from_directory(root, checksum=True, ids=None):
-    """The manifest of the tree at root, read from disk (ids: see entry_from_stat)."""
+def from_directory(root, checksum=True, ids=None, known=None):
+    """The manifest of the tree at root, read from disk (ids: see entry_from_stat).
+
+    File contents are hashed by two worker threads. known maps a path to
+    (inode, size, mtime_ns, sha256) of a file hashed already; its digest is
+    reused while the file's inode, size and mtime are unchanged.
+    """
     entries = []
     inodes = {}
-    buf = bytearray(BUFFER)
+    jobs = []
     for path, abspath, st in walk(root):
-        sha = target = None
+        target = None
         if stat.S_ISREG(st.st_mode):
             if st.st_nlink > 1:
                 inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
-            if checksum:
-                sha = hash_file(abspath, buf)
         elif stat.S_ISLNK(st.st_mode):
             target = os.fsdecode(os.readlink(abspath))
-        entry = entry_from_stat(path, st, ids, sha, target)
-        if entry is not None:
-            entries.append(entry)
+        entry = entry_from_stat(path, st, ids, None, target)
+        if entry is None:
+            continue
+        entries.append(entry)
+        if checksum and entry["type"] == "file":
+            cached = (known or {}).get(path)
+            if cached and cached[:3] == (st.st_ino, st.st_size, st.st_mtime_ns):
+                entry["sha256"] = cached[3]
+            else:
+                jobs.append((entry, abspath))
+    if jobs:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for entry, sha in zip([e for e, _p in jobs], pool.map(hash_file, [p for _e, p in jobs])):
+                entry["sha256"] = sha
     return link_groups(entries, inodes.values())
 
 
@@ -256,13 +271,15 @@ class TarManifest:
         return link_groups(list(self.entries.values()), groups)
 
 
-def from_tar_stream(fileobj, prefix=".", checksum=True):
-    """The manifest of a tar archive read from a stream (no seeking)."""
+def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None):
+    """The manifest of a tar archive read from a stream (no seeking); ids maps its (uid, gid) if given."""
     builder = TarManifest(prefix)
     buf = bytearray(BUFFER)
     view = memoryview(buf)
     with tarfile.open(fileobj=fileobj, mode="r|") as archive:
         for member in archive:
+            if ids is not None:
+                member.uid, member.gid = ids(member.uid, member.gid)
             sha = None
             if member.isreg() and checksum:
                 h = hashlib.sha256()

@@ -32,12 +32,15 @@ import errno
 import hashlib
 import io
 import os
+import queue
 import shlex
 import shutil
 import socket
 import stat
 import tarfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
@@ -104,8 +107,13 @@ def userns_ids(uid_map, gid_map):
         return None
 
     def ids(uid, gid):
-        return (idmap.to_container(uid, uid_map) if uid_map else uid,
-                idmap.to_container(gid, gid_map) if gid_map else gid)
+        try:
+            return (idmap.to_container(uid, uid_map) if uid_map else uid,
+                    idmap.to_container(gid, gid_map) if gid_map else gid)
+        except idmap.IdMapError as exc:
+            raise DockerError("an entry owned by host ids %d:%d lies outside the user namespace of its engine "
+                              "(%s); containers cannot see that owner. Fix the ownership (persist.docker."
+                              "data_ownership) or use method: api" % (uid, gid, exc)) from None
     return ids
 
 
@@ -115,8 +123,12 @@ def host_ids(uid_map, gid_map):
         return None
 
     def ids(uid, gid):
-        return (idmap.to_host(uid, uid_map) if uid_map else uid,
-                idmap.to_host(gid, gid_map) if gid_map else gid)
+        try:
+            return (idmap.to_host(uid, uid_map) if uid_map else uid,
+                    idmap.to_host(gid, gid_map) if gid_map else gid)
+        except idmap.IdMapError as exc:
+            raise DockerError("owner %d:%d cannot be mapped into the user namespace of the destination engine (%s)"
+                              % (uid, gid, exc)) from None
     return ids
 
 
@@ -175,14 +187,23 @@ class _Tee(ChunkReader):
         return data
 
 
-def tee_tar(chunks, builder, checksum, counter):
-    """Forward a tar stream chunk by chunk while recording its manifest in builder."""
+def tee_tar(chunks, builder, checksum, counter, ids=None):  # noqa: PLR0912
+    """Forward a tar stream chunk by chunk while recording its manifest in builder.
+
+    With ids (a function of (uid, gid)), the owners are rewritten: every
+    member is then encoded anew instead of forwarded byte for byte.
+    """
     tee = _Tee(chunks)
     buf = bytearray(BUFFER)
     view = memoryview(buf)
     archive = tarfile.open(fileobj=io.BufferedReader(tee, BUFFER), mode="r|", bufsize=BUFFER)  # noqa: SIM115
     for member in archive:
         sha = None
+        if ids is not None:
+            member.uid, member.gid = ids(member.uid, member.gid)
+            member.uname = member.gname = ""
+            member.pax_headers = {}
+            yield _tar_header(member)
         if member.isreg():
             h = hashlib.sha256() if checksum else None
             f = archive.extractfile(member)
@@ -193,14 +214,25 @@ def tee_tar(chunks, builder, checksum, counter):
                 if h:
                     h.update(view[:n])
                 counter[0] += n
+                if ids is not None:
+                    yield bytes(view[:n])
+                    continue
                 data = tee.drain()
                 if data:
                     yield data
             sha = h.hexdigest() if h else None
+            if ids is not None and member.size % tarfile.BLOCKSIZE:
+                yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
         builder.add(member, sha)
+        if ids is not None:
+            tee.seen = []
+            continue
         data = tee.drain()
         if data:
             yield data
+    if ids is not None:
+        yield bytes(tarfile.BLOCKSIZE * 2)
+        return
     data = tee.drain()
     if data:
         yield data
@@ -294,6 +326,7 @@ class LocalSide:
         self.to_host = host_ids(uid_map, gid_map)
         self.staging = os.path.join(root, STAGING)
         self.data = os.path.join(self.staging, DATA)
+        self.copies = None
 
     def _guard(self, what):
         return _OsErrors("volume '%s': %s" % (self.name, what))
@@ -304,7 +337,7 @@ class LocalSide:
 
     def staged_manifest(self, checksum):
         with self._guard("reading the staged copy"):
-            return manifest.from_directory(self.data, checksum, self.ids)
+            return manifest.from_directory(self.data, checksum, self.ids, known=self.copies)
 
     def archive(self, checksum, entries, counter):
         return local_tar(self.root, entries, checksum, self.ids, counter)
@@ -376,8 +409,9 @@ class LocalSide:
         """Copy source (a LocalSide) into a new staging directory; return the source's manifest."""
         self.reset_staging()
         with _OsErrors("copy of volume '%s' to '%s'" % (source.name, self.name)):
-            return copy_tree(source.root, self.data, checksum, src_ids=source.ids, dst_ids=self.to_host,
-                             counter=counter)
+            entries, self.copies = copy_tree(source.root, self.data, checksum, src_ids=source.ids,
+                                             dst_ids=self.to_host, counter=counter)
+        return entries
 
 
 def _same(uid, gid):
@@ -406,59 +440,82 @@ class _OsErrors:
         return False
 
 
-def copy_file(src, dst, st, *, h, buf, counter):  # noqa: PLR0912
-    """Copy one regular file, keeping holes of sparse files; hash its content into h."""
+# copy_file_range(2) copies inside the kernel (and may share blocks); cleared when the kernel or the
+# file system cannot, after which the copy goes through a buffer.
+_KERNEL_COPY = [hasattr(os, "copy_file_range")]
+_NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
+
+
+def data_segments(fd, size, sparse):
+    """The (start, end) ranges of a file that hold data: all of it unless it is sparse."""
+    if not sparse:
+        return [(0, size)] if size else []
+    segments = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, _SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            break
+        end = min(os.lseek(fd, start, _SEEK_HOLE), size)
+        segments.append((start, end))
+        pos = end
+    return segments
+
+
+def _copy_segment(fin, fout, start, end, view, counter):
+    pos = start
+    while pos < end:
+        if _KERNEL_COPY[0]:
+            try:
+                n = os.copy_file_range(fin, fout, min(end - pos, 1 << 30), pos, pos)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                _KERNEL_COPY[0] = False
+                continue
+        else:
+            n = os.preadv(fin, [view[:min(len(view), end - pos)]], pos)
+            done = 0
+            while done < n:
+                done += os.pwrite(fout, view[done:n], pos + done)
+        if not n:
+            raise OSError(errno.EIO, "the file shrank while it was copied")
+        pos += n
+        counter[0] += n
+
+
+def copy_file(src, dst, st, *, buf, counter):
+    """Copy one regular file's content, keeping the holes of a sparse file."""
     view = memoryview(buf)
-    size = st.st_size
-    sparse = _SEEK_DATA is not None and st.st_blocks * 512 < size
+    sparse = _SEEK_DATA is not None and st.st_blocks * 512 < st.st_size
     fin = os.open(src, os.O_RDONLY)
     try:
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            pos = 0
-            while pos < size:
-                end = size
-                if sparse:
-                    try:
-                        data = os.lseek(fin, pos, _SEEK_DATA)
-                    except OSError as exc:
-                        if exc.errno != errno.ENXIO:
-                            raise
-                        data = size
-                    if data > pos:
-                        if h:
-                            gap = data - pos
-                            while gap > 0:
-                                h.update(_ZEROS[:min(gap, BUFFER)])
-                                gap -= min(gap, BUFFER)
-                        pos = data
-                        continue
-                    end = os.lseek(fin, pos, _SEEK_HOLE)
-                    os.lseek(fout, pos, os.SEEK_SET)
-                    os.lseek(fin, pos, os.SEEK_SET)
-                while pos < end:
-                    n = os.readv(fin, [view[:min(BUFFER, end - pos)]])
-                    if not n:
-                        raise OSError(errno.EIO, "file shrank while it was copied", src)
-                    chunk = view[:n]
-                    if h:
-                        h.update(chunk)
-                    done = 0
-                    while done < n:
-                        done += os.write(fout, chunk[done:])
-                    pos += n
-                    counter[0] += n
+            for start, end in data_segments(fin, st.st_size, sparse):
+                _copy_segment(fin, fout, start, end, view, counter)
             if sparse:
-                os.ftruncate(fout, size)
+                os.ftruncate(fout, st.st_size)
         finally:
             os.close(fout)
     finally:
         os.close(fin)
 
 
-def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, counter=None):  # noqa: PLR0915
-    """Copy the tree at src_root to the new directory dst_root; return the source's manifest.
+def _hash_pair(src, dst):
+    return manifest.hash_file(src), manifest.hash_file(dst)
 
+
+def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, counter=None):  # noqa: PLR0912,PLR0915
+    """Copy the tree at src_root to the new directory dst_root.
+
+    Returns (the source's manifest, hashes of the copies): the content of each
+    file is hashed on both sides by two worker threads while the copy goes on,
+    each side read back from its own file. The hashes of the copies are
+    {path: (inode, size, mtime_ns, sha256)} for manifest.from_directory(known=).
     Owners are carried as the containers see them: src_ids maps the source
     engine's host ids to that view, dst_ids maps it to the destination's.
     """
@@ -467,57 +524,74 @@ def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, count
     entries = []
     links = {}
     dirs = []
+    pending = []
+    pool = ThreadPoolExecutor(max_workers=2) if checksum else None
 
     def owner(st):
         ids = src_ids(st.st_uid, st.st_gid) if src_ids else (st.st_uid, st.st_gid)
         return ids, (dst_ids(*ids) if dst_ids else ids)
 
-    for path, abspath, st in manifest.walk(src_root):
-        dst = os.path.join(dst_root, path) if path else dst_root
-        mode = st.st_mode
-        _view, (huid, hgid) = owner(st)
-        sha = target = None
-        if stat.S_ISDIR(mode):
-            os.mkdir(dst, 0o700)
-            dirs.append((dst, huid, hgid, stat.S_IMODE(mode), st.st_atime_ns, st.st_mtime_ns))
-        elif stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                first_dst, first, group = links[key]
-                os.link(first_dst, dst)
-                entry = dict(first, path=path)
-                entry.pop("hardlink", None)
-                entries.append(entry)
-                group.append(path)
+    try:
+        for path, abspath, st in manifest.walk(src_root):
+            dst = os.path.join(dst_root, path) if path else dst_root
+            mode = st.st_mode
+            _view, (huid, hgid) = owner(st)
+            target = None
+            if stat.S_ISDIR(mode):
+                os.mkdir(dst, 0o700)
+                dirs.append((dst, huid, hgid, stat.S_IMODE(mode), st.st_atime_ns, st.st_mtime_ns))
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in links:
+                    first_dst, first, group = links[key]
+                    os.link(first_dst, dst)
+                    entry = dict(first, path=path)
+                    entry.pop("hardlink", None)
+                    entries.append(entry)
+                    group.append(path)
+                    continue
+                copy_file(abspath, dst, st, buf=buf, counter=counter)
+                os.lchown(dst, huid, hgid)
+                os.chmod(dst, stat.S_IMODE(mode))
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            elif stat.S_ISLNK(mode):
+                target = os.readlink(abspath)
+                os.symlink(target, dst)
+                target = os.fsdecode(target)
+                os.lchown(dst, huid, hgid)
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                os.mknod(dst, mode, st.st_rdev)
+                os.lchown(dst, huid, hgid)
+                os.chmod(dst, stat.S_IMODE(mode))
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            else:
                 continue
-            h = hashlib.sha256() if checksum else None
-            copy_file(abspath, dst, st, h=h, buf=buf, counter=counter)
-            sha = h.hexdigest() if h else None
+            entry = manifest.entry_from_stat(path, st, src_ids, None, target)
+            entries.append(entry)
+            if stat.S_ISREG(mode):
+                if pool is not None:
+                    pending.append((entry, os.lstat(dst), pool.submit(_hash_pair, abspath, dst)))
+                if st.st_nlink > 1:
+                    links[(st.st_dev, st.st_ino)] = (dst, entry, [path])
+        for dst, huid, hgid, mode, atime, mtime in reversed(dirs):
             os.lchown(dst, huid, hgid)
-            os.chmod(dst, stat.S_IMODE(mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        elif stat.S_ISLNK(mode):
-            target = os.readlink(abspath)
-            os.symlink(target, dst)
-            target = os.fsdecode(target)
-            os.lchown(dst, huid, hgid)
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            os.mknod(dst, mode, st.st_rdev)
-            os.lchown(dst, huid, hgid)
-            os.chmod(dst, stat.S_IMODE(mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        else:
-            continue
-        entry = manifest.entry_from_stat(path, st, src_ids, sha, target)
-        entries.append(entry)
-        if stat.S_ISREG(mode) and st.st_nlink > 1:
-            links[(st.st_dev, st.st_ino)] = (dst, entry, [path])
-    for dst, huid, hgid, mode, atime, mtime in reversed(dirs):
-        os.lchown(dst, huid, hgid)
-        os.chmod(dst, mode)
-        os.utime(dst, ns=(atime, mtime))
-    return manifest.link_groups(entries, [group for _d, _e, group in links.values()])
+            os.chmod(dst, mode)
+            os.utime(dst, ns=(atime, mtime))
+        copies = {}
+        for entry, dst_st, future in pending:
+            src_sha, dst_sha = future.result()
+            entry["sha256"] = src_sha
+            copies[entry["path"]] = (dst_st.st_ino, dst_st.st_size, dst_st.st_mtime_ns, dst_sha)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    by_path = dict((e["path"], e) for e in entries)
+    for _dst, first, group in links.values():
+        for path in group[1:]:
+            if "sha256" in first:
+                by_path[path]["sha256"] = first["sha256"]
+    return manifest.link_groups(entries, [group for _d, _e, group in links.values()]), copies
 
 
 # ---------------------------------------------------------------- Engine API side
@@ -530,10 +604,13 @@ class ApiSide:
 
     how = "api"
 
-    def __init__(self, api, name, helper_image, host=None):
+    def __init__(self, api, name, helper_image, host=None, id_maps=None):
         self.api = api
         self.name = name
         self.helper_image = helper_image
+        # With userns-remap, Engine 20.10 archives a container's files with their host ids: map them back
+        # to the containers' view (in which the helper's tar -x writes them).
+        self.ids = userns_ids(*id_maps) if id_maps else None
         self.subject = "volume '%s' on %s (through the Engine API)" % (name, host or "the engine")
 
     def _create(self, command, stdin=False, read_only=False):
@@ -564,17 +641,17 @@ class ApiSide:
 
     def archive(self, checksum, entries, counter):
         builder = manifest.TarManifest(".")
-        yield from tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter)
+        yield from tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter, self.ids)
         entries.extend(builder.result())
 
     def manifest(self, checksum):
         return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
-                                        ".", checksum)
+                                        ".", checksum, self.ids)
 
     def staged_manifest(self, checksum):
         return manifest.from_tar_stream(
             io.BufferedReader(ChunkReader(self._archive("%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA))), BUFFER),
-            DATA, checksum)
+            DATA, checksum, self.ids)
 
     def run(self, script):
         return HelperRoot(self.api, self.name, self.helper_image).run(script)
@@ -671,7 +748,13 @@ def open_side(api, docker_host, attrs, method, helper_image):
     if isinstance(root, LocalRoot):
         uid_map, gid_map, _note = engine_id_maps(api, docker_host)
         return LocalSide(root.path, attrs["Name"], uid_map, gid_map)
-    return ApiSide(api, attrs["Name"], helper_image, docker_host)
+    return api_side(api, docker_host, attrs["Name"], helper_image)
+
+
+def api_side(api, docker_host, name, helper_image):
+    """An ApiSide of volume name, aware of the engine's userns-remap id maps."""
+    uid_map, gid_map, _note = engine_id_maps(api, docker_host)
+    return ApiSide(api, name, helper_image, docker_host, (uid_map, gid_map) if uid_map or gid_map else None)
 
 
 # ---------------------------------------------------------------- the staged copy
@@ -853,29 +936,71 @@ def write_atomic(path, text):
     os.rename(tmp, path)
 
 
+class _Hasher:
+    """sha256 of a stream, computed by a worker thread (hashlib releases the GIL for large updates)."""
+
+    def __init__(self):
+        self.h = hashlib.sha256()
+        self.queue = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            data = self.queue.get()
+            if data is None:
+                return
+            self.h.update(data)
+
+    def update(self, data):
+        self.queue.put(data)
+
+    def hexdigest(self):
+        self.queue.put(None)
+        self.thread.join()
+        return self.h.hexdigest()
+
+
+def batched(chunks, size=BUFFER):
+    """The chunks joined into pieces of at least size bytes (fewer, larger writes)."""
+    pending = []
+    length = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            yield pending[0] if len(pending) == 1 else b"".join(pending)
+            pending = []
+            length = 0
+    if pending:
+        yield b"".join(pending)
+
+
 def write_archive(chunks, path, compression):
     """Write chunks (compressed) to path via path.partial; return the archive's sha256 and size."""
     comp = compressor(compression)
-    h = hashlib.sha256()
+    h = _Hasher()
     tmp = path + ".partial"
     size = 0
-    with _OsErrors("writing %s" % path):
-        with open(tmp, "wb") as f:
-            for chunk in chunks:
-                data = comp.compress(chunk) if comp is not None else chunk
-                if data:
-                    h.update(data)
-                    f.write(data)
-                    size += len(data)
-            if comp is not None:
-                tail = comp.flush()
-                h.update(tail)
-                f.write(tail)
-                size += len(tail)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    return h.hexdigest(), size
+    try:
+        with _OsErrors("writing %s" % path):
+            with open(tmp, "wb", buffering=0) as f:
+                for chunk in batched(chunks):
+                    data = comp.compress(chunk) if comp is not None else chunk
+                    if data:
+                        h.update(data)
+                        f.write(data)
+                        size += len(data)
+                if comp is not None:
+                    tail = comp.flush()
+                    h.update(tail)
+                    f.write(tail)
+                    size += len(tail)
+                os.fsync(f.fileno())
+            os.rename(tmp, path)
+    finally:
+        digest = h.hexdigest()
+    return digest, size
 
 
 class ArchiveSource:

@@ -258,6 +258,7 @@ actions:
   elements: str
 """
 
+import os
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
@@ -416,7 +417,7 @@ class VolumeRelocateManager:
         if p["method"] == "local" and not (source.how == dest.how == "local"):
             raise DockerError("method local needs both volumes' mountpoints usable here; use method auto or api")
         if dest.how == "local" and source.how != "local":
-            dest = transfer.ApiSide(self.dst_api, dst_name, p["helper_image"], self.dst_host)
+            dest = transfer.api_side(self.dst_api, self.dst_host, dst_name, p["helper_image"])
         result["method"] = "local" if dest.how == "local" else "api"
         stopped = transfer.stop_running(self.src_api, state["users"]) if p["stop_containers"] else []
         result["stopped_containers"] = stopped
@@ -429,6 +430,8 @@ class VolumeRelocateManager:
                 raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
                                   "the destination holds no complete copy and the next run finishes the job"
                                   % (src_name, dst_name, self.dst_host, str(exc).rstrip("."))) from None
+            if p["mode"] == "move" and dest.how == "local":
+                os.sync()  # the copy must be on disk before the source goes
             if p["mode"] == "move" and p["verify"] != "none":
                 final = dest.manifest(self.checksum)
                 if not self.same(final, copied["entries"]):

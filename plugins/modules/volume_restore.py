@@ -176,7 +176,7 @@ class VolumeRestoreManager:
         result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=[], created=False,
                       seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
-        dest = transfer.ApiSide(api, p["volume"], p["helper_image"], self.dm.host)
+        dest = transfer.api_side(api, self.dm.host, p["volume"], p["helper_image"])
         before = None
         state = None
         if attrs is not None:

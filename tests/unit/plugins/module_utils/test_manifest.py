@@ -67,7 +67,7 @@ def test_copy_tree_keeps_everything(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     awkward_tree(str(src))
-    entries = transfer.copy_tree(str(src), str(dst), True)
+    entries, _copies = transfer.copy_tree(str(src), str(dst), True)
     assert manifest.digest(entries) == manifest.digest(manifest.from_directory(str(src)))
     assert manifest.digest(manifest.from_directory(str(dst))) == manifest.digest(entries)
     st = os.stat(dst / "sparse")
@@ -114,3 +114,25 @@ def test_dump_and_load_round_trip():
 ])
 def test_tar_path(name, prefix, expected):
     assert manifest.tar_path(name, prefix) == expected
+
+
+def test_tee_rewrites_owners():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, uid, gid, data in ((".", tarfile.DIRTYPE, 100000, 100000, b""),
+                                           ("./f ü", tarfile.REGTYPE, 101234, 105678, b"abc"),
+                                           ("./l", tarfile.SYMTYPE, 100000, 100000, b"")):
+            info = tarfile.TarInfo(name)
+            info.type, info.uid, info.gid, info.mtime, info.size = kind, uid, gid, 5, len(data)
+            info.linkname = "f ü" if kind == tarfile.SYMTYPE else ""
+            tf.addfile(info, io.BytesIO(data))
+    data = buf.getvalue()
+    ids = transfer.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
+    builder = manifest.TarManifest(".")
+    rewritten = b"".join(transfer.tee_tar([data[i:i + 700] for i in range(0, len(data), 700)], builder, True, [0],
+                                          ids=ids))
+    read = manifest.from_tar_stream(io.BytesIO(rewritten))
+    by_path = {e["path"]: e for e in read}
+    assert (by_path["f ü"]["uid"], by_path["f ü"]["gid"], by_path[""]["uid"]) == (1234, 5678, 0)
+    assert manifest.digest(read) == manifest.digest(builder.result())
+    assert manifest.digest(manifest.from_tar_stream(io.BytesIO(data), ids=ids)) == manifest.digest(read)

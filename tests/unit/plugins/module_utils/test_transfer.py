@@ -1,5 +1,7 @@
 """Pure decisions of the transfer: the relocation plan, staging state, archives."""
 
+import os
+
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import transfer
@@ -66,3 +68,35 @@ def test_chunk_reader_rest():
     reader = transfer.ChunkReader([b"abc", b"def", b"gh"])
     assert reader.read(2) == b"ab"
     assert b"".join(reader.rest()) == b"cdefgh"
+
+
+def test_batched_joins_small_chunks():
+    chunks = [b"a" * 10] * 25 + [b"b" * 300, b"c"]
+    out = list(transfer.batched(chunks, size=100))
+    assert b"".join(out) == b"".join(chunks)
+    assert all(len(piece) >= 100 for piece in out[:-1])
+
+
+def test_data_segments_of_a_sparse_file(tmp_path):
+    path = tmp_path / "sparse"
+    with open(path, "wb") as f:
+        f.write(b"x" * 4096)
+        f.seek(8 << 20)
+        f.write(b"y" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        segments = transfer.data_segments(fd, os.path.getsize(path), True)
+        assert transfer.data_segments(fd, 10, False) == [(0, 10)]
+    finally:
+        os.close(fd)
+    assert segments[0][0] == 0 and segments[-1][1] == (8 << 20) + 4096
+    assert sum(end - start for start, end in segments) < (1 << 20)
+
+
+def test_copy_file_falls_back_to_a_buffer(tmp_path, monkeypatch):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(os.urandom(3 << 20))
+    monkeypatch.setattr(transfer, "_KERNEL_COPY", [False])
+    counter = [0]
+    transfer.copy_file(str(src), str(dst), os.stat(src), buf=bytearray(1 << 20), counter=counter)
+    assert dst.read_bytes() == src.read_bytes() and counter[0] == 3 << 20

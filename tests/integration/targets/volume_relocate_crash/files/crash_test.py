@@ -8,6 +8,8 @@
    A rerun then finishes, and the destination equals the source.
 2. A scratch engine (never engine A or B) is killed in the middle of a copy into
    it: the module fails with a clear message and the source is unchanged.
+3. A scratch engine with --userns-remap: the tree arrives with its ids shifted on
+   disk (as the containers there see the original ids) and comes back identical.
 
 The oracle below walks the mountpoints with os.lstat and hashlib; it shares no
 code with the module.  Run as root: python3 crash_test.py [--kills N]
@@ -206,7 +208,7 @@ def kill_series(module, source, method, kills, report):
     return killed
 
 
-def start_scratch_engine():
+def start_scratch_engine(*extra):
     s = SCRATCH
     if subprocess.run(["ip", "link", "show", s["bridge"]], check=False, capture_output=True).returncode != 0:
         subprocess.run(["ip", "link", "add", s["bridge"], "type", "bridge"], check=True)
@@ -215,7 +217,7 @@ def start_scratch_engine():
     log = open(s["log"], "ab")  # noqa: SIM115 -- the daemon writes to it until it is killed
     proc = subprocess.Popen(["dockerd", "-H", "unix://" + s["sock"], "--data-root", s["root"], "--exec-root",
                              s["exec_root"], "--pidfile", s["pidfile"], "--bridge", s["bridge"],
-                             "--iptables=false"], stdout=log, stderr=log, start_new_session=True)
+                             "--iptables=false", *extra], stdout=log, stderr=log, start_new_session=True)
     for _ in range(240):
         if docker("unix://" + s["sock"], "info", check=False).returncode == 0:
             return proc
@@ -301,6 +303,45 @@ def engine_killed_mid_copy(module, source, report):
         subprocess.run(["ip", "link", "del", s["bridge"]], check=False, capture_output=True)
 
 
+def shifted(tree_, offset):
+    """A tree as a user-namespaced engine stores it: ids shifted by offset."""
+    return dict((k, (v[0], v[1], v[2] + offset, v[3] + offset) + v[4:]) for k, v in tree_.items())
+
+
+def userns_round_trip(module, source, report):
+    """Relocate to a scratch engine with --userns-remap: ids arrive shifted on disk, come back unshifted."""
+    s = SCRATCH
+    host = "unix://" + s["sock"]
+    src_mp = mountpoint(ENGINE_A, source)
+    before = tree(src_mp)
+    proc = start_scratch_engine("--userns-remap=default")
+    try:
+        root_dir = docker(host, "info", "-f", "{{.DockerRootDir}}").stdout.strip()
+        offset = int(os.path.basename(root_dir).split(".")[0])
+        assert offset > 0, "the scratch engine does not remap ids (%s)" % root_dir
+        images = subprocess.Popen(["docker", "-H", ENGINE_A, "save", "busybox:latest"], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", host, "load", "-q"], stdin=images.stdout, check=True, capture_output=True)
+        images.wait()
+        for method in ("local", "api"):
+            there = "%s-userns-%s" % (source, method)
+            result = module.run(dict(source=dict(name=source), destination=dict(name=there, docker_host=host),
+                                     method=method))
+            assert result.get("changed") and not result.get("failed"), result
+            assert tree(mountpoint(host, there)) == shifted(before, offset), "ids not shifted by %d" % offset
+            back = "%s-back-%s" % (source, method)
+            result = module.run(dict(source=dict(name=there, docker_host=host),
+                                     destination=dict(name=back, docker_host=ENGINE_A), method=method))
+            assert result.get("changed") and not result.get("failed"), result
+            assert tree(mountpoint(ENGINE_A, back)) == before, "the round trip through userns changed ids"
+            report.append("userns-remap engine (%s): ids stored +%d there, identical after the way back"
+                          % (method, offset))
+            print(report[-1], flush=True)
+    finally:
+        stop_scratch_engine(proc)
+        shutil.rmtree(s["root"], ignore_errors=True)
+        subprocess.run(["ip", "link", "del", s["bridge"]], check=False, capture_output=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=12, help="kill points per path (local, api)")
@@ -317,6 +358,7 @@ def main():
         for method in ("local", "api"):
             killed[method] = kill_series(module, source, method, opts.kills, report)
         engine_killed_mid_copy(module, source, report)
+        userns_round_trip(module, source, report)
     finally:
         for host, prefix in ((ENGINE_A, source), (ENGINE_B, source)):
             names = docker(host, "volume", "ls", "-q", "--filter", "name=" + prefix, check=False).stdout.split()
