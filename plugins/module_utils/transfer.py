@@ -674,8 +674,8 @@ class ApiSide:
             lines.append(put_state % ("moving", digest, STATE, STATE, STATE))
         lines.append('if [ -d "$S/%s" ]; then cd "$S/%s"; %s mv -- "$f" %s/; done; fi'
                      % (DATA, DATA, _SH_ENTRIES, HELPER_MOUNT))
-        lines.append("chown %d:%d %s; chmod %o %s; sync" % (root_entry["uid"], root_entry["gid"], HELPER_MOUNT,
-                                                              root_entry["mode"], HELPER_MOUNT))
+        lines.append("chown %d:%d %s; chmod %o %s; sync"
+                     % (root_entry["uid"], root_entry["gid"], HELPER_MOUNT, root_entry["mode"], HELPER_MOUNT))
         lines.append('cd /; rm -rf "$S"')
         self.run("\n".join(lines))
 

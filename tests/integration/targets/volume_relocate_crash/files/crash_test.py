@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Crash safety of persist.docker.volume_relocate, against the real engines.
 
 1. SIGKILL the module process at N points spread over a relocation from engine A
@@ -150,8 +150,8 @@ def staged_bytes(data_dir):
 def kill_points(kills):
     """Where to kill: the staging directory appears, 1/n .. all of the bytes staged, verified, moving."""
     steps = max(kills - 3, 1)
-    return [("staged", 0.0)] + [("staged", (i + 1) / steps) for i in range(steps)] + [("state", "verified"),
-                                                                                     ("state", "moving")]
+    points = [("staged", 0.0)] + [("staged", (i + 1) / steps) for i in range(steps)]
+    return points + [("state", "verified"), ("state", "moving")]
 
 
 def kill_at(module, args, point, volumes_dir, dest, source_bytes):
@@ -218,7 +218,7 @@ def start_scratch_engine(*extra):
     proc = subprocess.Popen(["dockerd", "-H", "unix://" + s["sock"], "--data-root", s["root"], "--exec-root",
                              s["exec_root"], "--pidfile", s["pidfile"], "--bridge", s["bridge"],
                              "--iptables=false", *extra], stdout=log, stderr=log, start_new_session=True)
-    for _ in range(240):
+    for _attempt in range(240):
         if docker("unix://" + s["sock"], "info", check=False).returncode == 0:
             return proc
         time.sleep(0.25)
@@ -245,7 +245,7 @@ def stop_scratch_engine(proc):
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    for _ in range(40):
+    for _attempt in range(40):
         pids = scratch_processes()
         if not pids:
             break
