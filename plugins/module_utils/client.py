@@ -195,3 +195,16 @@ def get_or_none(subject, call, *args, **kwargs):
             return call(*args, **kwargs)
         except NotFound:
             return None
+
+
+@contextmanager
+def os_errors(subject, hint):
+    """Translate OSError raised inside the block into DockerError.
+
+    ``subject`` names what was being done ("copy of volume 'a' to 'b'"), ``hint`` what to do about it.
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = " (%s)" % exc.filename if exc.filename else ""
+        raise DockerError("%s failed: %s%s; %s" % (subject, exc.strerror or exc, where, hint)) from None

@@ -43,7 +43,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerError,
+    api_errors,
+    get_or_none,
+    os_errors,
+)
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     HELPER_LABEL,
@@ -329,7 +334,7 @@ class LocalSide:
         self.copies = None
 
     def _guard(self, what):
-        return _OsErrors("volume '%s': %s" % (self.name, what))
+        return _os_errors("volume '%s': %s" % (self.name, what))
 
     def manifest(self, checksum):
         with self._guard("reading %s" % self.root):
@@ -408,7 +413,7 @@ class LocalSide:
     def receive_local(self, source, checksum, counter):
         """Copy source (a LocalSide) into a new staging directory; return the source's manifest."""
         self.reset_staging()
-        with _OsErrors("copy of volume '%s' to '%s'" % (source.name, self.name)):
+        with _os_errors("copy of volume '%s' to '%s'" % (source.name, self.name)):
             entries, self.copies = copy_tree(source.root, self.data, checksum, src_ids=source.ids,
                                              dst_ids=self.to_host, counter=counter)
         return entries
@@ -426,18 +431,8 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-class _OsErrors:
-    def __init__(self, subject):
-        self.subject = subject
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, OSError):
-            raise DockerError("%s failed: %s (%s); fix the cause and run again, the source is unchanged"
-                              % (self.subject, exc.strerror or exc, exc.filename or "")) from None
-        return False
+def _os_errors(subject):
+    return os_errors(subject, "fix the cause and run again, the source is unchanged")
 
 
 # copy_file_range(2) copies inside the kernel (and may share blocks); cleared when the kernel or the
@@ -983,7 +978,7 @@ def write_archive(chunks, path, compression):
     tmp = path + ".partial"
     size = 0
     try:
-        with _OsErrors("writing %s" % path):
+        with _os_errors("writing %s" % path):
             with open(tmp, "wb", buffering=0) as f:
                 for chunk in batched(chunks):
                     data = comp.compress(chunk) if comp is not None else chunk

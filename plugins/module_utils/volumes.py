@@ -28,7 +28,12 @@ import shlex
 import stat as stat_module
 
 from ansible_collections.persist.docker.plugins.module_utils import idmap
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerError,
+    api_errors,
+    get_or_none,
+    os_errors,
+)
 
 DEFAULT_HELPER_IMAGE = "busybox:latest"
 # Label on helper containers, so that a leftover one is easy to find.
@@ -451,7 +456,7 @@ class LocalRoot:
                         pending.append(entry.path)
 
     def _guard(self, what):
-        return _OsErrors("%s of %s" % (what, self.path))
+        return _os_errors("%s of %s" % (what, self.path))
 
     def stat(self):
         """{'uid', 'gid', 'mode', 'exists'} of the root (host ids)."""
@@ -505,18 +510,8 @@ class LocalRoot:
         return dict(chown=count, chmod=1 if chmod else 0)
 
 
-class _OsErrors:
-    def __init__(self, subject):
-        self.subject = subject
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and issubclass(exc_type, OSError):
-            raise DockerError("%s failed: %s; run the module as root (become: true) or set root_access: container"
-                              % (self.subject, exc.strerror or exc)) from None
-        return False
+def _os_errors(subject):
+    return os_errors(subject, "run the module as root (become: true) or set root_access: container")
 
 
 class HelperRoot:

@@ -217,7 +217,7 @@ class VolumeBackupManager:
         finally:
             errors = transfer.start_again(api, stopped)
         digest = manifest.digest(entries)
-        with transfer._OsErrors("writing the manifest beside %s" % path):
+        with transfer._os_errors("writing the manifest beside %s" % path):
             transfer.write_atomic(manifest_path, manifest.dump(entries, volume=p["volume"], archive_sha256=sha,
                                                                compression=compression))
             transfer.write_atomic(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)))

@@ -74,3 +74,12 @@ def test_error_text_prefers_the_explanation():
 )
 def test_connection_error_text_finds_the_root_cause(text, cause):
     assert connection_error_text(Exception(text)) == cause
+
+
+def test_os_errors_become_one_line_with_the_file_and_a_hint():
+    from ansible_collections.persist.docker.plugins.module_utils.client import os_errors
+
+    with pytest.raises(DockerError) as caught, os_errors("copy of volume 'a'", "run again"):
+        raise PermissionError(13, "Permission denied", "/var/lib/docker/volumes/a/_data/x")
+    assert str(caught.value) == ("copy of volume 'a' failed: Permission denied "
+                                 "(/var/lib/docker/volumes/a/_data/x); run again")
