@@ -77,7 +77,7 @@ def test_copy_tree_keeps_everything(tmp_path):
 
 def test_tee_forwards_every_byte(tmp_path):
     awkward_tree(str(tmp_path))
-    data, _ = tar_of(str(tmp_path))
+    data = tar_of(str(tmp_path))[0]
     chunks = [data[i:i + 7777] for i in range(0, len(data), 7777)]
     builder = manifest.TarManifest(".")
     forwarded = b"".join(transfer.tee_tar(chunks, builder, True, [0]))
