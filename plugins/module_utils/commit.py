@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 
@@ -17,36 +16,6 @@ COMMIT_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LAB
 
 # The label that records, on each image this module commits, what it was made of.
 FINGERPRINT_LABEL = "persist.docker.commit.fingerprint"
-
-# Docker's reference grammar (distribution/reference), without digests.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = r"(?:%s(?:\.%s)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?" % (_DOMAIN_PART, _DOMAIN_PART)
-_NAME_RE = re.compile(r"^(?:%s/)?%s(?:/%s)*$" % (_DOMAIN, _COMPONENT, _COMPONENT))
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-
-
-def split_reference(repository, tag):
-    """Validate a repository name and tag; a tag inside repository wins.
-
-    Returns (repository, tag) or raises DockerError naming what is wrong.
-    """
-    name = repository.strip()
-    if "@" in name:
-        raise DockerError("repository '%s' holds a digest; a commit can only be tagged, "
-                          "give the name without @sha256:..." % repository)
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    if len(name) > 255 or not _NAME_RE.match(name):
-        raise DockerError("invalid repository name '%s': use lowercase letters, digits and separators "
-                          "(. _ -) in path components, optionally behind a registry host[:port]/" % repository)
-    if not _TAG_RE.match(tag or ""):
-        raise DockerError("invalid tag '%s' for repository '%s': up to 128 letters, digits, _ . or -, "
-                          "not starting with . or -" % (tag, name))
-    return name, tag
-
 
 def validate_changes(changes):
     """Strip the Dockerfile instructions and check that `docker commit` accepts each one."""

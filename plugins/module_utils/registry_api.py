@@ -15,6 +15,7 @@ import re
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.reference import registry_of, split_reference
 
 try:
     import requests
@@ -48,24 +49,12 @@ _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 def split_image_reference(reference, default_tag="latest"):
     """'host:port/path/name:tag' -> (registry, repository, tag). The registry host must be given."""
-    ref = (reference or "").strip()
-    if "@" in ref:
-        raise DockerError("image reference '%s' holds a digest; give a tag instead" % reference)
-    slash = ref.find("/")
-    host = ref[:slash] if slash > 0 else ""
-    if not host or not ("." in host or ":" in host or host == "localhost"):
+    name, tag = split_reference(reference or "", default_tag)
+    host = registry_of(name)
+    if not host:
         raise DockerError("image reference '%s' does not name a registry; write it as host[:port]/repository[:tag], "
                           "for example localhost:5000/busybox" % reference)
-    rest = ref[slash + 1:]
-    repository, tag = rest, default_tag
-    if ":" in rest.rsplit("/", 1)[-1]:
-        repository, tag = rest.rsplit(":", 1)
-    if not re.match(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$", repository):
-        raise DockerError("invalid repository '%s' in '%s': use lowercase letters, digits and . _ - separators"
-                          % (repository, reference))
-    if not re.match(r"^[\w][\w.-]{0,127}$", tag or ""):
-        raise DockerError("invalid tag '%s' in '%s'" % (tag, reference))
-    return host, repository, tag
+    return host, name[len(host) + 1:], tag
 
 
 def is_loopback(host):

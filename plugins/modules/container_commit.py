@@ -164,7 +164,6 @@ from ansible_collections.persist.docker.plugins.module_utils.commit import (
     commit_changes,
     fingerprint,
     plan_commit,
-    split_reference,
     validate_changes,
 )
 from ansible_collections.persist.docker.plugins.module_utils.layers import (
@@ -172,6 +171,7 @@ from ansible_collections.persist.docker.plugins.module_utils.layers import (
     inspect_container,
     writable_layer_digest,
 )
+from ansible_collections.persist.docker.plugins.module_utils.reference import split_reference
 
 
 class ContainerCommitManager:

@@ -6,9 +6,9 @@ from ansible_collections.persist.docker.plugins.module_utils.commit import (
     commit_changes,
     fingerprint,
     plan_commit,
-    split_reference,
     validate_changes,
 )
+from ansible_collections.persist.docker.plugins.module_utils.reference import registry_of, split_reference
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,12 @@ def test_plan_commit(existing, force, commit, reason):
 
 def test_commit_changes_appends_the_fingerprint_label():
     assert commit_changes(["ENV A=1"], "abc") == ["ENV A=1", 'LABEL %s="abc"' % FINGERPRINT_LABEL]
+
+
+@pytest.mark.parametrize(
+    ("name", "registry"),
+    [("app", ""), ("team/app", ""), ("localhost/app", "localhost"), ("localhost:5000/a/b", "localhost:5000"),
+     ("registry.example.com/app", "registry.example.com"), ("[::1]:5000/app", "[::1]:5000")],
+)
+def test_registry_of(name, registry):
+    assert registry_of(name) == registry
