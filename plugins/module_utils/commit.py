@@ -17,6 +17,7 @@ COMMIT_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LAB
 # The label that records, on each image this module commits, what it was made of.
 FINGERPRINT_LABEL = "persist.docker.commit.fingerprint"
 
+
 def validate_changes(changes):
     """Strip the Dockerfile instructions and check that `docker commit` accepts each one."""
     result = []
