@@ -89,13 +89,13 @@ def at_level(entries, level):
     return [{k: v for k, v in e.items() if k != "sha256"} for e in entries]
 
 
+_ENTRY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def digest(entries):
-    """A sha256 over the canonical manifest: equal trees have equal digests."""
-    h = hashlib.sha256()
-    for entry in canonical(entries):
-        h.update(json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("ascii"))
-        h.update(b"\n")
-    return "sha256:" + h.hexdigest()
+    """A sha256 over the canonical manifest (one JSON line per entry): equal trees have equal digests."""
+    text = "".join(_ENTRY_JSON.encode(entry) + "\n" for entry in canonical(entries))
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def summary(entries):
@@ -294,9 +294,9 @@ def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None):
     return builder.result()
 
 
-def dump(entries, **extra):
-    """The JSON document stored beside a backup: the entries and their digest."""
-    doc = dict(extra, format=1, digest=digest(entries), entries=canonical(entries))
+def dump(entries, entries_digest=None, **extra):
+    """The JSON document stored beside a backup: the entries and their digest (computed unless given)."""
+    doc = dict(extra, format=1, digest=entries_digest or digest(entries), entries=canonical(entries))
     return json.dumps(doc, indent=None, separators=(",", ":"), sort_keys=True)
 
 

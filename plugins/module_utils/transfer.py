@@ -37,6 +37,7 @@ import shlex
 import shutil
 import socket
 import stat
+import struct
 import tarfile
 import threading
 import time
@@ -248,72 +249,202 @@ def _tar_header(info):
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
-def local_tar(root, entries, checksum, ids=None, counter=None):  # noqa: PLR0912,PLR0915,PLR0917
-    """Yield a tar stream of the tree at root (members './...'), appending its manifest to entries."""
-    buf = bytearray(BUFFER)
-    view = memoryview(buf)
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_OCTAL_7 = 8 ** 7
+_OCTAL_11 = 8 ** 11
+
+
+def member_header(name, kind, mode, uid, gid, mtime, size=0, linkname="", rdev=0):  # noqa: PLR0913
+    """The tar header of one member: plain ustar when it fits, else what tarfile writes (PAX records).
+
+    The plain header is what tarfile writes for such a member, built in one
+    step: a volume of many small files spends much of its time here.
+    """
+    if (name.isascii() and linkname.isascii() and len(name) < 100 and len(linkname) < 100
+            and uid < _OCTAL_7 and gid < _OCTAL_7 and size < _OCTAL_11 and 0 <= mtime < _OCTAL_11
+            and kind not in (tarfile.CHRTYPE, tarfile.BLKTYPE)):
+        if kind == tarfile.DIRTYPE and not name.endswith("/"):
+            name += "/"
+        buf = bytearray(_USTAR.pack(name.encode(), b"%07o\0" % (mode & 0o7777), b"%07o\0" % uid, b"%07o\0" % gid,
+                                    b"%011o\0" % size, b"%011o\0" % mtime, b"        ", kind, linkname.encode(),
+                                    tarfile.POSIX_MAGIC, b"", b"", b"", b"", b""))
+        buf[148:156] = b"%06o\0 " % sum(buf)
+        return bytes(buf)
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.mtime = kind, mode & 0o7777, uid, gid, mtime
+    info.size, info.linkname, info.uname, info.gname = size, linkname, "", ""
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(rdev), os.minor(rdev)
+    return _tar_header(info)
+
+
+class BufferPool:
+    """Read buffers that are reused, shared by a producer and the threads that consume its chunks.
+
+    A chunk is a memoryview of a pooled buffer. Each party that keeps a chunk
+    past the producer's next step holds it and releases it when done; a buffer
+    returns to the pool when its last hold is released. Reusing a few buffers
+    keeps memory flat and spares the page faults of fresh allocations.
+
+    Holds that are not yet handed to a thread block the producer when they
+    use up the pool, so each party hands its holds over in batches of at
+    most half a buffer (``batch``): the producer's buffer, its hashing batch and
+    the writer's batch then hold at most five buffers, fewer than MINIMUM.
+    """
+
+    MINIMUM = 8
+
+    def __init__(self, count=12, size=BUFFER):
+        count = max(count, self.MINIMUM)
+        self.size = size
+        self.batch = size // 2
+        self.free = queue.Queue()
+        for _i in range(count):
+            self.free.put(bytearray(size))
+        self.lock = threading.Lock()
+        self.holds = {}
+
+    def take(self):
+        """A free buffer, held by the caller."""
+        buf = self.free.get()
+        with self.lock:
+            self.holds[id(buf)] = 1
+        return buf
+
+    def hold(self, chunk):
+        """One more hold on chunk's buffer (chunks that are not pooled are ignored)."""
+        key = id(getattr(chunk, "obj", None))
+        with self.lock:
+            if key in self.holds:
+                self.holds[key] += 1
+
+    def release(self, chunk):
+        """Drop one hold on chunk (or on a buffer); the last one frees the buffer."""
+        obj = getattr(chunk, "obj", chunk)
+        key = id(obj)
+        with self.lock:
+            if key not in self.holds:
+                return
+            self.holds[key] -= 1
+            if self.holds[key]:
+                return
+            del self.holds[key]
+        self.free.put(obj)
+
+
+def _hash_batch(pool):
+    def work(batch):
+        """(hash, chunk) adds content, (hash, entry) stores the digest in the entry."""
+        for h, what in batch:
+            if isinstance(what, dict):
+                what["sha256"] = h.hexdigest()
+            else:
+                h.update(what)
+    return _Worker(work, lambda item: pool.release(item[1]))
+
+
+def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # noqa: PLR0912,PLR0915,PLR0917
+    """Yield a tar stream of the tree at root (members './...'), appending its manifest to entries.
+
+    File contents are read into the buffers of pool (a new one by default). A
+    chunk stays valid until the next one is asked for; a consumer that keeps
+    it longer holds it in the pool and releases it after. The sha256 of each
+    file is computed by a worker thread and is in the entries once the stream
+    is exhausted.
+    """
     seen = {}
     counter = counter if counter is not None else [0]
     groups = {}
-    for path, abspath, st in manifest.walk(root):
-        mode = st.st_mode
-        name = "./" + path if path else "."
-        info = tarfile.TarInfo(name)
-        uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
-        info.uid, info.gid, info.mode, info.mtime = uid, gid, stat.S_IMODE(mode), int(st.st_mtime)
-        info.uname = info.gname = ""
-        sha = target = None
-        if stat.S_ISREG(mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
-            first = seen[(st.st_dev, st.st_ino)]
-            info.type, info.linkname = tarfile.LNKTYPE, "./" + first["path"]
-            groups[(st.st_dev, st.st_ino)].append(path)
-            entry = dict(first, path=path, mode=stat.S_IMODE(mode))
-            entry.pop("hardlink", None)
+    pool = pool or BufferPool()
+    hashes = _hash_batch(pool) if checksum else None
+    pending, pending_size = [], 0
+    linked = []
+    buf = pool.take()
+    view, pos = memoryview(buf), 0
+    try:
+        for path, abspath, st in manifest.walk(root):
+            mode = st.st_mode
+            name = "./" + path if path else "."
+            uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
+            mtime = int(st.st_mtime)
+            target = None
+            if stat.S_ISREG(mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                first = seen[(st.st_dev, st.st_ino)]
+                groups[(st.st_dev, st.st_ino)].append(path)
+                entry = dict(first, path=path, mode=stat.S_IMODE(mode))
+                entry.pop("hardlink", None)
+                entries.append(entry)
+                linked.append((entry, first))
+                yield member_header(name, tarfile.LNKTYPE, mode, uid, gid, mtime, linkname="./" + first["path"])
+                continue
+            if stat.S_ISREG(mode):
+                yield member_header(name, tarfile.REGTYPE, mode, uid, gid, mtime, st.st_size)
+                entry = manifest.entry_from_stat(path, st, ids)
+                h = hashlib.sha256() if checksum else None
+                left = st.st_size
+                fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    while left > 0:
+                        if pos == pool.size:
+                            pool.release(buf)
+                            buf = pool.take()
+                            view, pos = memoryview(buf), 0
+                        n = os.readv(fd, [view[pos:pos + min(pool.size - pos, left)]])
+                        if not n:
+                            raise DockerError("%s shrank while it was read; stop the containers that write to the "
+                                              "volume (stop_containers: true) and run again" % abspath)
+                        chunk = view[pos:pos + n]
+                        pos += n
+                        left -= n
+                        counter[0] += n
+                        if h is not None:
+                            pool.hold(chunk)
+                            pending.append((h, chunk))
+                            pending_size += n
+                            if pending_size >= pool.batch:
+                                hashes.put(pending)
+                                pending, pending_size = [], 0
+                        yield chunk
+                finally:
+                    os.close(fd)
+                pad = -st.st_size % tarfile.BLOCKSIZE
+                if pad:
+                    yield _ZEROS[:pad]
+                if h is not None:
+                    pending.append((h, entry))
+            else:
+                if stat.S_ISDIR(mode):
+                    kind = tarfile.DIRTYPE
+                elif stat.S_ISLNK(mode):
+                    target = os.fsdecode(os.readlink(abspath))
+                    kind = tarfile.SYMTYPE
+                elif stat.S_ISFIFO(mode):
+                    kind = tarfile.FIFOTYPE
+                elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                    kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+                else:
+                    continue
+                yield member_header(name, kind, mode, uid, gid, mtime, linkname=target or "", rdev=st.st_rdev)
+                entry = manifest.entry_from_stat(path, st, ids, None, target)
             entries.append(entry)
-            yield _tar_header(info)
-            continue
-        if stat.S_ISREG(mode):
-            info.size = st.st_size
-            yield _tar_header(info)
-            h = hashlib.sha256() if checksum else None
-            left = st.st_size
-            with open(abspath, "rb", buffering=0) as f:
-                while left > 0:
-                    n = f.readinto(view[:min(BUFFER, left)])
-                    if not n:
-                        raise DockerError("%s shrank while it was read; stop the containers that write to the "
-                                          "volume (stop_containers: true) and run again" % abspath)
-                    if h:
-                        h.update(view[:n])
-                    left -= n
-                    counter[0] += n
-                    yield bytes(view[:n])
-            pad = -st.st_size % tarfile.BLOCKSIZE
-            if pad:
-                yield bytes(pad)
-            sha = h.hexdigest() if h else None
-        elif stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-            yield _tar_header(info)
-        elif stat.S_ISLNK(mode):
-            target = os.fsdecode(os.readlink(abspath))
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            yield _tar_header(info)
-        elif stat.S_ISFIFO(mode):
-            info.type = tarfile.FIFOTYPE
-            yield _tar_header(info)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            yield _tar_header(info)
-        else:
-            continue
-        entry = manifest.entry_from_stat(path, st, ids, sha, target)
-        entries.append(entry)
-        if stat.S_ISREG(mode) and st.st_nlink > 1:
-            seen[(st.st_dev, st.st_ino)] = entry
-            groups[(st.st_dev, st.st_ino)] = [path]
-    yield bytes(tarfile.BLOCKSIZE * 2)
+            if stat.S_ISREG(mode) and st.st_nlink > 1:
+                seen[(st.st_dev, st.st_ino)] = entry
+                groups[(st.st_dev, st.st_ino)] = [path]
+        yield bytes(tarfile.BLOCKSIZE * 2)
+        if hashes is not None:
+            hashes.put(pending)
+            pending = []
+            hashes.close()
+            hashes = None
+    finally:
+        for item in pending:
+            pool.release(item[1])
+        if hashes is not None:
+            hashes.abandon()
+        pool.release(buf)
+    for entry, first in linked:
+        if "sha256" in first:
+            entry["sha256"] = first["sha256"]
     manifest.link_groups(entries, groups.values())
 
 
@@ -344,8 +475,8 @@ class LocalSide:
         with self._guard("reading the staged copy"):
             return manifest.from_directory(self.data, checksum, self.ids, known=self.copies)
 
-    def archive(self, checksum, entries, counter):
-        return local_tar(self.root, entries, checksum, self.ids, counter)
+    def archive(self, checksum, entries, counter, pool=None):
+        return local_tar(self.root, entries, checksum, self.ids, counter, pool)
 
     def state(self):
         if not os.path.isdir(self.staging):
@@ -634,7 +765,7 @@ class ApiSide:
         finally:
             self._remove(cid)
 
-    def archive(self, checksum, entries, counter):
+    def archive(self, checksum, entries, counter, pool=None):
         builder = manifest.TarManifest(".")
         yield from tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter, self.ids)
         entries.extend(builder.result())
@@ -931,71 +1062,140 @@ def write_atomic(path, text):
     os.rename(tmp, path)
 
 
-class _Hasher:
-    """sha256 of a stream, computed by a worker thread (hashlib releases the GIL for large updates)."""
+class _Worker:
+    """A thread that applies work to each batch put to it, in order.
 
-    def __init__(self):
-        self.h = hashlib.sha256()
-        self.queue = queue.Queue(maxsize=8)
+    hashlib and file I/O release the GIL, so a worker runs beside the thread
+    that feeds it; the bounded queue keeps memory bounded. release, if given,
+    is called for every item once its batch is done (or skipped after an
+    error). close() waits for the work and re-raises its first error;
+    abandon() skips what is left.
+    """
+
+    def __init__(self, work, release=None, depth=6):
+        self.work = work
+        self.release = release
+        self.error = None
+        self.queue = queue.Queue(maxsize=depth)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
         while True:
-            data = self.queue.get()
-            if data is None:
+            batch = self.queue.get()
+            if batch is None:
                 return
-            self.h.update(data)
+            try:
+                if self.error is None:
+                    self.work(batch)
+            except Exception as e:  # noqa: BLE001 - handed to the feeding thread by close()
+                self.error = e
+            finally:
+                if self.release is not None:
+                    for item in batch:
+                        self.release(item)
 
-    def update(self, data):
-        self.queue.put(data)
+    def put(self, batch):
+        if batch:
+            self.queue.put(batch)
 
-    def hexdigest(self):
+    def close(self):
         self.queue.put(None)
         self.thread.join()
-        return self.h.hexdigest()
+        if self.error is not None:
+            raise self.error
+
+    def abandon(self):
+        """Skip the batches not done yet (their items are still released) and wait for the thread."""
+        if self.error is None:
+            self.error = DockerError("abandoned")
+        self.queue.put(None)
+        self.thread.join()
 
 
-def batched(chunks, size=BUFFER):
-    """The chunks joined into pieces of at least size bytes (fewer, larger writes)."""
-    pending = []
-    length = 0
-    for chunk in chunks:
-        pending.append(chunk)
-        length += len(chunk)
-        if length >= size:
-            yield pending[0] if len(pending) == 1 else b"".join(pending)
-            pending = []
-            length = 0
-    if pending:
-        yield b"".join(pending)
+# Writeback of an archive is started every WRITEBACK bytes, so the final fsync waits for little.
+WRITEBACK = 64 << 20
 
 
-def write_archive(chunks, path, compression):
-    """Write chunks (compressed) to path via path.partial; return the archive's sha256 and size."""
+class _ArchiveWriter:
+    """The work of the writing thread: write a batch of chunks, hash it, start its writeback."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.flushed = 0
+
+    def __call__(self, batch):
+        _write_all(self.fd, batch)
+        for chunk in batch:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+        if self.size - self.flushed >= WRITEBACK:
+            _start_writeback(self.fd, self.flushed, self.size - self.flushed)
+            self.flushed = self.size
+
+
+def _write_all(fd, pieces):
+    """Write the pieces with as few system calls as possible."""
+    written = os.writev(fd, pieces)
+    total = sum(len(p) for p in pieces)
+    if written < total:
+        view = memoryview(b"".join(pieces))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _start_writeback(fd, offset, length):
+    """Ask the kernel to start writing a range back now (POSIX_FADV_DONTNEED does, on Linux)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def write_archive(chunks, path, compression, pool=None):
+    """Write chunks (compressed) to path via path.partial; return the archive's sha256 and size.
+
+    A worker thread writes and hashes while chunks are produced; chunks of
+    pool are held until it is done with them. The kernel is asked to write
+    the archive back as it grows, so the closing fsync waits for little.
+    """
     comp = compressor(compression)
-    h = _Hasher()
     tmp = path + ".partial"
-    size = 0
-    try:
-        with _os_errors("writing %s" % path):
-            with open(tmp, "wb", buffering=0) as f:
-                for chunk in batched(chunks):
-                    data = comp.compress(chunk) if comp is not None else chunk
-                    if data:
-                        h.update(data)
-                        f.write(data)
-                        size += len(data)
+    batch, length = [], 0
+    limit = pool.batch if pool is not None else BUFFER
+    with _os_errors("writing %s" % path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        writer = _ArchiveWriter(fd)
+        worker = _Worker(writer, pool.release if pool is not None else None)
+        try:
+            for chunk in chunks:
+                data = chunk
                 if comp is not None:
-                    tail = comp.flush()
-                    h.update(tail)
-                    f.write(tail)
-                    size += len(tail)
-                os.fsync(f.fileno())
-            os.rename(tmp, path)
-    finally:
-        digest = h.hexdigest()
-    return digest, size
+                    data = comp.compress(chunk)
+                    if not data:
+                        continue
+                elif pool is not None:
+                    pool.hold(chunk)
+                batch.append(data)
+                length += len(data)
+                if length >= limit or len(batch) >= 256:
+                    worker.put(batch)
+                    batch, length = [], 0
+            if comp is not None:
+                batch.append(comp.flush())
+            worker.put(batch)
+            batch = []
+            worker.close()
+            worker = None
+            os.fsync(fd)
+        finally:
+            if worker is not None:
+                for chunk in batch if pool is not None else ():
+                    pool.release(chunk)
+                worker.abandon()
+            os.close(fd)
+        os.rename(tmp, path)
+    return writer.sha.hexdigest(), writer.size
 
 
 class ArchiveSource:
@@ -1012,7 +1212,7 @@ class ArchiveSource:
     def manifest(self, checksum):
         return list(self.doc["entries"])
 
-    def archive(self, checksum, entries, counter):
+    def archive(self, checksum, entries, counter, pool=None):
         entries.extend(self.doc["entries"])
         for chunk in decompressed(file_chunks(self.path), self.compression):
             counter[0] += len(chunk)

@@ -212,13 +212,14 @@ class VolumeBackupManager:
             entries = []
             counter = [0]
             start = time.monotonic()
-            sha, size = transfer.write_archive(side.archive(True, entries, counter), path, compression)
+            pool = transfer.BufferPool()
+            sha, size = transfer.write_archive(side.archive(True, entries, counter, pool), path, compression, pool)
             seconds = time.monotonic() - start
         finally:
             errors = transfer.start_again(api, stopped)
         digest = manifest.digest(entries)
         with transfer._os_errors("writing the manifest beside %s" % path):
-            transfer.write_atomic(manifest_path, manifest.dump(entries, volume=p["volume"], archive_sha256=sha,
+            transfer.write_atomic(manifest_path, manifest.dump(entries, digest, volume=p["volume"], archive_sha256=sha,
                                                                compression=compression))
             transfer.write_atomic(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)))
         if errors:

@@ -32,7 +32,7 @@ def awkward_tree(root):
 
 def tar_of(root):
     entries = []
-    data = b"".join(transfer.local_tar(root, entries, True))
+    data = b"".join(bytes(chunk) for chunk in transfer.local_tar(root, entries, True))
     return data, entries
 
 

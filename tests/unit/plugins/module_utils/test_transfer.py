@@ -1,10 +1,15 @@
 """Pure decisions of the transfer: the relocation plan, staging state, archives."""
 
+import gzip
+import hashlib
+import io
 import os
+import tarfile
+import time
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import transfer
+from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 
 
 def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False):
@@ -70,11 +75,108 @@ def test_chunk_reader_rest():
     assert b"".join(reader.rest()) == b"cdefgh"
 
 
-def test_batched_joins_small_chunks():
-    chunks = [b"a" * 10] * 25 + [b"b" * 300, b"c"]
-    out = list(transfer.batched(chunks, size=100))
-    assert b"".join(out) == b"".join(chunks)
-    assert all(len(piece) >= 100 for piece in out[:-1])
+@pytest.mark.parametrize("name,kind,extra", [
+    ("./file", tarfile.REGTYPE, dict(size=12345)),
+    ("./dir", tarfile.DIRTYPE, {}),
+    ("./link", tarfile.SYMTYPE, dict(linkname="../somewhere/else")),
+    ("./hard", tarfile.LNKTYPE, dict(linkname="./file")),
+    ("./fifo", tarfile.FIFOTYPE, {}),
+    ("./" + "n" * 120, tarfile.REGTYPE, dict(size=1)),
+    ("./ünï", tarfile.REGTYPE, dict(size=3)),
+    ("./bad\udcff", tarfile.SYMTYPE, dict(linkname="t\udcff")),
+    ("./huge", tarfile.REGTYPE, dict(size=9 << 30)),
+    ("./big-ids", tarfile.REGTYPE, dict(size=0, uid=3000000, gid=2100000)),
+])
+def test_member_header_is_what_tarfile_writes(name, kind, extra):
+    fields = dict(dict(uid=1000, gid=100, size=0, linkname=""), **extra)
+    got = transfer.member_header(name, kind, 0o104755, fields["uid"], fields["gid"], 1700000000,
+                                 fields["size"], fields["linkname"])
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid, info.mtime = kind, 0o4755, fields["uid"], fields["gid"], 1700000000
+    info.size, info.linkname, info.uname, info.gname = fields["size"], fields["linkname"], "", ""
+    want = info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+    # tarfile before 3.9 wrote "0000000" as device numbers of members that are not devices; GNU tar leaves them empty
+    assert got[:-512] == want[:-512]
+    head, tail = got[-512:], want[-512:]
+    assert head[:148] + head[156:329] + head[345:] == tail[:148] + tail[156:329] + tail[345:]
+    member = tarfile.TarInfo.frombuf(head, "utf-8", "surrogateescape")
+    assert (member.type, member.mode, member.mtime) == (kind, 0o4755, 1700000000)
+
+
+def test_buffer_pool_frees_a_buffer_after_its_last_hold():
+    pool = transfer.BufferPool(count=8, size=16)
+    buf = pool.take()
+    chunk = memoryview(buf)[4:8]
+    pool.hold(chunk)
+    pool.hold(chunk)
+    pool.hold(b"not pooled")
+    pool.release(buf)
+    pool.release(chunk)
+    assert pool.free.qsize() == 7
+    pool.release(chunk)
+    assert pool.free.qsize() == 8 and not pool.holds
+    pool.release(chunk)
+    assert pool.free.qsize() == 8
+
+
+def archive_tree(root):
+    os.makedirs(os.path.join(root, "d"))
+    with open(os.path.join(root, "big"), "wb") as f:
+        f.write(os.urandom((3 << 20) + 77))
+    for i in range(300):
+        with open(os.path.join(root, "d", "f%03d" % i), "wb") as f:
+            f.write(os.urandom(i * 37))
+    os.link(os.path.join(root, "big"), os.path.join(root, "big-link"))
+    os.symlink("big", os.path.join(root, "sym"))
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_write_archive_from_pooled_buffers(tmp_path, monkeypatch, compression):
+    """Buffers are reused while a writer thread still hashes: the archive and its manifest must be exact."""
+    root = str(tmp_path / "v")
+    archive_tree(root)
+    write_all = transfer._write_all
+
+    def slow_write(fd, pieces):  # a slow disk: the producer runs ahead as far as the pool lets it
+        time.sleep(0.002)
+        write_all(fd, pieces)
+
+    monkeypatch.setattr(transfer, "_write_all", slow_write)
+    pool = transfer.BufferPool(count=8, size=64 << 10)
+    entries = []
+    path = str(tmp_path / "a.tar")
+    sha, size = transfer.write_archive(transfer.local_tar(root, entries, True, pool=pool), path, compression, pool)
+    with open(path, "rb") as f:
+        data = f.read()
+    assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert not os.path.exists(path + ".partial")
+    raw = data if compression == "none" else gzip.decompress(data)
+    walked = manifest.from_directory(root)
+    assert manifest.digest(entries) == manifest.digest(walked) == manifest.digest(
+        manifest.from_tar_stream(io.BytesIO(raw)))
+    assert pool.free.qsize() == 8 and not pool.holds
+
+
+def test_write_archive_failure_frees_the_pool(tmp_path):
+    root = str(tmp_path / "v")
+    archive_tree(root)
+    pool = transfer.BufferPool(count=8, size=64 << 10)
+
+    def broken():
+        for i, chunk in enumerate(transfer.local_tar(root, [], True, pool=pool)):
+            if i == 40:
+                raise transfer.DockerError("source went away")
+            yield chunk
+
+    with pytest.raises(transfer.DockerError, match="source went away"):
+        transfer.write_archive(broken(), str(tmp_path / "a.tar"), "none", pool)
+    assert not os.path.exists(str(tmp_path / "a.tar"))
+    assert pool.free.qsize() == 8 and not pool.holds
+
+
+def test_write_archive_names_the_file_on_os_errors(tmp_path):
+    with pytest.raises(transfer.DockerError, match="a.tar"):
+        transfer.write_archive(iter([b"x"]), str(tmp_path / "missing" / "a.tar"), "none")
 
 
 def test_data_segments_of_a_sparse_file(tmp_path):
