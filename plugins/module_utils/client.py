@@ -44,6 +44,11 @@ DOCKER_COMMON_ARGS = dict(
 
 CONNECTION_OPTIONS = tuple(DOCKER_COMMON_ARGS)
 
+# The connection options of one side of a module that talks to two engines (volume_relocate's source
+# and destination): the same names and types, without defaults, so that an unset one is the module's own.
+SIDE_CONNECTION_ARGS = dict((name, dict((key, value) for key, value in spec.items() if key in ("type", "no_log")))
+                            for name, spec in DOCKER_COMMON_ARGS.items())
+
 
 class DockerError(Exception):
     """A foreseeable failure, with a message fit to show a user as it is."""

@@ -81,28 +81,33 @@ def normalize_map(value):
     return sorted((int(a), int(b), int(c)) for a, b, c in items)
 
 
+def _shift(an_id, id_map, outward):
+    """an_id through the map's ranges, container to host when outward; None when no range holds it."""
+    for c_start, h_start, size in id_map:
+        start, target = (c_start, h_start) if outward else (h_start, c_start)
+        if start <= an_id < start + size:
+            return target + an_id - start
+    return None
+
+
 def to_host(container_id, id_map):
     """The host id of ``container_id``; the identity when the map is empty."""
     container_id = int(container_id)
-    if not id_map:
-        return container_id
-    for c_start, h_start, size in id_map:
-        if c_start <= container_id < c_start + size:
-            return h_start + container_id - c_start
-    raise IdMapError("id %d is outside the user namespace's ranges (%s): no host id corresponds to it"
-                     % (container_id, describe(id_map)))
+    host_id = _shift(container_id, id_map, True) if id_map else container_id
+    if host_id is None:
+        raise IdMapError("id %d is outside the user namespace's ranges (%s): no host id corresponds to it"
+                         % (container_id, describe(id_map)))
+    return host_id
 
 
 def to_container(host_id, id_map):
     """The container id that is ``host_id`` on the host; the identity when the map is empty."""
     host_id = int(host_id)
-    if not id_map:
-        return host_id
-    for c_start, h_start, size in id_map:
-        if h_start <= host_id < h_start + size:
-            return c_start + host_id - h_start
-    raise IdMapError("host id %d is outside the user namespace's ranges (%s): containers see it as nobody"
-                     % (host_id, describe(id_map)))
+    container_id = _shift(host_id, id_map, False) if id_map else host_id
+    if container_id is None:
+        raise IdMapError("host id %d is outside the user namespace's ranges (%s): containers see it as nobody"
+                         % (host_id, describe(id_map)))
+    return container_id
 
 
 def to_container_or_none(host_id, id_map):

@@ -43,7 +43,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest
+from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest, volumes
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     api_errors,
@@ -114,8 +114,7 @@ def userns_ids(uid_map, gid_map):
 
     def ids(uid, gid):
         try:
-            return (idmap.to_container(uid, uid_map) if uid_map else uid,
-                    idmap.to_container(gid, gid_map) if gid_map else gid)
+            return idmap.to_container(uid, uid_map), idmap.to_container(gid, gid_map)
         except idmap.IdMapError as exc:
             raise DockerError("an entry owned by host ids %d:%d lies outside the user namespace of its engine "
                               "(%s); containers cannot see that owner. Fix the ownership (persist.docker."
@@ -124,18 +123,10 @@ def userns_ids(uid_map, gid_map):
 
 
 def host_ids(uid_map, gid_map):
-    """A function mapping containers' (uid, gid) to host ids, or None without remapping."""
+    """A function mapping containers' (uid, gid) to host ids (volumes.host_ids), or None without remapping."""
     if not uid_map and not gid_map:
         return None
-
-    def ids(uid, gid):
-        try:
-            return (idmap.to_host(uid, uid_map) if uid_map else uid,
-                    idmap.to_host(gid, gid_map) if gid_map else gid)
-        except idmap.IdMapError as exc:
-            raise DockerError("owner %d:%d cannot be mapped into the user namespace of the destination engine (%s)"
-                              % (uid, gid, exc)) from None
-    return ids
+    return lambda uid, gid: volumes.host_ids(uid, gid, uid_map, gid_map)
 
 
 def throughput(nbytes, seconds):
@@ -1153,7 +1144,7 @@ def _start_writeback(fd, offset, length):
 
 
 def write_archive(chunks, path, compression, pool=None):
-    """Write chunks (compressed) to path via path.partial; return the archive's sha256 and size.
+    """Write chunks (compressed) to path via path.partial (removed on failure); return its sha256 and size.
 
     A worker thread writes and hashes while chunks are produced; chunks of
     pool are held until it is done with them. The kernel is asked to write
@@ -1194,6 +1185,9 @@ def write_archive(chunks, path, compression, pool=None):
                     pool.release(chunk)
                 worker.abandon()
             os.close(fd)
+            if worker is not None:  # failed: do not leave a partial archive filling the disk
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         os.rename(tmp, path)
     return writer.sha.hexdigest(), writer.size
 

@@ -264,6 +264,7 @@ import time
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
+    SIDE_CONNECTION_ARGS,
     DockerError,
     DockerModule,
     api_errors,
@@ -475,24 +476,14 @@ class VolumeRelocateManager:
 
 
 def main():
-    connection = dict(
-        name=dict(type="str", required=True),
-        docker_host=dict(type="str"),
-        tls=dict(type="bool"),
-        validate_certs=dict(type="bool"),
-        ca_path=dict(type="path"),
-        client_cert=dict(type="path"),
-        client_key=dict(type="path", no_log=False),
-        api_version=dict(type="str"),
-        timeout=dict(type="int"),
-    )
+    connection = dict(SIDE_CONNECTION_ARGS, name=dict(type="str", required=True))
     destination = dict(connection, driver=dict(type="str", default="local"),
                        driver_opts=dict(type="dict", default={}), labels=dict(type="dict", default={}))
     spec = dict(
         source=dict(type="dict", required=True, options=connection),
         destination=dict(type="dict", required=True, options=destination),
         mode=dict(type="str", default="copy", choices=["copy", "move"]),
-        verify=dict(type="str", default="checksum", choices=["checksum", "size", "none"]),
+        verify=dict(type="str", default="checksum", choices=list(manifest.LEVELS)),
         stop_containers=dict(type="bool", default=True),
         copy_labels=dict(type="bool", default=True),
         force=dict(type="bool", default=False),

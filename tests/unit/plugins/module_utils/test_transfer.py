@@ -67,6 +67,11 @@ def test_userns_ids():
     assert ids(100033, 100034) == (33, 34)
     back = transfer.host_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
     assert back(33, 34) == (100033, 100034)
+    assert transfer.userns_ids([(0, 100000, 65536)], None)(100033, 7) == (33, 7)
+    with pytest.raises(transfer.DockerError, match="host ids 5:100034 lies outside the user namespace"):
+        ids(5, 100034)
+    with pytest.raises(transfer.DockerError, match="cannot map the ids"):
+        back(70000, 1)
 
 
 def test_chunk_reader_rest():
@@ -170,7 +175,7 @@ def test_write_archive_failure_frees_the_pool(tmp_path):
 
     with pytest.raises(transfer.DockerError, match="source went away"):
         transfer.write_archive(broken(), str(tmp_path / "a.tar"), "none", pool)
-    assert not os.path.exists(str(tmp_path / "a.tar"))
+    assert not os.path.exists(str(tmp_path / "a.tar")) and not os.path.exists(str(tmp_path / "a.tar.partial"))
     assert pool.free.qsize() == 8 and not pool.holds
 
 
