@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
+import mmap
 import os
 import queue
 import shlex
@@ -275,23 +277,23 @@ class BufferPool:
     A chunk is a memoryview of a pooled buffer. Each party that keeps a chunk
     past the producer's next step holds it and releases it when done; a buffer
     returns to the pool when its last hold is released. Reusing a few buffers
-    keeps memory flat and spares the page faults of fresh allocations.
+    keeps memory flat and spares the page faults of fresh allocations. The
+    buffers are page-aligned (anonymous mappings), so a whole one can be
+    written with O_DIRECT.
 
-    Holds that are not yet handed to a thread block the producer when they
-    use up the pool, so each party hands its holds over in batches of at
-    most half a buffer (``batch``): the producer's buffer, its hashing batch and
-    the writer's batch then hold at most five buffers, fewer than MINIMUM.
+    The producer holds only the buffer it fills and hands every other hold
+    to a thread at once, so it never waits for a buffer that only it could
+    free.
     """
 
-    MINIMUM = 8
+    MINIMUM = 4
 
     def __init__(self, count=12, size=BUFFER):
         count = max(count, self.MINIMUM)
         self.size = size
-        self.batch = size // 2
         self.free = queue.Queue()
         for _i in range(count):
-            self.free.put(bytearray(size))
+            self.free.put(mmap.mmap(-1, size))
         self.lock = threading.Lock()
         self.holds = {}
 
@@ -323,7 +325,61 @@ class BufferPool:
         self.free.put(obj)
 
 
-def _hash_batch(pool):
+class _Buffers:
+    """Lays a stream out in a pool's buffers, one after the other; each full buffer is one chunk.
+
+    put() and read() are generators that yield the buffers they fill up; a
+    yielded buffer is valid until the next step unless the consumer holds it.
+    """
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.buf = pool.take()
+        self.view, self.pos = memoryview(self.buf), 0
+
+    def _full(self):
+        yield self.view[:self.pos]
+        self.pool.release(self.buf)
+        self.buf = None  # not ours to release again until take() returns
+        self.buf = self.pool.take()
+        self.view, self.pos = memoryview(self.buf), 0
+
+    def put(self, data):
+        """Copy data (a header or padding) into the stream."""
+        data = memoryview(data)
+        while data:
+            n = min(len(data), self.pool.size - self.pos)
+            self.view[self.pos:self.pos + n] = data[:n]
+            self.pos += n
+            data = data[n:]
+            if self.pos == self.pool.size:
+                yield from self._full()
+
+    def read(self, fd, left, path, take):
+        """Read left bytes of fd into the stream; call take(piece) for every piece read."""
+        while left > 0:
+            n = os.readv(fd, [self.view[self.pos:self.pos + min(self.pool.size - self.pos, left)]])
+            if not n:
+                raise DockerError("%s shrank while it was read; stop the containers that write to the "
+                                  "volume (stop_containers: true) and run again" % path)
+            take(self.view[self.pos:self.pos + n])
+            self.pos += n
+            left -= n
+            if self.pos == self.pool.size:
+                yield from self._full()
+
+    def finish(self):
+        """Yield the last, partly filled buffer."""
+        if self.pos:
+            yield self.view[:self.pos]
+
+    def close(self):
+        if self.buf is not None:
+            self.pool.release(self.buf)
+            self.buf = None
+
+
+def _hash_worker(pool):
     def work(batch):
         """(hash, chunk) adds content, (hash, entry) stores the digest in the entry."""
         for h, what in batch:
@@ -334,24 +390,31 @@ def _hash_batch(pool):
     return _Worker(work, lambda item: pool.release(item[1]))
 
 
+# Files at least this large are hashed by a worker thread, piece by piece as they are read;
+# smaller ones by the reading thread, which spares a thread hand-over per file.
+HASH_APART = 1 << 20
+
+
 def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # noqa: PLR0912,PLR0915,PLR0917
     """Yield a tar stream of the tree at root (members './...'), appending its manifest to entries.
 
-    File contents are read into the buffers of pool (a new one by default). A
-    chunk stays valid until the next one is asked for; a consumer that keeps
-    it longer holds it in the pool and releases it after. The sha256 of each
-    file is computed by a worker thread and is in the entries once the stream
-    is exhausted.
+    The stream is laid out in the buffers of pool (a new one by default) and
+    yielded a whole buffer at a time; a chunk stays valid until the next one
+    is asked for, and a consumer that keeps it longer holds it in the pool and
+    releases it after. The sha256 of each file is in the entries once the
+    stream is exhausted.
     """
     seen = {}
     counter = counter if counter is not None else [0]
     groups = {}
     pool = pool or BufferPool()
-    hashes = _hash_batch(pool) if checksum else None
-    pending, pending_size = [], 0
+    hashes = _hash_worker(pool) if checksum else None
     linked = []
-    buf = pool.take()
-    view, pos = memoryview(buf), 0
+    out = _Buffers(pool)
+
+    def count(piece):
+        counter[0] += len(piece)
+
     try:
         for path, abspath, st in manifest.walk(root):
             mode = st.st_mode
@@ -366,43 +429,35 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
                 entry.pop("hardlink", None)
                 entries.append(entry)
                 linked.append((entry, first))
-                yield member_header(name, tarfile.LNKTYPE, mode, uid, gid, mtime, linkname="./" + first["path"])
+                yield from out.put(member_header(name, tarfile.LNKTYPE, mode, uid, gid, mtime,
+                                                 linkname="./" + first["path"]))
                 continue
             if stat.S_ISREG(mode):
-                yield member_header(name, tarfile.REGTYPE, mode, uid, gid, mtime, st.st_size)
+                yield from out.put(member_header(name, tarfile.REGTYPE, mode, uid, gid, mtime, st.st_size))
                 entry = manifest.entry_from_stat(path, st, ids)
+                take = count
                 h = hashlib.sha256() if checksum else None
-                left = st.st_size
+                if h is not None and st.st_size >= HASH_APART:
+                    def take(piece, h=h):
+                        counter[0] += len(piece)
+                        pool.hold(piece)
+                        hashes.put([(h, piece)])
+                elif h is not None:
+                    def take(piece, h=h):
+                        counter[0] += len(piece)
+                        h.update(piece)
                 fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
                 try:
-                    while left > 0:
-                        if pos == pool.size:
-                            pool.release(buf)
-                            buf = pool.take()
-                            view, pos = memoryview(buf), 0
-                        n = os.readv(fd, [view[pos:pos + min(pool.size - pos, left)]])
-                        if not n:
-                            raise DockerError("%s shrank while it was read; stop the containers that write to the "
-                                              "volume (stop_containers: true) and run again" % abspath)
-                        chunk = view[pos:pos + n]
-                        pos += n
-                        left -= n
-                        counter[0] += n
-                        if h is not None:
-                            pool.hold(chunk)
-                            pending.append((h, chunk))
-                            pending_size += n
-                            if pending_size >= pool.batch:
-                                hashes.put(pending)
-                                pending, pending_size = [], 0
-                        yield chunk
+                    yield from out.read(fd, st.st_size, abspath, take)
                 finally:
                     os.close(fd)
                 pad = -st.st_size % tarfile.BLOCKSIZE
                 if pad:
-                    yield _ZEROS[:pad]
-                if h is not None:
-                    pending.append((h, entry))
+                    yield from out.put(_ZEROS[:pad])
+                if h is not None and st.st_size >= HASH_APART:
+                    hashes.put([(h, entry)])
+                elif h is not None:
+                    entry["sha256"] = h.hexdigest()
             else:
                 if stat.S_ISDIR(mode):
                     kind = tarfile.DIRTYPE
@@ -415,24 +470,22 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
                     kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
                 else:
                     continue
-                yield member_header(name, kind, mode, uid, gid, mtime, linkname=target or "", rdev=st.st_rdev)
+                yield from out.put(member_header(name, kind, mode, uid, gid, mtime, linkname=target or "",
+                                                 rdev=st.st_rdev))
                 entry = manifest.entry_from_stat(path, st, ids, None, target)
             entries.append(entry)
             if stat.S_ISREG(mode) and st.st_nlink > 1:
                 seen[(st.st_dev, st.st_ino)] = entry
                 groups[(st.st_dev, st.st_ino)] = [path]
-        yield bytes(tarfile.BLOCKSIZE * 2)
+        yield from out.put(_ZEROS[:tarfile.BLOCKSIZE * 2])
+        yield from out.finish()
         if hashes is not None:
-            hashes.put(pending)
-            pending = []
             hashes.close()
             hashes = None
     finally:
-        for item in pending:
-            pool.release(item[1])
         if hashes is not None:
             hashes.abandon()
-        pool.release(buf)
+        out.close()
     for entry, first in linked:
         if "sha256" in first:
             entry["sha256"] = first["sha256"]
@@ -1104,37 +1157,81 @@ class _Worker:
         self.thread.join()
 
 
-# Writeback of an archive is started every WRITEBACK bytes, so the final fsync waits for little.
+# An archive made of whole pool buffers is opened with O_DIRECT where the file system allows
+# it: the disk reads the buffers itself, sparing the copy into the page cache (the costliest
+# step of a plain `tar -cf`) and leaving the cache to the services on the host. Other archives
+# are written through the page cache, with writeback started every WRITEBACK bytes so that
+# the closing fsync waits for little.
+DIRECT_ALIGN = 4096
 WRITEBACK = 64 << 20
 
 
-class _ArchiveWriter:
-    """The work of the writing thread: write a batch of chunks, hash it, start its writeback."""
+def _open_archive(path, direct):
+    """Open path for writing, with O_DIRECT if asked and allowed; return (fd, direct)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    if direct and getattr(os, "O_DIRECT", 0):
+        try:
+            return os.open(path, flags | os.O_DIRECT, 0o666), True
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, 0o666), False
 
-    def __init__(self, fd):
+
+class _DiskWriter:
+    """The work of the disk thread: write batches of chunks in order.
+
+    Direct writes go on while every chunk is whole blocks of a page-aligned
+    buffer; the first other chunk (the end of the archive, typically), or a
+    write the file system refuses, switches the file to buffered writes.
+    """
+
+    def __init__(self, fd, direct):
         self.fd = fd
-        self.sha = hashlib.sha256()
-        self.size = 0
-        self.flushed = 0
+        self.direct = direct
+        self.written = self.flushed = 0
 
     def __call__(self, batch):
-        _write_all(self.fd, batch)
+        if self.direct and any(len(chunk) % DIRECT_ALIGN for chunk in batch):
+            self._buffered()
+        try:
+            self.written += _write_all(self.fd, batch)
+        except OSError as e:
+            if not (self.direct and e.errno == errno.EINVAL):
+                raise
+            self._buffered()
+            self.written += _write_all(self.fd, batch)
+        if not self.direct and self.written - self.flushed >= WRITEBACK:
+            _start_writeback(self.fd, self.flushed, self.written - self.flushed)
+            self.flushed = self.written
+
+    def _buffered(self):
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        self.direct = False
+
+
+class _ArchiveHash:
+    """The work of the hashing thread: the sha256 and size of the archive."""
+
+    def __init__(self):
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def __call__(self, batch):
         for chunk in batch:
             self.sha.update(chunk)
             self.size += len(chunk)
-        if self.size - self.flushed >= WRITEBACK:
-            _start_writeback(self.fd, self.flushed, self.size - self.flushed)
-            self.flushed = self.size
 
 
 def _write_all(fd, pieces):
-    """Write the pieces with as few system calls as possible."""
-    written = os.writev(fd, pieces)
+    """Write the pieces with as few system calls as possible; return the bytes written."""
     total = sum(len(p) for p in pieces)
+    written = os.writev(fd, pieces)
     if written < total:
         view = memoryview(b"".join(pieces))[written:]
         while view:
             view = view[os.write(fd, view):]
+    return total
 
 
 def _start_writeback(fd, offset, length):
@@ -1146,50 +1243,54 @@ def _start_writeback(fd, offset, length):
 def write_archive(chunks, path, compression, pool=None):
     """Write chunks (compressed) to path via path.partial (removed on failure); return its sha256 and size.
 
-    A worker thread writes and hashes while chunks are produced; chunks of
-    pool are held until it is done with them. The kernel is asked to write
-    the archive back as it grows, so the closing fsync waits for little.
+    One thread hashes the archive and another writes it while the chunks are
+    produced; chunks of pool are held until both are done with them, and an
+    uncompressed archive of pool chunks is written with O_DIRECT.
     """
     comp = compressor(compression)
     tmp = path + ".partial"
     batch, length = [], 0
-    limit = pool.batch if pool is not None else BUFFER
+    holds = pool is not None and comp is None
     with _os_errors("writing %s" % path):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        writer = _ArchiveWriter(fd)
-        worker = _Worker(writer, pool.release if pool is not None else None)
+        fd, direct = _open_archive(tmp, holds)
+        archive = _ArchiveHash()
+        release = pool.release if holds else None
+        workers = [_Worker(archive, release), _Worker(_DiskWriter(fd, direct), release)]
+
+        def hand_over(batch):
+            for worker in workers:
+                for piece in batch if holds else ():
+                    pool.hold(piece)
+                worker.put(batch)
+
+        done = False
         try:
             for chunk in chunks:
-                data = chunk
-                if comp is not None:
-                    data = comp.compress(chunk)
-                    if not data:
-                        continue
-                elif pool is not None:
-                    pool.hold(chunk)
-                batch.append(data)
-                length += len(data)
-                if length >= limit or len(batch) >= 256:
-                    worker.put(batch)
+                data = comp.compress(chunk) if comp is not None else chunk
+                if not holds and isinstance(data, memoryview):
+                    data = bytes(data)  # a view valid only until the next chunk
+                if data:
+                    batch.append(data)
+                    length += len(data)
+                if batch and (holds or length >= BUFFER or len(batch) >= 256):
+                    hand_over(batch)
                     batch, length = [], 0
             if comp is not None:
                 batch.append(comp.flush())
-            worker.put(batch)
-            batch = []
-            worker.close()
-            worker = None
+            hand_over(batch)
+            while workers:
+                workers.pop(0).close()
             os.fsync(fd)
+            done = True
         finally:
-            if worker is not None:
-                for chunk in batch if pool is not None else ():
-                    pool.release(chunk)
+            for worker in workers:
                 worker.abandon()
             os.close(fd)
-            if worker is not None:  # failed: do not leave a partial archive filling the disk
+            if not done:  # do not leave a partial archive filling the disk
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         os.rename(tmp, path)
-    return writer.sha.hexdigest(), writer.size
+    return archive.sha.hexdigest(), archive.size
 
 
 class ArchiveSource:

@@ -20,6 +20,9 @@ description:
     manifest equals the stored one, nothing is written.
   - When the engine is on a local Unix socket and the volume's mountpoint is readable here, the data
     is read from disk; otherwise it is streamed through the Engine API from a helper container.
+  - An uncompressed archive of a volume read from disk is written past the page cache (C(O_DIRECT))
+    where the file system allows it, so a backup does not push the services' data out of memory;
+    elsewhere it is written through the page cache.
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:

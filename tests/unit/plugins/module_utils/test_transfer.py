@@ -1,5 +1,7 @@
 """Pure decisions of the transfer: the relocation plan, staging state, archives."""
 
+import errno
+import fcntl
 import gzip
 import hashlib
 import io
@@ -144,7 +146,7 @@ def test_write_archive_from_pooled_buffers(tmp_path, monkeypatch, compression):
 
     def slow_write(fd, pieces):  # a slow disk: the producer runs ahead as far as the pool lets it
         time.sleep(0.002)
-        write_all(fd, pieces)
+        return write_all(fd, pieces)
 
     monkeypatch.setattr(transfer, "_write_all", slow_write)
     pool = transfer.BufferPool(count=8, size=64 << 10)
@@ -160,6 +162,63 @@ def test_write_archive_from_pooled_buffers(tmp_path, monkeypatch, compression):
     assert manifest.digest(entries) == manifest.digest(walked) == manifest.digest(
         manifest.from_tar_stream(io.BytesIO(raw)))
     assert pool.free.qsize() == 8 and not pool.holds
+
+
+def direct_io_works(path):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except (AttributeError, OSError):
+        return False
+    os.close(fd)
+    os.unlink(path)
+    return True
+
+
+def test_local_tar_yields_whole_buffers(tmp_path):
+    """Every chunk but the last is a whole pool buffer, so an archive of them can be written with O_DIRECT."""
+    root = str(tmp_path / "v")
+    archive_tree(root)
+    pool = transfer.BufferPool(count=4, size=64 << 10)
+    sizes = [len(chunk) for chunk in transfer.local_tar(root, [], True, pool=pool)]
+    assert len(sizes) > 10 and set(sizes[:-1]) == {64 << 10} and 0 < sizes[-1] <= 64 << 10
+
+
+@pytest.mark.parametrize("refuse", ["nothing", "open", "write"])
+def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
+    """Direct writes where the file system takes them; buffered ones where it refuses, with the same archive."""
+    root = str(tmp_path / "v")
+    archive_tree(root)
+    open_, write_all = os.open, transfer._write_all
+    modes = []
+
+    def refusing_open(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return open_(path, flags, *args)
+
+    def recording_write(fd, pieces):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        modes.append(direct)
+        if refuse == "write" and direct:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return write_all(fd, pieces)
+
+    if refuse == "open":
+        monkeypatch.setattr(transfer.os, "open", refusing_open)
+    monkeypatch.setattr(transfer, "_write_all", recording_write)
+    pool = transfer.BufferPool(count=4, size=64 << 10)
+    entries = []
+    path = str(tmp_path / "a.tar")
+    sha, size = transfer.write_archive(transfer.local_tar(root, entries, True, pool=pool), path, "none", pool)
+    with open(path, "rb") as f:
+        data = f.read()
+    assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert manifest.digest(entries) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data)))
+    assert pool.free.qsize() == 4 and not pool.holds
+    if refuse == "nothing" and direct_io_works(str(tmp_path / "probe")):
+        assert modes[0] and not modes[-1] and len(data) % transfer.DIRECT_ALIGN  # the tail is written buffered
+    else:
+        assert not any(modes[1:])
 
 
 def test_write_archive_failure_frees_the_pool(tmp_path):
