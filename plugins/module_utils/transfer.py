@@ -416,67 +416,69 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
         counter[0] += len(piece)
 
     try:
-        for path, abspath, st in manifest.walk(root):
-            mode = st.st_mode
-            name = "./" + path if path else "."
-            uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
-            mtime = int(st.st_mtime)
-            target = None
-            if stat.S_ISREG(mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
-                first = seen[(st.st_dev, st.st_ino)]
-                groups[(st.st_dev, st.st_ino)].append(path)
-                entry = dict(first, path=path, mode=stat.S_IMODE(mode))
-                entry.pop("hardlink", None)
-                entries.append(entry)
-                linked.append((entry, first))
-                yield from out.put(member_header(name, tarfile.LNKTYPE, mode, uid, gid, mtime,
-                                                 linkname="./" + first["path"]))
-                continue
-            if stat.S_ISREG(mode):
-                yield from out.put(member_header(name, tarfile.REGTYPE, mode, uid, gid, mtime, st.st_size))
-                entry = manifest.entry_from_stat(path, st, ids)
-                take = count
-                h = hashlib.sha256() if checksum else None
-                if h is not None and st.st_size >= HASH_APART:
-                    def take(piece, h=h):
-                        counter[0] += len(piece)
-                        pool.hold(piece)
-                        hashes.put([(h, piece)])
-                elif h is not None:
-                    def take(piece, h=h):
-                        counter[0] += len(piece)
-                        h.update(piece)
-                fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-                try:
-                    yield from out.read(fd, st.st_size, abspath, take)
-                finally:
-                    os.close(fd)
-                pad = -st.st_size % tarfile.BLOCKSIZE
-                if pad:
-                    yield from out.put(_ZEROS[:pad])
-                if h is not None and st.st_size >= HASH_APART:
-                    hashes.put([(h, entry)])
-                elif h is not None:
-                    entry["sha256"] = h.hexdigest()
-            else:
-                if stat.S_ISDIR(mode):
-                    kind = tarfile.DIRTYPE
-                elif stat.S_ISLNK(mode):
-                    target = os.fsdecode(os.readlink(abspath))
-                    kind = tarfile.SYMTYPE
-                elif stat.S_ISFIFO(mode):
-                    kind = tarfile.FIFOTYPE
-                elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                    kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-                else:
+        for path, abspath, st, fd in manifest.read_ahead(manifest.walk(root)):
+            try:
+                mode = st.st_mode
+                name = "./" + path if path else "."
+                uid, gid = ids(st.st_uid, st.st_gid) if ids else (st.st_uid, st.st_gid)
+                mtime = int(st.st_mtime)
+                target = None
+                if stat.S_ISREG(mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                    first = seen[(st.st_dev, st.st_ino)]
+                    groups[(st.st_dev, st.st_ino)].append(path)
+                    entry = dict(first, path=path, mode=stat.S_IMODE(mode))
+                    entry.pop("hardlink", None)
+                    entries.append(entry)
+                    linked.append((entry, first))
+                    yield from out.put(member_header(name, tarfile.LNKTYPE, mode, uid, gid, mtime,
+                                                     linkname="./" + first["path"]))
                     continue
-                yield from out.put(member_header(name, kind, mode, uid, gid, mtime, linkname=target or "",
-                                                 rdev=st.st_rdev))
-                entry = manifest.entry_from_stat(path, st, ids, None, target)
-            entries.append(entry)
-            if stat.S_ISREG(mode) and st.st_nlink > 1:
-                seen[(st.st_dev, st.st_ino)] = entry
-                groups[(st.st_dev, st.st_ino)] = [path]
+                if stat.S_ISREG(mode):
+                    yield from out.put(member_header(name, tarfile.REGTYPE, mode, uid, gid, mtime, st.st_size))
+                    entry = manifest.entry_from_stat(path, st, ids)
+                    take = count
+                    h = hashlib.sha256() if checksum else None
+                    if h is not None and st.st_size >= HASH_APART:
+                        def take(piece, h=h):
+                            counter[0] += len(piece)
+                            pool.hold(piece)
+                            hashes.put([(h, piece)])
+                    elif h is not None:
+                        def take(piece, h=h):
+                            counter[0] += len(piece)
+                            h.update(piece)
+                    if fd is None:
+                        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # noqa: PLW2901 - closed below
+                    yield from out.read(fd, st.st_size, abspath, take)
+                    pad = -st.st_size % tarfile.BLOCKSIZE
+                    if pad:
+                        yield from out.put(_ZEROS[:pad])
+                    if h is not None and st.st_size >= HASH_APART:
+                        hashes.put([(h, entry)])
+                    elif h is not None:
+                        entry["sha256"] = h.hexdigest()
+                else:
+                    if stat.S_ISDIR(mode):
+                        kind = tarfile.DIRTYPE
+                    elif stat.S_ISLNK(mode):
+                        target = os.fsdecode(os.readlink(abspath))
+                        kind = tarfile.SYMTYPE
+                    elif stat.S_ISFIFO(mode):
+                        kind = tarfile.FIFOTYPE
+                    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                        kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+                    else:
+                        continue
+                    yield from out.put(member_header(name, kind, mode, uid, gid, mtime, linkname=target or "",
+                                                     rdev=st.st_rdev))
+                    entry = manifest.entry_from_stat(path, st, ids, None, target)
+                entries.append(entry)
+                if stat.S_ISREG(mode) and st.st_nlink > 1:
+                    seen[(st.st_dev, st.st_ino)] = entry
+                    groups[(st.st_dev, st.st_ino)] = [path]
+            finally:
+                if fd is not None:
+                    os.close(fd)
         yield from out.put(_ZEROS[:tarfile.BLOCKSIZE * 2])
         yield from out.finish()
         if hashes is not None:

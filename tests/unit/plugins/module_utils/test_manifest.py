@@ -136,3 +136,48 @@ def test_tee_rewrites_owners():
     assert (by_path["f ü"]["uid"], by_path["f ü"]["gid"], by_path[""]["uid"]) == (1234, 5678, 0)
     assert manifest.digest(read) == manifest.digest(builder.result())
     assert manifest.digest(manifest.from_tar_stream(io.BytesIO(data), ids=ids)) == manifest.digest(read)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_read_ahead_opens_the_files_to_read(tmp_path):
+    awkward_tree(str(tmp_path))
+    with open(str(tmp_path / "empty"), "wb"):
+        pass
+    before = open_fds()
+    seen, opened = [], []
+    for path, _abspath, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
+        seen.append(path)
+        if fd is not None:
+            assert os.path.samestat(os.fstat(fd), st)
+            os.close(fd)
+            opened.append(path)
+    assert seen == [p for p, _a, _s in manifest.walk(str(tmp_path))]
+    assert open_fds() == before
+    # regular files with data, and of the two links of one file only the first one walked
+    links = [p for p in seen if p in ("new\nline", "a-hardlink")]
+    assert sorted(opened) == sorted(["dir with space/ünïcode", "sparse", links[0]])
+
+
+def test_read_ahead_closes_what_is_left_when_abandoned(tmp_path):
+    for i in range(20):
+        with open(str(tmp_path / ("f%02d" % i)), "wb") as f:
+            f.write(b"x")
+    before = open_fds()
+    walked = manifest.read_ahead(manifest.walk(str(tmp_path)), files=8)
+    next(walked)
+    assert open_fds() == before + 8
+    walked.close()
+    assert open_fds() == before
+
+
+def test_local_tar_opens_what_could_not_be_opened_ahead(tmp_path, monkeypatch):
+    awkward_tree(str(tmp_path))
+    monkeypatch.setattr(manifest, "_open_ahead", lambda path, length: None)
+    before = open_fds()
+    data, during = tar_of(str(tmp_path))
+    assert manifest.digest(during) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data))) \
+        == manifest.digest(manifest.from_directory(str(tmp_path)))
+    assert open_fds() == before
