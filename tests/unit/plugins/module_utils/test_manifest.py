@@ -67,7 +67,9 @@ def test_copy_tree_keeps_everything(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.mkdir()
     awkward_tree(str(src))
+    before = open_fds()
     entries, _copies = transfer.copy_tree(str(src), str(dst), True)
+    assert open_fds() == before
     assert manifest.digest(entries) == manifest.digest(manifest.from_directory(str(src)))
     assert manifest.digest(manifest.from_directory(str(dst))) == manifest.digest(entries)
     st = os.stat(dst / "sparse")
