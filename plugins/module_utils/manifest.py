@@ -130,12 +130,15 @@ def is_empty(entries):
     return all(e["path"] == "" for e in entries)
 
 
-def hash_file(path, buf=None):
+def hash_file(path, buf=None, stop=None):
+    """The sha256 of the file at path; None if stop (a threading.Event) is set meanwhile."""
     h = hashlib.sha256()
     buf = buf or bytearray(BUFFER)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while True:
+            if stop is not None and stop.is_set():
+                return None
             n = f.readinto(buf)
             if not n:
                 break

@@ -1089,6 +1089,36 @@ def sha256_file(path):
     return manifest.hash_file(path)
 
 
+@contextlib.contextmanager
+def sha256_meanwhile(path):
+    """Hash the file at path on a thread while the block runs; yield a function that waits for the sha256.
+
+    The function returns None when the file cannot be read. Leaving the block
+    stops a hash that is no longer wanted.
+    """
+    stop = threading.Event()
+    found = []
+
+    def run():
+        try:
+            found.append(manifest.hash_file(path, stop=stop))
+        except OSError:
+            found.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def result():
+        thread.join()
+        return found[0]
+
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
 def read_checksum_file(path):
     """The hex digest in a sha256sum-style file, or None when it cannot be read."""
     try:

@@ -196,8 +196,11 @@ class VolumeBackupManager:
                       method=side.how, stopped_containers=[], actions=[], seconds=0.0, throughput=0)
         current = None
         if stored is not None and not p["force"]:
-            current = side.manifest(True)
-            if manifest.digest(current) == stored["digest"]:
+            with transfer.sha256_meanwhile(path) as archive_sha256:
+                current = side.manifest(True)
+                unchanged = manifest.digest(current) == stored["digest"] and \
+                    archive_sha256() == stored["archive_sha256"]
+            if unchanged:
                 result.update(changed=False, archive_sha256=stored["archive_sha256"], digest=stored["digest"],
                               archive_size=os.path.getsize(path), **manifest.summary(current))
                 return self.with_diff(result, stored["digest"], stored["digest"])
@@ -234,7 +237,10 @@ class VolumeBackupManager:
         return self.with_diff(result, stored and stored["digest"], digest)
 
     def stored(self, path, manifest_path, checksum_path):
-        """The stored backup's {'digest', 'archive_sha256'} when it is complete and intact, else None."""
+        """The stored backup's {'digest', 'archive_sha256'} when its three files agree, else None.
+
+        Whether the archive still has that sha256 is checked by the caller, while it reads the volume.
+        """
         if not all(os.path.isfile(f) for f in (path, manifest_path, checksum_path)):
             return None
         try:
@@ -243,7 +249,7 @@ class VolumeBackupManager:
         except (OSError, ValueError):
             return None
         recorded = transfer.read_checksum_file(checksum_path)
-        if recorded is None or recorded != doc.get("archive_sha256") or transfer.sha256_file(path) != recorded:
+        if recorded is None or recorded != doc.get("archive_sha256"):
             return None
         return dict(digest=doc["digest"], archive_sha256=recorded)
 

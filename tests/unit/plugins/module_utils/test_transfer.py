@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 import time
 
 import pytest
@@ -266,3 +267,20 @@ def test_copy_file_falls_back_to_a_buffer(tmp_path, monkeypatch):
     counter = [0]
     transfer.copy_file(str(src), str(dst), os.stat(src), buf=bytearray(1 << 20), counter=counter)
     assert dst.read_bytes() == src.read_bytes() and counter[0] == 3 << 20
+
+
+def test_sha256_meanwhile(tmp_path):
+    path = str(tmp_path / "a")
+    with open(path, "wb") as f:
+        f.write(os.urandom(3 << 20))
+    with open(path, "rb") as f:
+        expected = hashlib.sha256(f.read()).hexdigest()
+    with transfer.sha256_meanwhile(path) as sha:
+        assert sha() == expected
+    with transfer.sha256_meanwhile(str(tmp_path / "missing")) as sha:
+        assert sha() is None
+    with transfer.sha256_meanwhile(path):  # left early: the thread stops and is joined
+        pass
+    stop = threading.Event()
+    stop.set()
+    assert manifest.hash_file(path, stop=stop) is None
