@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import io
 import mmap
@@ -587,6 +588,20 @@ class LocalSide:
         self.promote(root_entry)
         self.remove_staging()
 
+    def receive(self, chunks):
+        """Extract a tar stream (members './...') into a new staging directory."""
+        self.reset_staging()
+        self.copies = None
+        with self._guard("writing the staged copy"):
+            try:
+                extract_tar(chunks, self.data, self.to_host)
+            except tarfile.TarError as exc:
+                raise DockerError("volume '%s': the archive cannot be read as tar (%s); nothing was changed in "
+                                  "the volume's data" % (self.name, exc)) from None
+
+    def fix_times(self, entries):
+        """Nothing to fix: receive() gives every entry its times."""
+
     def receive_local(self, source, checksum, counter):
         """Copy source (a LocalSide) into a new staging directory; return the source's manifest."""
         self.reset_staging()
@@ -660,21 +675,143 @@ def _copy_segment(fin, fout, start, end, view, counter):
 
 
 def copy_file(src, dst, st, *, buf, counter):
-    """Copy one regular file's content, keeping the holes of a sparse file."""
+    """Copy one regular file's content into the new file dst, keeping the holes of a sparse file."""
+    fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        copy_content(src, fout, st, buf=buf, counter=counter)
+    finally:
+        os.close(fout)
+
+
+def copy_content(src, fout, st, *, buf, counter):
+    """Copy the content of the regular file src (lstat st) into the empty file open as fout."""
     view = memoryview(buf)
     sparse = _SEEK_DATA is not None and st.st_blocks * 512 < st.st_size
     fin = os.open(src, os.O_RDONLY)
     try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            for start, end in data_segments(fin, st.st_size, sparse):
-                _copy_segment(fin, fout, start, end, view, counter)
-            if sparse:
-                os.ftruncate(fout, st.st_size)
-        finally:
-            os.close(fout)
+        for start, end in data_segments(fin, st.st_size, sparse):
+            _copy_segment(fin, fout, start, end, view, counter)
+        if sparse:
+            os.ftruncate(fout, st.st_size)
     finally:
         os.close(fin)
+
+
+class _TreeWriter:
+    """Makes the entries of a new tree, owned as its engine's host needs.
+
+    ids maps the owners as the containers see them to host ids. A file gets
+    its owner, mode and times through its open descriptor; a directory gets
+    them last (its entries change its mtime), chmod always after chown,
+    which clears setuid and setgid.
+    """
+
+    def __init__(self, ids=None):
+        self.ids = ids or _same
+        self.dirs = []
+
+    def directory(self, dst, mode, uid, gid, times, make=True):
+        """A directory (made already unless make); its mode, owner and times are set by finish()."""
+        if make:
+            os.mkdir(dst, 0o700)
+        self.dirs.append((dst, self.ids(uid, gid), mode, times))
+
+    def file(self, dst, mode, uid, gid, times, fill):
+        """A regular file whose content fill(fd) writes."""
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            fill(fd)
+            os.fchown(fd, *self.ids(uid, gid))
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=times)
+        finally:
+            os.close(fd)
+
+    def symlink(self, dst, target, uid, gid, times):
+        os.symlink(target, dst)
+        os.lchown(dst, *self.ids(uid, gid))
+        os.utime(dst, ns=times, follow_symlinks=False)
+
+    def node(self, dst, fmt, mode, rdev, uid, gid, times):
+        """A fifo or a device (fmt: stat.S_IFIFO, S_IFCHR or S_IFBLK)."""
+        os.mknod(dst, fmt | mode, rdev)
+        os.lchown(dst, *self.ids(uid, gid))
+        os.chmod(dst, mode)
+        os.utime(dst, ns=times)
+
+    def finish(self):
+        for dst, (uid, gid), mode, times in reversed(self.dirs):
+            os.lchown(dst, uid, gid)
+            os.chmod(dst, mode)
+            os.utime(dst, ns=times)
+
+
+def _write_member(member_file, fd, *, buf):
+    view = memoryview(buf)
+    while True:
+        n = member_file.readinto(buf)
+        if not n:
+            return
+        done = 0
+        while done < n:
+            done += os.write(fd, view[done:n])
+
+
+def _member_path(root, name, what="member"):
+    """Where archive member name goes under root; refuses names that lead out of it."""
+    path = manifest.tar_path(name)
+    parts = path.split("/")
+    if name.startswith("/") or ".." in parts or "" in parts:
+        raise DockerError("archive %s %r leads out of the volume; nothing of it was used" % (what, name))
+    dst = os.path.join(root, path)
+    parent = os.path.dirname(dst)
+    if parent != root and not stat.S_ISDIR(os.lstat(parent).st_mode):
+        raise DockerError("archive %s %r is below something that is not a directory; nothing of it was used"
+                          % (what, name))
+    return dst
+
+
+def extract_tar(chunks, root, ids=None):
+    """Write the members of a tar stream (as local_tar makes them, './...') into the new directory root.
+
+    ids maps the owners in the stream (the containers' view) to host ids. A
+    member that would land outside root (an absolute name, '..', a path
+    through a symlink) or of a kind a volume does not hold stops the
+    extraction with an error.
+    """
+    os.mkdir(root, 0o700)
+    writer = _TreeWriter(ids)
+    buf = bytearray(BUFFER)
+    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
+        for member in archive:
+            times = (int(member.mtime * 1e9),) * 2
+            owner = (member.uid, member.gid)
+            if not manifest.tar_path(member.name):
+                writer.directory(root, member.mode, *owner, times, make=False)
+                continue
+            dst = _member_path(root, member.name)
+            if member.isdir():
+                writer.directory(dst, member.mode, *owner, times)
+            elif member.isreg():
+                writer.file(dst, member.mode, *owner, times,
+                            functools.partial(_write_member, archive.extractfile(member), buf=buf))
+            elif member.issym():
+                writer.symlink(dst, member.linkname, *owner, times)
+            elif member.islnk():
+                first = _member_path(root, member.linkname, "link target")
+                if not stat.S_ISREG(os.lstat(first).st_mode):
+                    raise DockerError("archive member %r is a hard link to %r, which is not a file"
+                                      % (member.name, member.linkname))
+                os.link(first, dst, follow_symlinks=False)
+            elif member.isfifo():
+                writer.node(dst, stat.S_IFIFO, member.mode, 0, *owner, times)
+            elif member.ischr() or member.isblk():
+                writer.node(dst, stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member.mode,
+                            os.makedev(member.devmajor, member.devminor), *owner, times)
+            else:
+                raise DockerError("archive member %r is of a kind a volume backup does not hold (tar type %r)"
+                                  % (member.name, member.type))
+    writer.finish()
 
 
 def _hash_pair(src, dst):
@@ -695,48 +832,36 @@ def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, count
     buf = bytearray(BUFFER)
     entries = []
     links = {}
-    dirs = []
+    writer = _TreeWriter(dst_ids)
     pending = []
     pool = ThreadPoolExecutor(max_workers=2) if checksum else None
-
-    def owner(st):
-        ids = src_ids(st.st_uid, st.st_gid) if src_ids else (st.st_uid, st.st_gid)
-        return ids, (dst_ids(*ids) if dst_ids else ids)
-
     try:
         for path, abspath, st in manifest.walk(src_root):
             dst = os.path.join(dst_root, path) if path else dst_root
             mode = st.st_mode
-            _view, (huid, hgid) = owner(st)
+            uid, gid = src_ids(st.st_uid, st.st_gid) if src_ids else (st.st_uid, st.st_gid)
+            times = (st.st_atime_ns, st.st_mtime_ns)
             target = None
             if stat.S_ISDIR(mode):
-                os.mkdir(dst, 0o700)
-                dirs.append((dst, huid, hgid, stat.S_IMODE(mode), st.st_atime_ns, st.st_mtime_ns))
+                writer.directory(dst, stat.S_IMODE(mode), uid, gid, times)
             elif stat.S_ISREG(mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in links:
                     first_dst, first, group = links[key]
-                    os.link(first_dst, dst)
+                    os.link(first_dst, dst, follow_symlinks=False)
                     entry = dict(first, path=path)
                     entry.pop("hardlink", None)
                     entries.append(entry)
                     group.append(path)
                     continue
-                copy_file(abspath, dst, st, buf=buf, counter=counter)
-                os.lchown(dst, huid, hgid)
-                os.chmod(dst, stat.S_IMODE(mode))
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                writer.file(dst, stat.S_IMODE(mode), uid, gid, times,
+                            functools.partial(copy_content, abspath, st=st, buf=buf, counter=counter))
             elif stat.S_ISLNK(mode):
                 target = os.readlink(abspath)
-                os.symlink(target, dst)
+                writer.symlink(dst, target, uid, gid, times)
                 target = os.fsdecode(target)
-                os.lchown(dst, huid, hgid)
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
             elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                os.mknod(dst, mode, st.st_rdev)
-                os.lchown(dst, huid, hgid)
-                os.chmod(dst, stat.S_IMODE(mode))
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                writer.node(dst, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_rdev, uid, gid, times)
             else:
                 continue
             entry = manifest.entry_from_stat(path, st, src_ids, None, target)
@@ -746,10 +871,7 @@ def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, count
                     pending.append((entry, os.lstat(dst), pool.submit(_hash_pair, abspath, dst)))
                 if st.st_nlink > 1:
                     links[(st.st_dev, st.st_ino)] = (dst, entry, [path])
-        for dst, huid, hgid, mode, atime, mtime in reversed(dirs):
-            os.lchown(dst, huid, hgid)
-            os.chmod(dst, mode)
-            os.utime(dst, ns=(atime, mtime))
+        writer.finish()
         copies = {}
         for entry, dst_st, future in pending:
             src_sha, dst_sha = future.result()

@@ -18,8 +18,10 @@ description:
   - Crash-safe - a run killed at any point leaves the staged data in a hidden directory
     (V(.persist-docker-staging)) and the next run finishes or starts over.
   - Idempotent - a volume whose content already equals the manifest reports no change.
-  - The data is written by a helper container (O(helper_image)) through the Engine API, so the
-    engine may be remote; holes of sparse files are written as zeros.
+  - When the engine is on a local Unix socket and the volume's mountpoint is writable here, the
+    archive is extracted straight into the volume's directory; otherwise a helper container
+    (O(helper_image)) writes it through the Engine API, so the engine may be remote. Either way holes
+    of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:
@@ -59,10 +61,16 @@ options:
       - Stop the running containers that use the volume while it is restored, and start them again.
     type: bool
     default: true
+  method:
+    description:
+      - How the volume is written. V(auto) writes the mountpoint when it can, else uses the Engine API.
+    type: str
+    choices: [auto, local, api]
+    default: auto
   helper_image:
     description:
-      - Image of the helper containers that read and write the volume (needs C(sh) and C(tar), as
-        busybox has).
+      - Image of the helper containers that read and write the volume through the Engine API (needs
+        C(sh) and C(tar), as busybox has).
     type: str
     default: busybox:latest
 author:
@@ -112,6 +120,11 @@ created:
   description: Whether the volume was created.
   returned: success
   type: bool
+method:
+  description: How the volume is written - V(local) (its directory) or V(api) (a helper container).
+  returned: success, except in check mode for a volume that does not exist yet
+  type: str
+  sample: local
 stopped_containers:
   description: Containers stopped for the restore and started again.
   returned: success
@@ -176,10 +189,12 @@ class VolumeRestoreManager:
         result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=[], created=False,
                       seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
-        dest = transfer.api_side(api, self.dm.host, p["volume"], p["helper_image"])
+        dest = None
         before = None
         state = None
         if attrs is not None:
+            dest = self.open_side(attrs)
+            result["method"] = dest.how
             stale = transfer.stale_helpers(api, p["volume"])
             if not self.dm.check_mode:
                 transfer.remove_helpers(api, stale)
@@ -205,6 +220,8 @@ class VolumeRestoreManager:
         if attrs is None:
             with api_errors("volume '%s'" % p["volume"]):
                 api.create_volume(p["volume"])
+            dest = self.open_side(inspect_volume(api, p["volume"]))
+            result["method"] = dest.how
         stopped = transfer.stop_running(api, containers_using(api, p["volume"])) if p["stop_containers"] else []
         result["stopped_containers"] = stopped
         try:
@@ -220,6 +237,9 @@ class VolumeRestoreManager:
         result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
         return self.with_diff(result, before, doc["digest"])
 
+    def open_side(self, attrs):
+        return transfer.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
+
     def with_diff(self, result, before, after):
         if self.dm.diff_mode:
             result["diff"] = dict(before={"volume": self.params["volume"], "digest": before},
@@ -234,6 +254,7 @@ def main():
         compression=dict(type="str", default="auto", choices=list(transfer.COMPRESSIONS)),
         force=dict(type="bool", default=False),
         stop_containers=dict(type="bool", default=True),
+        method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
         helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
     )
     DockerModule(spec).run(VolumeRestoreManager)

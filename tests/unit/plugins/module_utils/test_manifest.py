@@ -183,3 +183,51 @@ def test_local_tar_opens_what_could_not_be_opened_ahead(tmp_path, monkeypatch):
     assert manifest.digest(during) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data))) \
         == manifest.digest(manifest.from_directory(str(tmp_path)))
     assert open_fds() == before
+
+
+def test_extract_tar_keeps_everything(tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    os.mkdir(src)
+    awkward_tree(src)
+    entries = []
+    transfer.extract_tar(transfer.local_tar(src, entries, True), dst)
+    restored = manifest.from_directory(dst)
+    assert manifest.digest(restored) == manifest.digest(entries)
+    assert os.stat(os.path.join(dst, "new\nline")).st_ino == os.stat(os.path.join(dst, "a-hardlink")).st_ino
+    assert os.stat(os.path.join(dst, "new\nline")).st_mode & 0o7777 == 0o4750
+
+
+def crafted_tar(members):
+    """A tar of (name, kind, extra) members: kind is a tarfile type, extra its linkname or content."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, extra in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = kind, 0o755
+            if kind == tarfile.REGTYPE:
+                info.size = len(extra)
+                tar.addfile(info, io.BytesIO(extra))
+            else:
+                info.linkname = extra
+                tar.addfile(info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("members,message", [
+    ([("./../evil", tarfile.REGTYPE, b"x")], "leads out of the volume"),
+    ([("/etc/evil", tarfile.REGTYPE, b"x")], "leads out of the volume"),
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/evil", tarfile.REGTYPE, b"x")], "not a directory"),
+    ([("./s", tarfile.SYMTYPE, "OUTSIDE/f"), ("./h", tarfile.LNKTYPE, "./s")], "not a file"),
+    ([("./h", tarfile.LNKTYPE, "../OUTSIDE/f")], "leads out of the volume"),
+    ([("./c", b"Z", "")], "does not hold"),
+])
+def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, message):
+    outside = tmp_path / "OUTSIDE"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"keep")
+    data = crafted_tar([(n, k, str(outside) if e == "OUTSIDE" else e.replace("OUTSIDE", str(outside))
+                         if isinstance(e, str) else e) for n, k, e in members])
+    with pytest.raises(transfer.DockerError, match=message):
+        transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
+    assert sorted(os.listdir(str(outside))) == ["f"] and (outside / "f").read_bytes() == b"keep"
+    assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()

@@ -284,3 +284,9 @@ def test_sha256_meanwhile(tmp_path):
     stop = threading.Event()
     stop.set()
     assert manifest.hash_file(path, stop=stop) is None
+
+
+def test_local_side_receive_names_an_unreadable_archive(tmp_path):
+    side = transfer.LocalSide(str(tmp_path), "v")
+    with pytest.raises(transfer.DockerError, match="volume 'v': the archive cannot be read as tar"):
+        side.receive(iter([b"not a tar archive " * 100]))
