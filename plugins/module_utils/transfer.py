@@ -594,7 +594,7 @@ class LocalSide:
         self.copies = None
         with self._guard("writing the staged copy"):
             try:
-                extract_tar(chunks, self.data, self.to_host)
+                self.copies = extract_tar(chunks, self.data, self.to_host)
             except tarfile.TarError as exc:
                 raise DockerError("volume '%s': the archive cannot be read as tar (%s); nothing was changed in "
                                   "the volume's data" % (self.name, exc)) from None
@@ -771,47 +771,68 @@ def _member_path(root, name, what="member"):
     return dst
 
 
+def _hash_copy(path):
+    st = os.lstat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, manifest.hash_file(path)
+
+
 def extract_tar(chunks, root, ids=None):
     """Write the members of a tar stream (as local_tar makes them, './...') into the new directory root.
 
     ids maps the owners in the stream (the containers' view) to host ids. A
     member that would land outside root (an absolute name, '..', a path
     through a symlink) or of a kind a volume does not hold stops the
-    extraction with an error.
+    extraction with an error. Each file written is read back and hashed by
+    two worker threads while the extraction goes on; returns those hashes,
+    {path: (inode, size, mtime_ns, sha256)}, for manifest.from_directory(known=).
     """
     os.mkdir(root, 0o700)
     writer = _TreeWriter(ids)
     buf = bytearray(BUFFER)
-    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
-        for member in archive:
-            times = (int(member.mtime * 1e9),) * 2
-            owner = (member.uid, member.gid)
-            if not manifest.tar_path(member.name):
-                writer.directory(root, member.mode, *owner, times, make=False)
-                continue
-            dst = _member_path(root, member.name)
-            if member.isdir():
-                writer.directory(dst, member.mode, *owner, times)
-            elif member.isreg():
-                writer.file(dst, member.mode, *owner, times,
-                            functools.partial(_write_member, archive.extractfile(member), buf=buf))
-            elif member.issym():
-                writer.symlink(dst, member.linkname, *owner, times)
-            elif member.islnk():
-                first = _member_path(root, member.linkname, "link target")
-                if not stat.S_ISREG(os.lstat(first).st_mode):
-                    raise DockerError("archive member %r is a hard link to %r, which is not a file"
-                                      % (member.name, member.linkname))
-                os.link(first, dst, follow_symlinks=False)
-            elif member.isfifo():
-                writer.node(dst, stat.S_IFIFO, member.mode, 0, *owner, times)
-            elif member.ischr() or member.isblk():
-                writer.node(dst, stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member.mode,
-                            os.makedev(member.devmajor, member.devminor), *owner, times)
-            else:
-                raise DockerError("archive member %r is of a kind a volume backup does not hold (tar type %r)"
-                                  % (member.name, member.type))
-    writer.finish()
+    pending = []
+    with ThreadPoolExecutor(max_workers=2) as pool, \
+            tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
+        try:
+            _extract_members(archive, root, writer, buf, lambda path, dst: pending.append(
+                (path, pool.submit(_hash_copy, dst))))
+            writer.finish()
+            return dict((path, future.result()) for path, future in pending)
+        finally:
+            for _path, future in pending:
+                future.cancel()
+
+
+def _extract_members(archive, root, writer, buf, written):  # noqa: PLR0912
+    """Make the members of the tar archive under root; call written(path, dst) for every file made."""
+    for member in archive:
+        times = (int(member.mtime * 1e9),) * 2
+        owner = (member.uid, member.gid)
+        if not manifest.tar_path(member.name):
+            writer.directory(root, member.mode, *owner, times, make=False)
+            continue
+        dst = _member_path(root, member.name)
+        if member.isdir():
+            writer.directory(dst, member.mode, *owner, times)
+        elif member.isreg():
+            writer.file(dst, member.mode, *owner, times,
+                        functools.partial(_write_member, archive.extractfile(member), buf=buf))
+            written(manifest.tar_path(member.name), dst)
+        elif member.issym():
+            writer.symlink(dst, member.linkname, *owner, times)
+        elif member.islnk():
+            first = _member_path(root, member.linkname, "link target")
+            if not stat.S_ISREG(os.lstat(first).st_mode):
+                raise DockerError("archive member %r is a hard link to %r, which is not a file"
+                                  % (member.name, member.linkname))
+            os.link(first, dst, follow_symlinks=False)
+        elif member.isfifo():
+            writer.node(dst, stat.S_IFIFO, member.mode, 0, *owner, times)
+        elif member.ischr() or member.isblk():
+            writer.node(dst, stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member.mode,
+                        os.makedev(member.devmajor, member.devminor), *owner, times)
+        else:
+            raise DockerError("archive member %r is of a kind a volume backup does not hold (tar type %r)"
+                              % (member.name, member.type))
 
 
 def _hash_pair(src, dst):

@@ -190,9 +190,12 @@ def test_extract_tar_keeps_everything(tmp_path):
     os.mkdir(src)
     awkward_tree(src)
     entries = []
-    transfer.extract_tar(transfer.local_tar(src, entries, True), dst)
+    copies = transfer.extract_tar(transfer.local_tar(src, entries, True), dst)
     restored = manifest.from_directory(dst)
     assert manifest.digest(restored) == manifest.digest(entries)
+    by_path = {e["path"]: e for e in entries}
+    assert copies and all(sha == by_path[path]["sha256"] for path, (_i, _s, _m, sha) in copies.items())
+    assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
     assert os.stat(os.path.join(dst, "new\nline")).st_ino == os.stat(os.path.join(dst, "a-hardlink")).st_ino
     assert os.stat(os.path.join(dst, "new\nline")).st_mode & 0o7777 == 0o4750
 
