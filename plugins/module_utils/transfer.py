@@ -1370,12 +1370,14 @@ class _DiskWriter:
         if self.direct and any(len(chunk) % DIRECT_ALIGN for chunk in batch):
             self._buffered()
         try:
-            self.written += _write_all(self.fd, batch)
+            total = _write_all(self.fd, batch)
         except OSError as e:
             if not (self.direct and e.errno == errno.EINVAL):
                 raise
             self._buffered()
-            self.written += _write_all(self.fd, batch)
+            done = os.lseek(self.fd, 0, os.SEEK_CUR) - self.written  # what direct writes took before the refusal
+            total = done + _write_all(self.fd, [memoryview(b"".join(batch))[done:]])
+        self.written += total
         if not self.direct and self.written - self.flushed >= WRITEBACK:
             _start_writeback(self.fd, self.flushed, self.written - self.flushed)
             self.flushed = self.written

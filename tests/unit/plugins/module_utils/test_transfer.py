@@ -184,7 +184,7 @@ def test_local_tar_yields_whole_buffers(tmp_path):
     assert len(sizes) > 10 and set(sizes[:-1]) == {64 << 10} and 0 < sizes[-1] <= 64 << 10
 
 
-@pytest.mark.parametrize("refuse", ["nothing", "open", "write"])
+@pytest.mark.parametrize("refuse", ["nothing", "open", "write", "halfway"])
 def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
     """Direct writes where the file system takes them; buffered ones where it refuses, with the same archive."""
     root = str(tmp_path / "v")
@@ -202,6 +202,9 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
         modes.append(direct)
         if refuse == "write" and direct:
             raise OSError(errno.EINVAL, "Invalid argument")
+        if refuse == "halfway" and direct and len(modes) == 3:  # a direct write that stops partway
+            os.write(fd, pieces[0][:2 * transfer.DIRECT_ALIGN])
+            raise OSError(errno.EINVAL, "Invalid argument")
         return write_all(fd, pieces)
 
     if refuse == "open":
@@ -218,6 +221,8 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
     assert pool.free.qsize() == 4 and not pool.holds
     if refuse == "nothing" and direct_io_works(str(tmp_path / "probe")):
         assert modes[0] and not modes[-1] and len(data) % transfer.DIRECT_ALIGN  # the tail is written buffered
+    elif refuse == "halfway" and direct_io_works(str(tmp_path / "probe")):
+        assert modes[:3] == [True, True, True] and not any(modes[3:])
     else:
         assert not any(modes[1:])
 
