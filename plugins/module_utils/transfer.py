@@ -590,11 +590,18 @@ class LocalSide:
 
     def receive(self, chunks):
         """Extract a tar stream (members './...') into a new staging directory."""
+        self._extract(functools.partial(extract_tar, chunks))
+
+    def receive_archive(self, path, counter):
+        """Extract an uncompressed archive file into a new staging directory."""
+        self._extract(functools.partial(extract_tar_file, path, counter=counter))
+
+    def _extract(self, extract):
         self.reset_staging()
         self.copies = None
         with self._guard("writing the staged copy"):
             try:
-                self.copies = extract_tar(chunks, self.data, self.to_host)
+                self.copies = extract(self.data, self.to_host)
             except tarfile.TarError as exc:
                 raise DockerError("volume '%s': the archive cannot be read as tar (%s); nothing was changed in "
                                   "the volume's data" % (self.name, exc)) from None
@@ -652,12 +659,13 @@ def data_segments(fd, size, sparse):
     return segments
 
 
-def _copy_segment(fin, fout, start, end, view, counter):
+def _copy_segment(fin, fout, start, end, view, counter, shift=0):
+    """Copy bytes start..end of fin to the same offsets of fout, less shift."""
     pos = start
     while pos < end:
         if _KERNEL_COPY[0]:
             try:
-                n = os.copy_file_range(fin, fout, min(end - pos, 1 << 30), pos, pos)
+                n = os.copy_file_range(fin, fout, min(end - pos, 1 << 30), pos, pos - shift)
             except OSError as exc:
                 if exc.errno not in _NO_KERNEL_COPY:
                     raise
@@ -667,7 +675,7 @@ def _copy_segment(fin, fout, start, end, view, counter):
             n = os.preadv(fin, [view[:min(len(view), end - pos)]], pos)
             done = 0
             while done < n:
-                done += os.pwrite(fout, view[done:n], pos + done)
+                done += os.pwrite(fout, view[done:n], pos - shift + done)
         if not n:
             raise OSError(errno.EIO, "the file shrank while it was copied")
         pos += n
@@ -786,14 +794,32 @@ def extract_tar(chunks, root, ids=None):
     two worker threads while the extraction goes on; returns those hashes,
     {path: (inode, size, mtime_ns, sha256)}, for manifest.from_directory(known=).
     """
+    buf = bytearray(BUFFER)
+    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
+        return _extract(archive, root, ids, lambda member: functools.partial(
+            _write_member, archive.extractfile(member), buf=buf))
+
+
+def extract_tar_file(path, root, ids=None, counter=None):
+    """extract_tar() of an uncompressed archive file: only its headers are read here, and each
+    file's content is copied from its offset in the archive by the kernel (copy_file_range)."""
+    counter = counter if counter is not None else [0]
+    view = memoryview(bytearray(BUFFER))
+    with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r:") as archive:
+        def fill(member):
+            start = member.offset_data
+            return lambda fd: _copy_segment(f.fileno(), fd, start, start + member.size, view, counter, shift=start)
+
+        return _extract(archive, root, ids, fill)
+
+
+def _extract(archive, root, ids, fill):
     os.mkdir(root, 0o700)
     writer = _TreeWriter(ids)
-    buf = bytearray(BUFFER)
     pending = []
-    with ThreadPoolExecutor(max_workers=2) as pool, \
-            tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         try:
-            _extract_members(archive, root, writer, buf, lambda path, dst: pending.append(
+            _extract_members(archive, root, writer, fill, lambda path, dst: pending.append(
                 (path, pool.submit(_hash_copy, dst))))
             writer.finish()
             return dict((path, future.result()) for path, future in pending)
@@ -802,8 +828,9 @@ def extract_tar(chunks, root, ids=None):
                 future.cancel()
 
 
-def _extract_members(archive, root, writer, buf, written):  # noqa: PLR0912
-    """Make the members of the tar archive under root; call written(path, dst) for every file made."""
+def _extract_members(archive, root, writer, fill, written):  # noqa: PLR0912
+    """Make the members of the tar archive under root: fill(member)(fd) writes a file's content;
+    written(path, dst) is called for every file made."""
     for member in archive:
         times = (int(member.mtime * 1e9),) * 2
         owner = (member.uid, member.gid)
@@ -813,9 +840,8 @@ def _extract_members(archive, root, writer, buf, written):  # noqa: PLR0912
         dst = _member_path(root, member.name)
         if member.isdir():
             writer.directory(dst, member.mode, *owner, times)
-        elif member.isreg():
-            writer.file(dst, member.mode, *owner, times,
-                        functools.partial(_write_member, archive.extractfile(member), buf=buf))
+        elif member.isreg() and not member.issparse():
+            writer.file(dst, member.mode, *owner, times, fill(member))
             written(manifest.tar_path(member.name), dst)
         elif member.issym():
             writer.symlink(dst, member.linkname, *owner, times)
@@ -1078,6 +1104,9 @@ def copy_into(source, dest, checksum, counter):
     """Copy source's tree into dest's staging directory; return the source's manifest."""
     if isinstance(source, LocalSide) and isinstance(dest, LocalSide):
         return dest.receive_local(source, checksum, counter)
+    if isinstance(source, ArchiveSource) and isinstance(dest, LocalSide) and source.compression == "none":
+        dest.receive_archive(source.path, counter)
+        return source.manifest(checksum)
     entries = []
     dest.receive(source.archive(checksum, entries, counter))
     dest.fix_times(entries)

@@ -2,6 +2,7 @@
 
 import io
 import os
+import stat
 import tarfile
 
 import pytest
@@ -234,3 +235,21 @@ def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, me
         transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
     assert sorted(os.listdir(str(outside))) == ["f"] and (outside / "f").read_bytes() == b"keep"
     assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_extract_tar_file_copies_contents_from_their_offsets(tmp_path, monkeypatch, kernel_copy):
+    monkeypatch.setattr(transfer, "_KERNEL_COPY", [kernel_copy and hasattr(os, "copy_file_range")])
+    src, dst, path = str(tmp_path / "src"), str(tmp_path / "dst"), str(tmp_path / "a.tar")
+    os.mkdir(src)
+    awkward_tree(src)
+    with open(os.path.join(src, "big"), "wb") as f:
+        f.write(os.urandom((3 << 20) + 5))
+    entries = []
+    transfer.write_archive(transfer.local_tar(src, entries, True), path, "none")
+    counter = [0]
+    copies = transfer.extract_tar_file(path, dst, counter=counter)
+    assert manifest.digest(manifest.from_directory(dst)) == manifest.digest(entries)
+    assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
+    inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _a, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
+    assert counter[0] == sum(inodes.values())  # every file's content once, hard links not again
