@@ -682,17 +682,9 @@ def _copy_segment(fin, fout, start, end, view, counter, shift=0):
         counter[0] += n
 
 
-def copy_file(src, dst, st, *, buf, counter):
-    """Copy one regular file's content into the new file dst, keeping the holes of a sparse file."""
-    fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        copy_content(src, fout, st, buf=buf, counter=counter)
-    finally:
-        os.close(fout)
-
-
 def copy_content(src, fout, st, *, buf, counter):
-    """Copy the content of the regular file src (lstat st) into the empty file open as fout."""
+    """Copy the content of the regular file src (lstat st) into the empty file open as fout,
+    keeping the holes of a sparse file."""
     view = memoryview(buf)
     sparse = _SEEK_DATA is not None and st.st_blocks * 512 < st.st_size
     fin = os.open(src, os.O_RDONLY)

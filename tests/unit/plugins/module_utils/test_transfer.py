@@ -270,7 +270,8 @@ def test_copy_file_falls_back_to_a_buffer(tmp_path, monkeypatch):
     src.write_bytes(os.urandom(3 << 20))
     monkeypatch.setattr(transfer, "_KERNEL_COPY", [False])
     counter = [0]
-    transfer.copy_file(str(src), str(dst), os.stat(src), buf=bytearray(1 << 20), counter=counter)
+    with open(str(dst), "wb") as out:
+        transfer.copy_content(str(src), out.fileno(), os.stat(src), buf=bytearray(1 << 20), counter=counter)
     assert dst.read_bytes() == src.read_bytes() and counter[0] == 3 << 20
 
 
