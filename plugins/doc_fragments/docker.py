@@ -65,12 +65,30 @@ options:
       - If not set, the value of the E(DOCKER_TIMEOUT) environment variable is used.
     type: int
     default: 60
+  tls_hostname:
+    description:
+      - The name the daemon's certificate must carry when O(validate_certs=true), where it differs from the
+        host name in O(docker_host) (for example a daemon reached as V(tcp://127.0.0.1:2376) through a tunnel).
+      - If not set, the value of the E(DOCKER_TLS_HOSTNAME) environment variable is used, and if that is not
+        set either, the host name of O(docker_host).
+    type: str
+  use_ssh_client:
+    description:
+      - For an O(docker_host) of the form V(ssh://user@host[:port]), run the system's C(ssh) client (with its
+        configuration, keys and agent) instead of the Python SSH library C(paramiko).
+      - The remote host needs the C(docker) command line client either way (C(docker system dial-stdio)).
+    type: bool
+    default: false
 notes:
   - The modules talk to the Docker Engine API through the Docker SDK for Python (C(docker) >= 7),
     which must be installed on the managed host together with C(requests).
   - All modules of this collection are in the action group C(persist.docker.docker), so
     C(module_defaults) can set O(docker_host) and the TLS options once for all of them.
+  - O(docker_host) may be V(ssh://user@host:port); give the port, since the Docker SDK does not read it from
+    the ssh configuration. Without O(use_ssh_client), the SDK connects with C(paramiko), which reads
+    C(~/.ssh/config) (host name, user, identity file) and refuses host keys that C(~/.ssh/known_hosts) lacks.
 requirements:
   - docker >= 7.0.0
   - requests
+  - paramiko (for O(docker_host=ssh://...) without O(use_ssh_client))
 """

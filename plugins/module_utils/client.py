@@ -26,6 +26,12 @@ except ImportError:
 else:
     HAS_DOCKER = True
 
+try:
+    from paramiko import SSHException
+except ImportError:  # the SDK needs paramiko only for ssh:// without use_ssh_client
+    class SSHException(Exception):
+        """Never raised: paramiko is not installed."""
+
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 DOCKER_COMMON_ARGS = dict(
@@ -40,6 +46,8 @@ DOCKER_COMMON_ARGS = dict(
     api_version=dict(type="str", default="auto", aliases=["docker_api_version"],
                      fallback=(env_fallback, ["DOCKER_API_VERSION"])),
     timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+    tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
+    use_ssh_client=dict(type="bool", default=False),
 )
 
 CONNECTION_OPTIONS = tuple(DOCKER_COMMON_ARGS)
@@ -74,7 +82,10 @@ def connection_settings(params, environ=None):
     """
     host = params["docker_host"]
     use_tls = params["tls"] or params["validate_certs"]
-    settings = dict(base_url=host, version=params["api_version"], timeout=params["timeout"], tls=None)
+    settings = dict(base_url=host, version=params["api_version"], timeout=params["timeout"], tls=None,
+                    tls_hostname=None)
+    if host.startswith("ssh://"):
+        settings["use_ssh_client"] = bool(params.get("use_ssh_client"))
     if not use_tls:
         return settings
     ca_path, client_cert, client_key = tls_files(params, environ)
@@ -94,6 +105,8 @@ def connection_settings(params, environ=None):
     )
     if host.startswith("tcp://"):
         settings["base_url"] = "https://" + host[len("tcp://"):]
+    if params.get("tls_hostname") and params["validate_certs"]:
+        settings["tls_hostname"] = params["tls_hostname"]
     return settings
 
 
@@ -159,21 +172,64 @@ class DockerModule:
         self.module.exit_json(**result)
 
 
+def _hostname_adapter(hostname, pool_maxsize):
+    """A requests adapter whose TLS connections check the daemon's certificate against ``hostname``."""
+    import requests.adapters
+
+    class HostnameAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["assert_hostname"] = hostname
+            kwargs["server_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    return HostnameAdapter(pool_maxsize=pool_maxsize)
+
+
+def _client(settings, tls_hostname):
+    if not tls_hostname:
+        return docker.APIClient(**settings)
+    # The SDK has no option for the name to check; its client asks the daemon for the API version
+    # while it is built, before another adapter could be mounted. So: ask with a client of a fixed
+    # version and the adapter mounted, then build the real one for the version the daemon speaks.
+    wanted = settings["version"]
+    if wanted in (None, "auto"):
+        probe = docker.APIClient(**dict(settings, version=docker.constants.MINIMUM_DOCKER_API_VERSION))
+        probe.mount("https://", _hostname_adapter(tls_hostname, docker.constants.DEFAULT_MAX_POOL_SIZE))
+        try:
+            wanted = probe.version(api_version=False)["ApiVersion"]
+        finally:
+            probe.close()
+        if docker.utils.version_gte(wanted, docker.constants.DEFAULT_DOCKER_API_VERSION):
+            wanted = docker.constants.DEFAULT_DOCKER_API_VERSION
+    client = docker.APIClient(**dict(settings, version=wanted))
+    client.mount("https://", _hostname_adapter(tls_hostname, docker.constants.DEFAULT_MAX_POOL_SIZE))
+    return client
+
+
 def connect(params):
     """A docker.APIClient for the connection options, or DockerError."""
     settings = connection_settings(params)
     tls = settings.pop("tls")
+    tls_hostname = settings.pop("tls_hostname")
     host = params["docker_host"]
     try:
         if tls is not None:
             settings["tls"] = docker.tls.TLSConfig(**tls)
-        client = docker.APIClient(**settings)
+        client = _client(settings, tls_hostname)
         client.ping()
     except (DockerException, RequestException) as exc:
+        hint = ("; for ssh:// install paramiko on the managed host or set use_ssh_client: true"
+                if host.startswith("ssh://") and "paramiko" in error_text(exc) else "")
         raise DockerError(
             "cannot reach the Docker daemon at %s (%s); check that the daemon runs and that "
-            "docker_host (or DOCKER_HOST) and the TLS options point at it" % (host, connection_error_text(exc))
+            "docker_host (or DOCKER_HOST) and the TLS options point at it%s"
+            % (host, connection_error_text(exc), hint)
         ) from None
+    except (OSError, SSHException) as exc:  # paramiko's own errors (connection, authentication, host keys)
+        raise DockerError(
+            "cannot reach the Docker daemon at %s over SSH (%s: %s); check that the key is accepted and "
+            "the host key is in known_hosts, or set use_ssh_client: true to use the ssh client and its "
+            "configuration" % (host, type(exc).__name__, exc)) from None
     return client
 
 

@@ -11,14 +11,33 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
 
 def params(**overrides):
     base = dict(docker_host="unix:///var/run/docker.sock", tls=False, validate_certs=False, ca_path=None,
-                client_cert=None, client_key=None, api_version="auto", timeout=60)
+                client_cert=None, client_key=None, api_version="auto", timeout=60, tls_hostname=None,
+                use_ssh_client=False)
     base.update(overrides)
     return base
 
 
 def test_plain_socket_has_no_tls():
     assert connection_settings(params(), environ={}) == dict(
-        base_url="unix:///var/run/docker.sock", version="auto", timeout=60, tls=None)
+        base_url="unix:///var/run/docker.sock", version="auto", timeout=60, tls=None, tls_hostname=None)
+
+
+@pytest.mark.parametrize("shell_out", [False, True])
+def test_ssh_hosts_choose_the_transport(shell_out):
+    settings = connection_settings(params(docker_host="ssh://root@h:22", use_ssh_client=shell_out), environ={})
+    assert settings["base_url"] == "ssh://root@h:22"
+    assert settings["use_ssh_client"] is shell_out
+    assert "use_ssh_client" not in connection_settings(params(use_ssh_client=True), environ={})
+
+
+def test_tls_hostname_only_with_verification(tmp_path):
+    (tmp_path / "ca.pem").write_text("x")
+    checked = connection_settings(params(docker_host="tcp://127.0.0.1:2376", validate_certs=True,
+                                         ca_path=str(tmp_path / "ca.pem"), tls_hostname="engine.test"), environ={})
+    assert checked["tls_hostname"] == "engine.test"
+    unchecked = connection_settings(params(docker_host="tcp://127.0.0.1:2376", tls=True, tls_hostname="engine.test"),
+                                    environ={})
+    assert unchecked["tls_hostname"] is None
 
 
 def test_tls_files_fall_back_to_docker_cert_path():

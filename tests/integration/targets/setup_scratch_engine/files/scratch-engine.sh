@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# A scratch Docker engine with --userns-remap=default, for the data_ownership
-# integration test. It has its own socket, data root, exec root, pid file and
-# bridge (never --bridge=none, which would delete engine A's docker0), and gets
-# busybox:latest built by scripts/testbed.sh.
+# A scratch Docker engine for an integration test that needs an engine of its own
+# (user namespaces, TLS on TCP). It has its own socket, data root, exec root, pid
+# file and bridge (never --bridge=none, which would delete engine A's docker0),
+# and gets busybox:latest built by scripts/testbed.sh.
 #
-#   userns-engine.sh start   start it (idempotent), print its socket URL
-#   userns-engine.sh stop    stop it and remove its data, bridge and socket
+#   scratch-engine.sh start NAME SUBNET [dockerd options...]
+#                          start it (idempotent), print its socket URL; SUBNET is
+#                          the third octet of its bridge's 172.31.X.1/24
+#   scratch-engine.sh stop NAME
+#                          stop it and remove its data, bridge and socket
 set -euo pipefail
 
-NAME=pd-userns
+ACTION=${1:-}
+NAME=${2:?usage: $0 start|stop NAME [SUBNET dockerd options...]}
+shift 2
 SOCK=/run/$NAME.sock
 HOST=unix://$SOCK
 DATA=/var/lib/$NAME
 EXEC=/run/$NAME
 PIDFILE=/run/$NAME.pid
-BRIDGE=pd-userns0
+BRIDGE=${NAME:0:12}0
 LOG=/var/log/dockerd-$NAME.log
 
 answering() { docker -H "$HOST" info >/dev/null 2>&1; }
@@ -26,25 +31,27 @@ testbed() {  # scripts/testbed.sh of the collection this file is in
     [ -x "$dir/scripts/testbed.sh" ] && { echo "$dir/scripts/testbed.sh"; return 0; }
     dir=$(dirname "$dir")
   done
-  echo "userns-engine: scripts/testbed.sh not found above $(dirname "${BASH_SOURCE[0]}")" >&2
+  echo "scratch-engine: scripts/testbed.sh not found above $(dirname "${BASH_SOURCE[0]}")" >&2
   return 1
 }
 
 start() {
+  local subnet=${1:?start needs SUBNET}
+  shift
   if ! answering; then
     rm -f "$PIDFILE"
     if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
       ip link add "$BRIDGE" type bridge
-      ip addr add 172.31.253.1/24 dev "$BRIDGE"
+      ip addr add "172.31.$subnet.1/24" dev "$BRIDGE"
       ip link set "$BRIDGE" up
     fi
     setsid nohup /usr/sbin/dockerd -H "$HOST" --data-root "$DATA" --exec-root "$EXEC" --pidfile "$PIDFILE" \
-      --bridge="$BRIDGE" --iptables=false --userns-remap=default >"$LOG" 2>&1 </dev/null &
+      --bridge="$BRIDGE" --iptables=false "$@" >"$LOG" 2>&1 </dev/null &
     for _ in $(seq 1 240); do
       answering && break
       sleep 0.25
     done
-    answering || { echo "userns-engine: the engine did not answer within 60 s; see $LOG" >&2; exit 1; }
+    answering || { echo "scratch-engine: the engine did not answer within 60 s; see $LOG" >&2; exit 1; }
   fi
   local script
   script=$(testbed)
@@ -70,11 +77,12 @@ stop() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link delete "$BRIDGE"
   fi
+  while mountpoint -q "$DATA"; do umount "$DATA"; done  # a dockerd that failed to start leaves it mounted
   rm -rf "$DATA" "$EXEC" "$SOCK" "$PIDFILE"
 }
 
-case "${1:-}" in
-  start) start ;;
+case "$ACTION" in
+  start) start "$@" ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop NAME [SUBNET dockerd options...]" >&2; exit 2 ;;
 esac
