@@ -9,15 +9,18 @@
 #                  version only, e.g. 3.11 (default: every version ansible-test supports,
 #                  3.8 to 3.13, all of which pyenv provides on our machines)
 #   SANITY_SHELLCHECK_SPEC  pip requirement that provides the shellcheck binary
+#   SANITY_VENV    the virtual environment whose ansible-test runs (default: $SANITY_ROOT/.venv,
+#                  the oldest supported ansible-core; make sanity also runs the newest one's,
+#                  from scripts/unit-matrix.sh)
 #
-# Needs: $SANITY_ROOT/.venv with ansible-core installed (the Makefile creates it).
+# Needs: that venv with ansible-core installed (the Makefile creates it).
 # Network: only the Python package index, through the normal pip settings.
 # See scripts/SANITY.md for how and why this works.
 set -euo pipefail
 
 ROOT="${SANITY_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 ROOT="$(cd "$ROOT" && pwd -P)"
-VENV="$ROOT/.venv"
+VENV="${SANITY_VENV:-$ROOT/.venv}"
 WORK="$ROOT/.tmp"
 BIN="$WORK/bin"
 COLL="$WORK/ansible_collections/persist/docker"
