@@ -9,7 +9,7 @@ COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit unit-matrix integration molecule collection-test docs bench changelog build clean
+.PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit unit-matrix sanity-newest integration molecule collection-test docs bench changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ demo: setup ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
 test: ## everything CI runs, each step timed
-	@scripts/steps.sh setup lint sanity unit-matrix integration molecule collection-test
+	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration molecule collection-test
 
 quick: venv collection ## the edit loop: lint, sanity of the changed files (one Python), unit
 	@scripts/steps.sh lint sanity-changed unit
@@ -59,6 +59,9 @@ unit: venv collection ## pytest, no Docker needed
 
 unit-matrix: venv collection ## the unit tests on every supported ansible-core release (2.19, 2.20, 2.21)
 	scripts/unit-matrix.sh
+
+sanity-newest: unit-matrix ## ansible-test sanity of the newest supported ansible-core (2.21, Python 3.13)
+	SANITY_VENV=$(CURDIR)/.tmp/unit-core-2.21 SANITY_PYTHON=3.13 scripts/sanity.sh
 
 integration: setup ## ansible-test integration against the real engines
 	scripts/integration.sh $(TARGETS)

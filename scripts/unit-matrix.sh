@@ -20,7 +20,7 @@ for row in "${MATRIX[@]}"; do
   read -r core py <<<"$row"
   venv=".tmp/unit-core-$core"
   if [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]; then
-    python=$(ls -d "$HOME"/.pyenv/versions/"$py".*/bin/python 2>/dev/null | sort -V | tail -n 1)
+    python=$(find "$HOME/.pyenv/versions" -maxdepth 3 -path "*/versions/$py.*/bin/python" 2>/dev/null | sort -V | tail -n 1)
     [ -n "$python" ] || python=$(command -v "python$py" || true)
     [ -n "$python" ] || { echo "unit-matrix: no Python $py for ansible-core $core" >&2; exit 1; }
     rm -rf "$venv"

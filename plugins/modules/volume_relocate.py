@@ -78,6 +78,12 @@ options:
       timeout:
         description: See the module's O(timeout).
         type: int
+      tls_hostname:
+        description: See the module's O(tls_hostname).
+        type: str
+      use_ssh_client:
+        description: See the module's O(use_ssh_client).
+        type: bool
   destination:
     description:
       - The volume to write, with the connection options of its engine (defaults as for O(source)).
@@ -112,6 +118,12 @@ options:
       timeout:
         description: See the module's O(timeout).
         type: int
+      tls_hostname:
+        description: See the module's O(tls_hostname).
+        type: str
+      use_ssh_client:
+        description: See the module's O(use_ssh_client).
+        type: bool
       driver:
         description:
           - Volume driver of a destination the module creates. An existing destination must have this
