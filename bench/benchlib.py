@@ -140,6 +140,10 @@ def shares_blocks(path, extents=64):
 # --- the report ---------------------------------------------------------------------------------------------
 
 
+def _unit(unit):
+    return unit if unit == "x" else " " + unit
+
+
 class Figure:
     def __init__(self, section, name, value, unit, target=None, direction=None, samples=None, note=None):
         if (target is None) != (direction is None):
@@ -158,8 +162,8 @@ class Figure:
         text = "%s = %sx" % (self.name, value) if self.unit == "x" else "%-34s %8s %s" % (self.name, value, self.unit)
         extra = [self.note] if self.note else []
         if self.target is not None:
-            extra.insert(0, "target %s %g%s%s" % (_SIGN[self.direction], self.target, "x" if self.unit == "x" else
-                                                  " " + self.unit, "" if self.met else ": NOT met"))
+            extra.insert(0, "target %s %g%s%s" % (_SIGN[self.direction], self.target, _unit(self.unit),
+                                                  "" if self.met else ": NOT met"))
         elif self.unit == "x":
             extra.insert(0, "no target")
         if extra:
@@ -169,8 +173,9 @@ class Figure:
         return "  " + text
 
     def as_dict(self):
-        return {"section": self.section, "name": self.name, "value": self.value, "unit": self.unit,
-                "target": self.target, "direction": self.direction, "met": self.met, "samples": self.samples}
+        return {"section": self.section, "name": self.name, "value": round(self.value, 4), "unit": self.unit,
+                "target": self.target, "direction": self.direction, "met": self.met,
+                "samples": None if self.samples is None else [round(s, 4) for s in self.samples]}
 
 
 class Report:
@@ -237,9 +242,10 @@ class Report:
         if missed:
             print("\n%s: %d of %d targets missed: %s"
                   % (self.benchmark, len(missed), sum(f.target is not None for f in self.figures),
-                     "; ".join("%s%s = %s (target %s %g)" % ("" if f.section == self.benchmark else f.section + ": ",
-                                                             f.name, _FORMAT.get(f.unit, "%.3g") % f.value,
-                                                             _SIGN[f.direction], f.target) for f in missed)),
+                     "; ".join("%s%s = %s%s (target %s %g)" % (
+                         "" if f.section == self.benchmark else f.section + ": ", f.name,
+                         _FORMAT.get(f.unit, "%.3g") % f.value, _unit(f.unit), _SIGN[f.direction], f.target)
+                         for f in missed)),
                   file=sys.stderr if self.opts.check else sys.stdout)
         if self.opts.check and missed:
             sys.exit(1)
