@@ -70,7 +70,7 @@ molecule: setup ## the roles' Molecule scenarios (converge, idempotence, verify)
 	scripts/molecule.sh $(SCENARIOS)
 
 bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
-	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" || exit 1; fi; done
+	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" $(BENCH_ARGS) || exit 1; fi; done
 
 changelog: venv ## render CHANGELOG.md from the fragments
 	$(BIN)/antsibull-changelog release
