@@ -46,6 +46,15 @@ _FORMAT = {"x": "%.2f", "s": "%.3f", "MB/s": "%.1f", "MB": "%.0f"}
 
 HASH_MB = 256
 
+# the head of a playbook that runs on this host with the benchmark's own Python
+LOCAL_PLAY = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+"""
+
 
 # --- options ------------------------------------------------------------------------------------------------
 
@@ -242,10 +251,10 @@ class Report:
         if missed:
             print("\n%s: %d of %d targets missed: %s"
                   % (self.benchmark, len(missed), sum(f.target is not None for f in self.figures),
-                     "; ".join("%s%s = %s%s (target %s %g)" % (
+                     "; ".join("%s%s = %s%s (target %s %g%s)" % (
                          "" if f.section == self.benchmark else f.section + ": ", f.name,
-                         _FORMAT.get(f.unit, "%.3g") % f.value, _unit(f.unit), _SIGN[f.direction], f.target)
-                         for f in missed)),
+                         _FORMAT.get(f.unit, "%.3g") % f.value, _unit(f.unit), _SIGN[f.direction], f.target,
+                         _unit(f.unit)) for f in missed)),
                   file=sys.stderr if self.opts.check else sys.stdout)
         if self.opts.check and missed:
             sys.exit(1)
