@@ -15,9 +15,10 @@ import pytest
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 
 
-def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False):
+def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False, ours=False,
+         verify="checksum"):
     return transfer.plan_relocation(source, dest, staging=staging, in_sync=in_sync, dest_empty=empty,
-                                    mode=mode, force=force)[0]
+                                    mode=mode, force=force, ours=ours, verify=verify)[0]
 
 
 @pytest.mark.parametrize("kwargs,action", [
@@ -27,14 +28,46 @@ def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="
     (dict(in_sync=True, empty=False, mode="move"), "remove-source"),
     (dict(empty=False), "fail"),
     (dict(empty=False, force=True), "copy"),
-    (dict(staging=("partial", None), empty=False), "resume"),
-    (dict(staging=("moving", "sha256:x"), empty=False), "resume"),
+    (dict(staging=("partial", None)), "copy"),
+    (dict(staging=("moving", "sha256:x"), empty=False, ours=True), "resume"),
+    (dict(staging=("verified", "sha256:x"), empty=False, ours=True), "resume"),
     (dict(source=False), "fail"),
     (dict(source=False, mode="move", empty=False), "none"),
     (dict(source=False, mode="move", staging=("partial", None)), "fail"),
 ])
 def test_plan_relocation(kwargs, action):
     assert plan(**kwargs) == action
+
+
+@pytest.mark.parametrize("kwargs,action", [
+    # a leftover partial staging directory is no licence to replace the visible data
+    (dict(staging=("partial", None), empty=False), "fail"),
+    (dict(staging=("partial", None), empty=False, force=True), "copy"),
+    (dict(staging=("partial", None), empty=False, in_sync=True), "copy"),
+    # a staged copy of another digest is neither resumed nor promoted unverified
+    (dict(staging=("verified", "sha256:other")), "fail"),
+    (dict(staging=("moving", "sha256:other")), "fail"),
+    (dict(staging=("verified", "sha256:other"), empty=False, in_sync=True), "fail"),
+    (dict(staging=("verified", "sha256:other"), force=True), "copy"),
+    (dict(staging=("moving", "sha256:other"), empty=False, force=True), "copy"),
+    (dict(staging=("verified", "sha256:other"), mode="move"), "fail"),
+])
+def test_plan_relocation_leftover_staging(kwargs, action):
+    assert plan(**kwargs) == action
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(mode="move", verify="none"),
+    dict(mode="move", verify="none", in_sync=True, empty=False),
+    dict(mode="move", verify="none", force=True, dest=False),
+])
+def test_plan_relocation_refuses_an_unchecked_move(kwargs):
+    action, reason = transfer.plan_relocation(
+        kwargs.get("source", True), kwargs.get("dest", True), staging=None, in_sync=kwargs.get("in_sync", False),
+        dest_empty=kwargs.get("empty", True), mode="move", force=kwargs.get("force", False), verify="none")
+    assert action == "fail" and "verify: none" in reason
+    assert transfer.refuse_options("move", "none") == reason
+    assert transfer.refuse_options("copy", "none") is None and transfer.refuse_options("move", "size") is None
 
 
 @pytest.mark.parametrize("text,state", [
