@@ -23,8 +23,11 @@ description:
   - An uncompressed archive of a volume read from disk is written past the page cache (C(O_DIRECT))
     where the file system allows it, so a backup does not push the services' data out of memory;
     elsewhere it is written through the page cache.
+  - Holds the volume's lock (see O(lock_timeout)), so that a restore or a relocation of the volume does
+    not change it under the backup.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -53,12 +56,26 @@ options:
     type: str
     choices: [auto, none, gzip, zstd]
     default: auto
+  quiesce:
+    description:
+      - How the running containers that use the volume are held still while it is copied.
+      - V(pause) freezes their processes (C(docker pause)) and resumes them after the copy - a
+        crash-consistent copy, as after a power cut, without restarting the services.
+      - V(stop) stops them and starts them again after the copy - a clean copy, with a restart.
+      - V(none) copies while they run, which can give a torn copy of data they change meanwhile.
+      - When not set, V(stop) if O(stop_containers=true), else V(none) with a warning that names the
+        running containers (no container is ever stopped or paused unasked). Set V(none) to accept a
+        copy of the running data without the warning.
+      - The containers are recorded on the host that runs the module (below
+        C(/var/lib/persist-docker/quiesced), or E(PERSIST_DOCKER_STATE_DIR)) before they are stopped or
+        paused; when a run is killed meanwhile, the next run on the volume (backup, restore or
+        relocation) starts or unpauses them again.
+    type: str
+    choices: [stop, pause, none]
   stop_containers:
     description:
-      - Stop the running containers that use the volume for a consistent copy, and start them again
-        afterwards.
+      - V(true) is O(quiesce=stop), kept for playbooks written before O(quiesce).
     type: bool
-    default: false
   force:
     description:
       - Write a new archive even when the existing one is up to date.
@@ -84,7 +101,13 @@ EXAMPLES = r"""
   persist.docker.volume_backup:
     volume: pgdata
     path: /srv/backup/pgdata.tar.gz
-    stop_containers: true
+    quiesce: stop
+
+- name: Back up the uploads with their service frozen for a crash-consistent copy
+  persist.docker.volume_backup:
+    volume: uploads
+    path: /srv/backup/uploads.tar.zst
+    quiesce: pause
 
 - name: Back up a volume of a remote engine into a zstd archive here
   persist.docker.volume_backup:
@@ -149,10 +172,16 @@ throughput:
   returned: success
   type: int
 stopped_containers:
-  description: Containers stopped for the backup and started again.
+  description: Containers stopped for the backup and started again (O(quiesce=stop)).
   returned: success
   type: list
   elements: str
+quiesced_containers:
+  description: Containers stopped or paused for the backup (see O(quiesce)) and started or unpaused again.
+  returned: success
+  type: list
+  elements: str
+  sample: [db]
 actions:
   description: What was done (or would be done in check mode).
   returned: success

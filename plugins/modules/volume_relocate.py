@@ -30,8 +30,19 @@ description:
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
     C(GET /containers/{id}/archive) and written by C(tar) in a helper container. No volume is ever
     held in memory.
+  - Concurrent runs. A run holds the lock of both volumes (see O(lock_timeout)) from reading their state
+    to its end; a second run on either volume waits for it, or fails after O(lock_timeout) seconds
+    without changing anything. It never takes over the staging directory or the helper containers of a
+    live run. A helper container that dies or stops answering fails the run with a message after the
+    connection's O(timeout), never hangs it.
+  - A staging directory left by an interrupted run is only resumed when its state says it holds a copy
+    of this very source (same manifest digest at the O(verify) level), and that copy is verified
+    against the source before it is moved into place. Any other leftover - a partial staging
+    directory, or a staged copy of other data - guards the destination as other data does - it is
+    replaced only when the destination is empty or O(force=true).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -130,6 +141,7 @@ options:
     description:
       - V(copy) keeps the source; V(move) removes it after the destination is verified. A move refuses
         a source that containers use (they keep a volume from being removed); remove them first.
+      - V(move) with O(verify=none) is refused - the source would be removed unchecked.
     type: str
     choices: [copy, move]
     default: copy
@@ -137,13 +149,18 @@ options:
     description:
       - V(checksum) compares the full manifest, content digests included; V(size) compares it without
         the content digests; V(none) skips the comparison after the copy (the idempotence check then
-        compares sizes).
+        compares sizes). A resumed copy is compared at least by size. V(none) is refused with
+        O(mode=move).
     type: str
     choices: [checksum, size, none]
     default: checksum
   stop_containers:
     description:
-      - Stop the running containers that use the source for the copy and start them again afterwards.
+      - Stop the running containers that use the source, and those that use an existing destination whose
+        data is replaced, for the copy, and start them again afterwards.
+      - They are recorded on the host that runs the module (below C(/var/lib/persist-docker/quiesced), or
+        E(PERSIST_DOCKER_STATE_DIR)) before they are stopped; when a run is killed meanwhile, the next
+        run on either volume (relocation, restore or backup) starts them again.
     type: bool
     default: true
   copy_labels:
@@ -197,6 +214,14 @@ EXAMPLES = r"""
         type: nfs
         o: addr=10.0.0.5,rw
         device: ":/exports/pgdata"
+
+- name: Wait at most a minute for another run on these volumes, then fail
+  persist.docker.volume_relocate:
+    source:
+      name: uploads
+    destination:
+      name: uploads-copy
+    lock_timeout: 60
 """
 
 RETURN = r"""
@@ -247,12 +272,14 @@ source_removed:
   returned: success
   type: bool
 stopped_containers:
-  description: Containers stopped for the copy and started again.
+  description: Containers stopped for the copy (users of the source and of the destination) and started again.
   returned: success
   type: list
   elements: str
 actions:
-  description: What was done (or would be done in check mode).
+  description:
+    - What was done (or would be done in check mode), including containers started again that an
+      interrupted run had left stopped.
   returned: success
   type: list
   elements: str

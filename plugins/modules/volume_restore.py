@@ -16,7 +16,11 @@ description:
     manifest and only then moves it into place.
   - Refuses a volume that holds other data unless O(force=true), which replaces that data.
   - Crash-safe - a run killed at any point leaves the staged data in a hidden directory
-    (V(.persist-docker-staging)) and the next run finishes or starts over.
+    (V(.persist-docker-staging)) and the next run finishes or starts over. Only a staged copy of this
+    very archive (same manifest digest) is finished, after it is verified; any other leftover staging
+    directory guards the volume as other data does (see O(force)).
+  - Holds the volume's lock (see O(lock_timeout)) from reading its state to its end, so that a second run
+    on the volume waits instead of taking over the first one's staging or helpers.
   - Idempotent - a volume whose content already equals the manifest reports no change.
   - When the engine is on a local Unix socket and the volume's mountpoint is writable here, the
     archive is extracted straight into the volume's directory; otherwise a helper container
@@ -24,6 +28,7 @@ description:
     of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -53,12 +58,16 @@ options:
     default: auto
   force:
     description:
-      - Replace the data of a volume that holds other data.
+      - Replace the data of a volume that holds other data, or a staging directory that an interrupted
+        run left with a copy of other data.
     type: bool
     default: false
   stop_containers:
     description:
       - Stop the running containers that use the volume while it is restored, and start them again.
+      - They are recorded on the host that runs the module (below C(/var/lib/persist-docker/quiesced), or
+        E(PERSIST_DOCKER_STATE_DIR)) before they are stopped; when a run is killed meanwhile, the next
+        run on the volume (restore, backup or relocation) starts them again.
     type: bool
     default: true
   method:
@@ -88,6 +97,7 @@ EXAMPLES = r"""
     volume: uploads
     path: /srv/backup/uploads.tar.zst
     force: true
+    lock_timeout: 30
 """
 
 RETURN = r"""
