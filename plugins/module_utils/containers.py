@@ -68,8 +68,21 @@ def to_undo(record, found):
 
 # ---------------------------------------------------------------- the record on this host
 
-def record_path(engine_id, volume):
-    name = locking.lock_file_name(engine_id, "volume", volume)
+def engine_key(api, subject="the Docker daemon"):
+    """The engine's identity for the records: its ID, host name and root directory.
+
+    The ID alone is not enough: engines that share /etc/docker/key.json (two
+    engines on one host, cloned machines) report the same ID, and one engine's
+    record must never be taken for another's.
+    """
+    with api_errors(subject):
+        info = api.info()
+    return "%s %s %s" % (info.get("ID") or "unknown", info.get("Name") or "", info.get("DockerRootDir") or "")
+
+
+def record_path(engine_key, volume):
+    """The record of volume's containers on the engine of engine_key (see :func:`engine_key`)."""
+    name = locking.lock_file_name(engine_key, "volume", volume)
     return os.path.join(os.environ.get(STATE_DIR_ENV) or STATE_DIR, name[:-len(".lock")] + ".json")
 
 
@@ -120,14 +133,14 @@ def _undo(api, how, container):
     return None
 
 
-def recover(api, engine_id, volume, check_mode=False):
+def recover(api, engine_key, volume, check_mode=False):
     """Undo what a killed run left stopped or paused on volume (call it under the volume's lock).
 
     Returns (actions, errors): what was (in check mode: would be) done, and the
     containers that could not be started again. The record goes either way: the
     errors are for a warning, not for a retry at every run.
     """
-    path = record_path(engine_id, volume)
+    path = record_path(engine_key, volume)
     record = _read_record(path)
     if record is None:
         return [], []
@@ -152,7 +165,7 @@ def _done(how):
 
 
 @contextlib.contextmanager
-def held_still(api, engine_id, volume, users, how, subject, stop_timeout=10):
+def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
     """Stop (how=stop) or pause (how=pause) users for the block; start or unpause them after it.
 
     users are the containers to hold still (see :func:`to_quiesce`). They are
@@ -164,7 +177,7 @@ def held_still(api, engine_id, volume, users, how, subject, stop_timeout=10):
     if how == "none" or not users:
         yield []
         return
-    path = record_path(engine_id, volume)
+    path = record_path(engine_key, volume)
     _write_record(path, how, users)
     done = []
     failure = None

@@ -209,6 +209,7 @@ class VolumeBackupManager:
     def run(self):
         p = self.params
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        self.record = containers.engine_key(self.dm.api, "the engine of volume '%s'" % p["volume"])
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.backup()
 
@@ -225,7 +226,7 @@ class VolumeBackupManager:
         if attrs is None:
             raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
                               % (p["volume"], self.dm.host))
-        recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
+        recovered, errors = containers.recover(api, self.record, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
         side = transfer.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
@@ -256,7 +257,7 @@ class VolumeBackupManager:
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
             return self.with_diff(result, stored and stored["digest"], result["digest"])
-        with containers.held_still(api, self.engine, p["volume"], containers.to_quiesce(users, how), how,
+        with containers.held_still(api, self.record, p["volume"], containers.to_quiesce(users, how), how,
                                    "the backup of volume '%s'" % p["volume"]) as held:
             result["quiesced_containers"] = held
             result["stopped_containers"] = held if how == "stop" else []

@@ -345,6 +345,9 @@ class VolumeRelocateManager:
         self.engines = (locking.engine_id(self.src_api, "source engine %s" % self.src_host),
                         locking.engine_id(self.dst_api, "destination engine %s" % self.dst_host))
         keys = [(self.engines[0], "volume", src_name), (self.engines[1], "volume", dst_name)]
+        # The records of held containers need each engine's full identity (engines may share an ID).
+        self.records = (containers.engine_key(self.src_api, "source engine %s" % self.src_host),
+                        containers.engine_key(self.dst_api, "destination engine %s" % self.dst_host))
         with locking.held_all(keys, timeout=p["lock_timeout"]):
             return self.relocate()
 
@@ -352,7 +355,7 @@ class VolumeRelocateManager:
         p = self.params
         src_name, dst_name = self.names
         recovered = []
-        for api, engine, name in ((self.src_api, self.engines[0], src_name), (self.dst_api, self.engines[1], dst_name)):
+        for api, engine, name in ((self.src_api, self.records[0], src_name), (self.dst_api, self.records[1], dst_name)):
             actions, errors = containers.recover(api, engine, name, self.dm.check_mode)
             recovered.extend(actions)
             for error in errors:
@@ -410,7 +413,7 @@ class VolumeRelocateManager:
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
                               "those containers first, or use mode: copy" % (src_name, container_names(users)))
-        same_engine = self.engines[0] == self.engines[1]
+        same_engine = self.records[0] == self.records[1]
         dest_users = [u for u in containers_using(self.dst_api, dst_name) if u["id"] not in stale
                       and not (same_engine and u["id"] in set(x["id"] for x in users))] if dst_attrs else []
         source = self.side(self.src_api, self.src_host, src_attrs) if src_attrs else None
@@ -482,10 +485,10 @@ class VolumeRelocateManager:
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         with contextlib.ExitStack() as still:
             stopped = still.enter_context(containers.held_still(
-                self.src_api, self.engines[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
+                self.src_api, self.records[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
             # The destination's data is replaced: its containers must not see it change under them either.
             stopped = stopped + still.enter_context(containers.held_still(
-                self.dst_api, self.engines[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
+                self.dst_api, self.records[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
                 subject))
             result["stopped_containers"] = stopped
             start = time.monotonic()
