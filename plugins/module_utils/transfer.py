@@ -21,8 +21,13 @@ Staging protocol on the destination, which makes every run crash-safe:
    root's owner and mode, the staging directory goes.
 
 A run killed in 1-2 leaves a staging directory without a verified state: the
-next run starts the copy again. Killed in 3-4: the next run finishes the
-step it finds in the state file. The source is only read.
+next run starts the copy again (the visible tree is then guarded as without a
+staging directory: replaced only when empty or with force). Killed in 3-4: the
+next run finishes the step it finds in the state file - but only a run that
+would write that very digest, and only after it has verified the staged tree
+against its source (plan_relocation, staged_copy); a staged copy of other data
+is replaced only with force. The source is only read. Runs on one volume hold
+its lock (locking.py), so a live run's staging is never taken for a leftover.
 """
 
 from __future__ import annotations
