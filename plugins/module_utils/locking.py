@@ -131,4 +131,3 @@ def engine_id(api, subject="the Docker daemon"):
     """The engine's ID as ``docker info`` reports it (the key the locks use)."""
     with api_errors(subject):
         return api.info().get("ID") or "unknown"
-

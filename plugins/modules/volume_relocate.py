@@ -444,8 +444,8 @@ class VolumeRelocateManager:
         if state["staging"] is not None and state["staging"][0] != "partial":
             raise DockerError("destination volume '%s' on %s: %s, not of volume '%s' as this run would write it "
                               "(verify: %s); nothing was copied. Finish that run with its own options, or set "
-                              "force: true to replace it" % (dst_name, self.dst_host, reason, src_name,
-                                                              self.params["verify"]))
+                              "force: true to replace it"
+                              % (dst_name, self.dst_host, reason, src_name, self.params["verify"]))
         raise DockerError("destination volume '%s' on %s holds other data (%s); nothing was copied. Give another "
                           "destination, or set force: true to replace that data"
                           % (dst_name, self.dst_host, "; ".join(manifest.differences(
