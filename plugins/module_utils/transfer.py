@@ -1084,10 +1084,11 @@ class ApiSide:
                 self.api.start(cid)
             raw = getattr(sock, "_sock", sock)
             try:
-                with self._socket_errors("writing"):
-                    raw.settimeout(self.io_timeout())
-                    for chunk in chunks:
+                raw.settimeout(self.io_timeout())
+                for chunk in chunks:  # an error of the source's own reading is not the helper's
+                    with self._socket_errors("writing"):
                         raw.sendall(chunk)
+                with self._socket_errors("writing"):
                     raw.shutdown(socket.SHUT_WR)
             finally:
                 sock.close()

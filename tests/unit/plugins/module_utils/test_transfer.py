@@ -497,3 +497,14 @@ def test_api_side_names_the_volume_when_its_helper_is_gone(error, cause):
         transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x"]))
     assert "volume 'data'" in str(info.value) and cause in str(info.value) and "helper container" in str(info.value)
     assert api.removed == ["helper"]
+
+
+def test_api_side_does_not_blame_the_helper_for_the_source():
+    def chunks():
+        yield b"x"
+        raise OSError(5, "Input/output error")
+
+    api = _HelperApi(_Sock())
+    with pytest.raises(OSError, match="Input/output error"):
+        transfer.ApiSide(api, "data", "busybox:latest").receive(chunks())
+    assert api.removed == ["helper"]
