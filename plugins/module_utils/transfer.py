@@ -21,8 +21,13 @@ Staging protocol on the destination, which makes every run crash-safe:
    root's owner and mode, the staging directory goes.
 
 A run killed in 1-2 leaves a staging directory without a verified state: the
-next run starts the copy again. Killed in 3-4: the next run finishes the
-step it finds in the state file. The source is only read.
+next run starts the copy again (the visible tree is then guarded as without a
+staging directory: replaced only when empty or with force). Killed in 3-4: the
+next run finishes the step it finds in the state file - but only a run that
+would write that very digest, and only after it has verified the staged tree
+against its source (plan_relocation, staged_copy); a staged copy of other data
+is replaced only with force. The source is only read. Runs on one volume hold
+its lock (locking.py), so a live run's staging is never taken for a leftover.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ from ansible_collections.persist.docker.plugins.module_utils.volumes import (
 
 STATE = "state"
 DATA = "data"
+# The bound of a socket read or write of a helper container when the client has no timeout of its own.
+DEFAULT_IO_TIMEOUT = 60
 _ZEROS = bytes(BUFFER)
 
 try:
@@ -85,29 +92,54 @@ def parse_state(text):
     return ("partial", None)
 
 
-def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty, mode, force):  # noqa: PLR0911
-    """What a relocation run does: (action, reason).
+def refuse_options(mode, verify):
+    """Why a combination of volume_relocate's options is refused, or None (pure)."""
+    if mode == "move" and verify == "none":
+        return ("mode: move with verify: none would remove the source without checking its copy; nothing was "
+                "done. Use verify: size or checksum, or mode: copy")
+    return None
+
+
+def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty, mode, force,  # noqa: PLR0911
+                    ours=False, verify="checksum"):
+    """What a relocation (or a restore) run does: (action, reason).
 
     ``staging`` is None (no staging directory) or the parse_state() tuple;
-    ``in_sync`` whether the visible destination equals the source at the
-    verify level; ``dest_empty`` whether it holds nothing. Actions: ``none``,
-    ``copy``, ``resume`` (finish a staged copy), ``remove-source`` (move whose
-    copy is complete) and ``fail`` (reason says why).
+    ``ours`` whether its digest is the one this run would write (the source's,
+    at the verify level); ``in_sync`` whether the visible destination equals
+    the source at the verify level; ``dest_empty`` whether it holds nothing.
+    Actions: ``none``, ``copy`` (into a new staging directory: a leftover one
+    is discarded), ``resume`` (verify and finish this run's staged copy),
+    ``remove-source`` (move whose copy is complete) and ``fail`` (reason says
+    why). Only a staged copy of this very source is resumed; any other
+    leftover staging guards the destination as other data does.
     """
+    refusal = refuse_options(mode, verify)
+    if refusal:
+        return "fail", refusal
     if not source_exists:
         if mode == "move" and dest_exists and staging is None:
             return "none", "the source is gone and the destination holds the moved data"
         return "fail", "the source volume does not exist"
-    if dest_exists and staging is not None:
-        return "resume", "the destination holds a staged copy from an interrupted run (%s)" % staging[0]
-    if dest_exists and in_sync:
+    if dest_exists and staging is not None and staging[0] != "partial":
+        if ours:
+            return "resume", "the destination holds a staged copy of this source from an interrupted run (%s)" \
+                % staging[0]
+        if not force:
+            return "fail", ("the destination holds a staged copy of other data (%s %s) from an interrupted run"
+                            % staging)
+        return "copy", "the destination's staged copy of other data is replaced (force)"
+    leftover = " (a partial staging directory left by an interrupted run is discarded)" \
+        if dest_exists and staging is not None else ""
+    if dest_exists and in_sync and not leftover:
         if mode == "move":
             return "remove-source", "the destination holds a verified copy; the source is removed"
         return "none", "the destination holds a verified copy of the source"
-    if dest_exists and not dest_empty and not force:
-        return "fail", "the destination volume holds other data"
-    return "copy", "the destination %s" % ("does not exist" if not dest_exists else
-                                           "is empty" if dest_empty else "is replaced (force)")
+    if dest_exists and not dest_empty and not in_sync and not force:
+        return "fail", "the destination volume holds other data" + leftover
+    return "copy", "the destination %s%s" % ("does not exist" if not dest_exists else "holds a copy already"
+                                             if in_sync else "is empty" if dest_empty else "is replaced (force)",
+                                             leftover)
 
 
 def userns_ids(uid_map, gid_map):
@@ -966,11 +998,26 @@ class ApiSide:
         """Yield the chunks of GET /containers/{id}/archive?path=path of a helper container."""
         cid = self._create(["true"], read_only=True)
         try:
-            with api_errors(self.subject):
+            with api_errors(self.subject), self._socket_errors("reading"):
                 stream, _stat = self.api.get_archive(cid, path, chunk_size=BUFFER)
                 yield from stream
         finally:
             self._remove(cid)
+
+    def io_timeout(self):
+        """Seconds a socket read or write of this side may block: the connection's timeout option."""
+        timeout = getattr(self.api, "timeout", None)
+        return timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_IO_TIMEOUT
+
+    @contextlib.contextmanager
+    def _socket_errors(self, doing):
+        try:
+            yield
+        except (socket.timeout, OSError) as exc:
+            cause = "no answer for %s seconds" % self.io_timeout() if isinstance(exc, socket.timeout) else \
+                exc.strerror or exc
+            raise DockerError("%s: lost the helper container or the Docker daemon while %s (%s); the run stopped "
+                              "and the next run finishes the job" % (self.subject, doing, cause)) from None
 
     def archive(self, checksum, entries, counter, pool=None):
         builder = manifest.TarManifest(".")
@@ -1029,7 +1076,7 @@ class ApiSide:
         self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
 
     def _run_stdin(self, script, chunks, what):
-        """Run script in a helper container with chunks on its stdin."""
+        """Run script in a helper container with chunks on its stdin; every socket wait is bounded."""
         cid = self._create(["sh", "-c", script], stdin=True)
         try:
             with api_errors(self.subject):
@@ -1037,16 +1084,16 @@ class ApiSide:
                 self.api.start(cid)
             raw = getattr(sock, "_sock", sock)
             try:
-                for chunk in chunks:
-                    raw.sendall(chunk)
-                raw.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                raise DockerError("%s: lost the connection to the Docker daemon while writing (%s)"
-                                  % (self.subject, exc)) from None
+                raw.settimeout(self.io_timeout())
+                for chunk in chunks:  # an error of the source's own reading is not the helper's
+                    with self._socket_errors("writing"):
+                        raw.sendall(chunk)
+                with self._socket_errors("writing"):
+                    raw.shutdown(socket.SHUT_WR)
             finally:
                 sock.close()
-            with api_errors(self.subject):
-                status = self.api.wait(cid).get("StatusCode", 1)
+            with api_errors(self.subject), self._socket_errors("waiting for %s" % what):
+                status = self.api.wait(cid, timeout=self.io_timeout()).get("StatusCode", 1)
                 if status != 0:
                     err = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace").strip()
                     raise DockerError("%s: %s in the helper container failed with status %s: %s"
@@ -1105,12 +1152,24 @@ def copy_into(source, dest, checksum, counter):
     return entries
 
 
-def staged_copy(source, dest, level, state=None, checkpoint=None):
-    """Run (or finish) the staging protocol from source to dest.
+def _differ(expected, actual, level):
+    """The differences of two manifests at level (empty when they match)."""
+    a, b = manifest.at_level(manifest.canonical(expected), level), manifest.at_level(manifest.canonical(actual), level)
+    return [] if a == b else manifest.differences(a, b) or ["their manifests differ"]
 
-    Returns dict(entries, digest, bytes_copied, copied: bool). Raises
-    DockerError when the staged copy does not match the source. checkpoint,
-    when given, is called after the copy, before it is marked verified.
+
+def staged_copy(source, dest, level, state=None, checkpoint=None):
+    """Run (or resume) the staging protocol from source to dest.
+
+    state is None for a new copy (a leftover staging directory is discarded),
+    or the parse_state() tuple of this run's own staged copy to resume
+    (plan_relocation's ``resume``). A resumed copy is verified against the
+    source before it is promoted ('verified': the staged tree; its staging is
+    copied anew when it does not match) or, when part of it is in place
+    already ('moving'), right after. Returns dict(entries, digest,
+    bytes_copied, copied: bool). Raises DockerError when the copy does not
+    match the source. checkpoint, when given, is called after a new copy,
+    before it is marked verified.
     """
     checksum = level == "checksum"
     compare = "checksum" if checksum else "size"
@@ -1118,27 +1177,34 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
     entries = None
     if state is not None and state[0] in ("verified", "moving"):
         entries = source.manifest(checksum)
-        if manifest.digest(manifest.at_level(entries, compare)) != state[1] and state[0] == "verified":
-            state = None
+        if manifest.digest(manifest.at_level(entries, compare)) != state[1]:
+            raise DockerError("volume '%s' holds a staged copy of other data (%s %s), not of '%s'; nothing was moved "
+                              "into place. Set force: true to replace it" % (dest.name, state[0], state[1],
+                                                                             source.name))
+        if state[0] == "verified" and _differ(entries, dest.staged_manifest(checksum), compare):
+            state = None  # the staged tree is not what its state says: stage it anew
+    else:
+        state = None
     copied = False
-    if state is None or state[0] == "partial":
+    if state is None:
         entries = copy_into(source, dest, checksum, counter)
         copied = True
-        if level != "none":
-            staged = dest.staged_manifest(checksum)
-            if manifest.at_level(manifest.canonical(staged), compare) != \
-                    manifest.at_level(manifest.canonical(entries), compare):
-                raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
-                                  "was left unfinished and is not used; check that nothing writes to the source "
-                                  "and run again" % (source.name, dest.name,
-                                                     "; ".join(manifest.differences(
-                                                         manifest.at_level(entries, compare),
-                                                         manifest.at_level(staged, compare)))))
+        differences = _differ(entries, dest.staged_manifest(checksum), compare) if level != "none" else []
+        if differences:
+            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
+                              "was left unfinished and is not used; check that nothing writes to the source "
+                              "and run again" % (source.name, dest.name, "; ".join(differences)))
         if checkpoint is not None:
             checkpoint()
         state = ("new", manifest.digest(manifest.at_level(entries, compare)))
     root = [e for e in entries if e["path"] == ""][0]
     dest.finish(state, root)
+    if state[0] == "moving":
+        differences = _differ(entries, dest.manifest(checksum), compare)
+        if differences:
+            raise DockerError("volume '%s': the copy that an interrupted run was moving into place does not match "
+                              "'%s' (%s); the source is unchanged. Set force: true to copy it afresh"
+                              % (dest.name, source.name, "; ".join(differences)))
     return dict(entries=entries, digest=manifest.digest(entries), bytes_copied=counter[0], copied=copied)
 
 
@@ -1146,31 +1212,6 @@ def timed(func, *args, **kwargs):
     start = time.monotonic()
     result = func(*args, **kwargs)
     return result, time.monotonic() - start
-
-
-# ---------------------------------------------------------------- containers around a copy
-
-def stop_running(api, users, timeout=10):
-    """Stop the running containers among users; return the names stopped."""
-    stopped = []
-    for user in users:
-        if user["running"]:
-            with api_errors("container '%s'" % user["name"]):
-                api.stop(user["id"], timeout=timeout)
-            stopped.append(user["name"])
-    return stopped
-
-
-def start_again(api, names):
-    """Start the containers stopped by stop_running; return the error texts (empty when all started)."""
-    errors = []
-    for name in names:
-        try:
-            with api_errors("container '%s'" % name):
-                api.start(name)
-        except DockerError as exc:
-            errors.append(str(exc))
-    return errors
 
 
 # ---------------------------------------------------------------- archives (backup and restore)

@@ -23,8 +23,11 @@ description:
   - An uncompressed archive of a volume read from disk is written past the page cache (C(O_DIRECT))
     where the file system allows it, so a backup does not push the services' data out of memory;
     elsewhere it is written through the page cache.
+  - Holds the volume's lock (see O(lock_timeout)), so that a restore or a relocation of the volume does
+    not change it under the backup.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -53,12 +56,26 @@ options:
     type: str
     choices: [auto, none, gzip, zstd]
     default: auto
+  quiesce:
+    description:
+      - How the running containers that use the volume are held still while it is copied.
+      - V(pause) freezes their processes (C(docker pause)) and resumes them after the copy - a
+        crash-consistent copy, as after a power cut, without restarting the services.
+      - V(stop) stops them and starts them again after the copy - a clean copy, with a restart.
+      - V(none) copies while they run, which can give a torn copy of data they change meanwhile.
+      - When not set, V(stop) if O(stop_containers=true), else V(none) with a warning that names the
+        running containers (no container is ever stopped or paused unasked). Set V(none) to accept a
+        copy of the running data without the warning.
+      - The containers are recorded on the host that runs the module (below
+        C(/var/lib/persist-docker/quiesced), or E(PERSIST_DOCKER_STATE_DIR)) before they are stopped or
+        paused; when a run is killed meanwhile, the next run on the volume (backup, restore or
+        relocation) starts or unpauses them again.
+    type: str
+    choices: [stop, pause, none]
   stop_containers:
     description:
-      - Stop the running containers that use the volume for a consistent copy, and start them again
-        afterwards.
+      - V(true) is O(quiesce=stop), kept for playbooks written before O(quiesce).
     type: bool
-    default: false
   force:
     description:
       - Write a new archive even when the existing one is up to date.
@@ -84,7 +101,13 @@ EXAMPLES = r"""
   persist.docker.volume_backup:
     volume: pgdata
     path: /srv/backup/pgdata.tar.gz
-    stop_containers: true
+    quiesce: stop
+
+- name: Back up the uploads with their service frozen for a crash-consistent copy
+  persist.docker.volume_backup:
+    volume: uploads
+    path: /srv/backup/uploads.tar.zst
+    quiesce: pause
 
 - name: Back up a volume of a remote engine into a zstd archive here
   persist.docker.volume_backup:
@@ -149,10 +172,16 @@ throughput:
   returned: success
   type: int
 stopped_containers:
-  description: Containers stopped for the backup and started again.
+  description: Containers stopped for the backup and started again (O(quiesce=stop)).
   returned: success
   type: list
   elements: str
+quiesced_containers:
+  description: Containers stopped or paused for the backup (see O(quiesce)) and started or unpaused again.
+  returned: success
+  type: list
+  elements: str
+  sample: [db]
 actions:
   description: What was done (or would be done in check mode).
   returned: success
@@ -163,7 +192,7 @@ actions:
 import os
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
@@ -179,6 +208,13 @@ class VolumeBackupManager:
 
     def run(self):
         p = self.params
+        self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        self.record = containers.engine_key(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
+            return self.backup()
+
+    def backup(self):
+        p = self.params
         api = self.dm.api
         path, manifest_path, checksum_path = transfer.archive_files(p["path"])
         compression = transfer.pick_compression(path, p["compression"])
@@ -190,10 +226,14 @@ class VolumeBackupManager:
         if attrs is None:
             raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
                               % (p["volume"], self.dm.host))
+        recovered, errors = containers.recover(api, self.record, p["volume"], self.dm.check_mode)
+        for error in errors:
+            self.dm.warn(error)
         side = transfer.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
         stored = self.stored(path, manifest_path, checksum_path)
         result = dict(path=path, manifest_path=manifest_path, checksum_path=checksum_path, compression=compression,
-                      method=side.how, stopped_containers=[], actions=[], seconds=0.0, throughput=0)
+                      method=side.how, stopped_containers=[], quiesced_containers=[], actions=list(recovered),
+                      seconds=0.0, throughput=0)
         current = None
         if stored is not None and not p["force"]:
             with transfer.sha256_meanwhile(path) as archive_sha256:
@@ -201,36 +241,37 @@ class VolumeBackupManager:
                 unchanged = manifest.digest(current) == stored["digest"] and \
                     archive_sha256() == stored["archive_sha256"]
             if unchanged:
-                result.update(changed=False, archive_sha256=stored["archive_sha256"], digest=stored["digest"],
-                              archive_size=os.path.getsize(path), **manifest.summary(current))
+                result.update(changed=bool(recovered), archive_sha256=stored["archive_sha256"],
+                              digest=stored["digest"], archive_size=os.path.getsize(path), **manifest.summary(current))
                 return self.with_diff(result, stored["digest"], stored["digest"])
         result["changed"] = True
         result["actions"].append("wrote %s from volume '%s'" % (path, p["volume"]))
+        how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
+        users = containers_using(api, p["volume"])
+        if how == "none" and p["quiesce"] is None:
+            warning = containers.torn_copy_warning(p["volume"], users)
+            if warning:
+                self.dm.warn(warning)
         if self.dm.check_mode:
             current = current if current is not None else side.manifest(True)
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
             return self.with_diff(result, stored and stored["digest"], result["digest"])
-        users = containers_using(api, p["volume"]) if p["stop_containers"] else []
-        stopped = transfer.stop_running(api, users)
-        result["stopped_containers"] = stopped
-        try:
+        with containers.held_still(api, self.record, p["volume"], containers.to_quiesce(users, how), how,
+                                   "the backup of volume '%s'" % p["volume"]) as held:
+            result["quiesced_containers"] = held
+            result["stopped_containers"] = held if how == "stop" else []
             entries = []
             counter = [0]
             start = time.monotonic()
             pool = transfer.BufferPool()
             sha, size = transfer.write_archive(side.archive(True, entries, counter, pool), path, compression, pool)
             seconds = time.monotonic() - start
-        finally:
-            errors = transfer.start_again(api, stopped)
-        digest = manifest.digest(entries)
-        with transfer._os_errors("writing the manifest beside %s" % path):
-            transfer.write_atomic(manifest_path, manifest.dump(entries, digest, volume=p["volume"], archive_sha256=sha,
-                                                               compression=compression))
-            transfer.write_atomic(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)))
-        if errors:
-            raise DockerError("backup written to %s, but containers did not start again: %s"
-                              % (path, "; ".join(errors)))
+            digest = manifest.digest(entries)
+            with transfer._os_errors("writing the manifest beside %s" % path):
+                transfer.write_atomic(manifest_path, manifest.dump(entries, digest, volume=p["volume"],
+                                                                   archive_sha256=sha, compression=compression))
+                transfer.write_atomic(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)))
         summary = manifest.summary(entries)
         result.update(archive_sha256=sha, digest=digest, archive_size=size, seconds=round(seconds, 3),
                       throughput=transfer.throughput(summary["bytes"], seconds), **summary)
@@ -265,12 +306,14 @@ def main():
         volume=dict(type="str", required=True),
         path=dict(type="path", required=True),
         compression=dict(type="str", default="auto", choices=list(transfer.COMPRESSIONS)),
-        stop_containers=dict(type="bool", default=False),
+        quiesce=dict(type="str", choices=list(containers.HOW)),
+        stop_containers=dict(type="bool"),
         force=dict(type="bool", default=False),
         method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
         helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        **locking.LOCK_TIMEOUT_SPEC,
     )
-    DockerModule(spec).run(VolumeBackupManager)
+    DockerModule(spec, mutually_exclusive=[("quiesce", "stop_containers")]).run(VolumeBackupManager)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,19 @@ description:
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
     C(GET /containers/{id}/archive) and written by C(tar) in a helper container. No volume is ever
     held in memory.
+  - Concurrent runs. A run holds the lock of both volumes (see O(lock_timeout)) from reading their state
+    to its end; a second run on either volume waits for it, or fails after O(lock_timeout) seconds
+    without changing anything. It never takes over the staging directory or the helper containers of a
+    live run. A helper container that dies or stops answering fails the run with a message after the
+    connection's O(timeout), never hangs it.
+  - A staging directory left by an interrupted run is only resumed when its state says it holds a copy
+    of this very source (same manifest digest at the O(verify) level), and that copy is verified
+    against the source before it is moved into place. Any other leftover - a partial staging
+    directory, or a staged copy of other data - guards the destination as other data does - it is
+    replaced only when the destination is empty or O(force=true).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -142,6 +153,7 @@ options:
     description:
       - V(copy) keeps the source; V(move) removes it after the destination is verified. A move refuses
         a source that containers use (they keep a volume from being removed); remove them first.
+      - V(move) with O(verify=none) is refused - the source would be removed unchecked.
     type: str
     choices: [copy, move]
     default: copy
@@ -149,13 +161,18 @@ options:
     description:
       - V(checksum) compares the full manifest, content digests included; V(size) compares it without
         the content digests; V(none) skips the comparison after the copy (the idempotence check then
-        compares sizes).
+        compares sizes). A resumed copy is compared at least by size. V(none) is refused with
+        O(mode=move).
     type: str
     choices: [checksum, size, none]
     default: checksum
   stop_containers:
     description:
-      - Stop the running containers that use the source for the copy and start them again afterwards.
+      - Stop the running containers that use the source, and those that use an existing destination whose
+        data is replaced, for the copy, and start them again afterwards.
+      - They are recorded on the host that runs the module (below C(/var/lib/persist-docker/quiesced), or
+        E(PERSIST_DOCKER_STATE_DIR)) before they are stopped; when a run is killed meanwhile, the next
+        run on either volume (relocation, restore or backup) starts them again.
     type: bool
     default: true
   copy_labels:
@@ -209,6 +226,14 @@ EXAMPLES = r"""
         type: nfs
         o: addr=10.0.0.5,rw
         device: ":/exports/pgdata"
+
+- name: Wait at most a minute for another run on these volumes, then fail
+  persist.docker.volume_relocate:
+    source:
+      name: uploads
+    destination:
+      name: uploads-copy
+    lock_timeout: 60
 """
 
 RETURN = r"""
@@ -259,21 +284,24 @@ source_removed:
   returned: success
   type: bool
 stopped_containers:
-  description: Containers stopped for the copy and started again.
+  description: Containers stopped for the copy (users of the source and of the destination) and started again.
   returned: success
   type: list
   elements: str
 actions:
-  description: What was done (or would be done in check mode).
+  description:
+    - What was done (or would be done in check mode), including containers started again that an
+      interrupted run had left stopped.
   returned: success
   type: list
   elements: str
 """
 
+import contextlib
 import os
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
     SIDE_CONNECTION_ARGS,
@@ -310,6 +338,9 @@ class VolumeRelocateManager:
 
     def run(self):
         p = self.params
+        refusal = transfer.refuse_options(p["mode"], p["verify"])
+        if refusal:
+            raise DockerError(refusal)
         src_name = validate_volume_name(p["source"]["name"])
         dst_name = validate_volume_name(p["destination"]["name"])
         self.names = (src_name, dst_name)
@@ -323,17 +354,35 @@ class VolumeRelocateManager:
         self.src_host, self.dst_host = src_params["docker_host"], dst_params["docker_host"]
         self.checksum = p["verify"] == "checksum"
         self.compare = "checksum" if self.checksum else "size"
+        self.engines = (locking.engine_id(self.src_api, "source engine %s" % self.src_host),
+                        locking.engine_id(self.dst_api, "destination engine %s" % self.dst_host))
+        keys = [(self.engines[0], "volume", src_name), (self.engines[1], "volume", dst_name)]
+        # The records of held containers need each engine's full identity (engines may share an ID).
+        self.records = (containers.engine_key(self.src_api, "source engine %s" % self.src_host),
+                        containers.engine_key(self.dst_api, "destination engine %s" % self.dst_host))
+        with locking.held_all(keys, timeout=p["lock_timeout"]):
+            return self.relocate()
 
+    def relocate(self):
+        p = self.params
+        src_name, dst_name = self.names
+        recovered = []
+        for api, engine, name in ((self.src_api, self.records[0], src_name), (self.dst_api, self.records[1], dst_name)):
+            actions, errors = containers.recover(api, engine, name, self.dm.check_mode)
+            recovered.extend(actions)
+            for error in errors:
+                self.dm.warn(error)
         state = self.read_state()
         action, reason = transfer.plan_relocation(
             state["source_attrs"] is not None, state["dest_attrs"] is not None, staging=state["staging"],
             in_sync=state["in_sync"], dest_empty=state["dest_entries"] is None
-            or manifest.is_empty(state["dest_entries"]), mode=p["mode"], force=p["force"])
+            or manifest.is_empty(state["dest_entries"]), mode=p["mode"], force=p["force"], ours=state["ours"],
+            verify=p["verify"])
         if action == "fail":
-            self.refuse(state)
-        result = dict(changed=action != "none", action=action, reason=reason, method=None, created=False,
-                      source_removed=False, stopped_containers=[], actions=[], bytes_copied=0, seconds=0.0,
-                      throughput=0)
+            self.refuse(state, reason)
+        result = dict(changed=action != "none" or bool(recovered), action=action, reason=reason, method=None,
+                      created=False, source_removed=False, stopped_containers=[], actions=list(recovered),
+                      bytes_copied=0, seconds=0.0, throughput=0)
         dst_entries = state["dest_entries"]
         before = dict(source=state["source_attrs"] is not None, destination=state["dest_attrs"] is not None,
                       digest=manifest.digest(dst_entries) if dst_entries is not None else None)
@@ -348,7 +397,7 @@ class VolumeRelocateManager:
         if self.dm.check_mode:
             return self.finish(result, before, after)
         if action in ("copy", "resume"):
-            self.copy(result, state)
+            self.copy(result, state, action)
             after["digest"] = result["digest"]
         if result["source_removed"]:
             with api_errors("source volume '%s' on %s" % (src_name, self.src_host)):
@@ -356,7 +405,7 @@ class VolumeRelocateManager:
         return self.finish(result, before, after)
 
     def read_state(self):
-        """Both volumes, the staging state and (when the destination is settled) both manifests."""
+        """Both volumes, their users, the staging state and both manifests (when they are needed)."""
         p = self.params
         src_name, dst_name = self.names
         src_attrs = inspect_volume(self.src_api, src_name)
@@ -367,6 +416,7 @@ class VolumeRelocateManager:
                                  dst_attrs.get("Driver")))
         stale = []
         for api, name, attrs in ((self.src_api, src_name, src_attrs), (self.dst_api, dst_name, dst_attrs)):
+            # Under the lock of both volumes: a helper found now was left by a run that was killed.
             ids = transfer.stale_helpers(api, name) if attrs else []
             stale.extend(ids)
             if not self.dm.check_mode:
@@ -375,28 +425,39 @@ class VolumeRelocateManager:
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
                               "those containers first, or use mode: copy" % (src_name, container_names(users)))
+        same_engine = self.records[0] == self.records[1]
+        dest_users = [u for u in containers_using(self.dst_api, dst_name) if u["id"] not in stale
+                      and not (same_engine and u["id"] in set(x["id"] for x in users))] if dst_attrs else []
         source = self.side(self.src_api, self.src_host, src_attrs) if src_attrs else None
         dest = self.side(self.dst_api, self.dst_host, dst_attrs) if dst_attrs else None
         staging = dest.state() if dest else None
         src_entries = dst_entries = None
-        in_sync = False
-        if dest is not None and staging is None:
+        in_sync = ours = False
+        if dest is not None:
             dst_entries = dest.manifest(self.checksum)
             if source is not None:
                 src_entries = source.manifest(self.checksum)
                 in_sync = self.same(src_entries, dst_entries)
-        return dict(source_attrs=src_attrs, dest_attrs=dst_attrs, users=users, source=source, dest=dest,
-                    staging=staging, source_entries=src_entries, dest_entries=dst_entries, in_sync=in_sync)
+                ours = staging is not None and staging[1] == manifest.digest(
+                    manifest.at_level(src_entries, self.compare))
+        return dict(source_attrs=src_attrs, dest_attrs=dst_attrs, users=users, dest_users=dest_users,
+                    source=source, dest=dest, staging=staging, source_entries=src_entries, dest_entries=dst_entries,
+                    in_sync=in_sync, ours=ours)
 
     def same(self, a, b):
         return manifest.canonical(manifest.at_level(a, self.compare)) == \
             manifest.canonical(manifest.at_level(b, self.compare))
 
-    def refuse(self, state):
+    def refuse(self, state, reason):
         src_name, dst_name = self.names
         if state["source_attrs"] is None:
             raise DockerError("source volume '%s' does not exist on %s; check the name and docker_host"
                               % (src_name, self.src_host))
+        if state["staging"] is not None and state["staging"][0] != "partial":
+            raise DockerError("destination volume '%s' on %s: %s, not of volume '%s' as this run would write it "
+                              "(verify: %s); nothing was copied. Finish that run with its own options, or set "
+                              "force: true to replace it"
+                              % (dst_name, self.dst_host, reason, src_name, self.params["verify"]))
         raise DockerError("destination volume '%s' on %s holds other data (%s); nothing was copied. Give another "
                           "destination, or set force: true to replace that data"
                           % (dst_name, self.dst_host, "; ".join(manifest.differences(
@@ -421,7 +482,7 @@ class VolumeRelocateManager:
         result["digest"] = manifest.digest(entries) if entries is not None else None
         result.update(manifest.summary(entries) if entries is not None else dict(bytes=0, files=0))
 
-    def copy(self, result, state):
+    def copy(self, result, state, action):
         p = self.params
         src_name, dst_name = self.names
         source, dest = state["source"], state["dest"]
@@ -432,12 +493,20 @@ class VolumeRelocateManager:
         if dest.how == "local" and source.how != "local":
             dest = transfer.api_side(self.dst_api, self.dst_host, dst_name, p["helper_image"])
         result["method"] = "local" if dest.how == "local" else "api"
-        stopped = transfer.stop_running(self.src_api, state["users"]) if p["stop_containers"] else []
-        result["stopped_containers"] = stopped
-        try:
+        how = "stop" if p["stop_containers"] else "none"
+        subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
+        with contextlib.ExitStack() as still:
+            stopped = still.enter_context(containers.held_still(
+                self.src_api, self.records[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
+            # The destination's data is replaced: its containers must not see it change under them either.
+            stopped = stopped + still.enter_context(containers.held_still(
+                self.dst_api, self.records[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
+                subject))
+            result["stopped_containers"] = stopped
             start = time.monotonic()
             try:
-                copied = transfer.staged_copy(source, dest, p["verify"], state["staging"],
+                copied = transfer.staged_copy(source, dest, p["verify"],
+                                              state["staging"] if action == "resume" else None,
                                               checkpoint=self.check_destination)
             except DockerError as exc:
                 raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
@@ -445,7 +514,7 @@ class VolumeRelocateManager:
                                   % (src_name, dst_name, self.dst_host, str(exc).rstrip("."))) from None
             if p["mode"] == "move" and dest.how == "local":
                 os.sync()  # the copy must be on disk before the source goes
-            if p["mode"] == "move" and p["verify"] != "none":
+            if p["mode"] == "move":
                 final = dest.manifest(self.checksum)
                 if not self.same(final, copied["entries"]):
                     raise DockerError("volume '%s' differs from '%s' after the copy (%s); the source was kept"
@@ -453,11 +522,6 @@ class VolumeRelocateManager:
                                           manifest.at_level(copied["entries"], self.compare),
                                           manifest.at_level(final, self.compare)))))
             seconds = time.monotonic() - start
-        finally:
-            errors = transfer.start_again(self.src_api, stopped)
-        if errors:
-            raise DockerError("volume '%s' copied, but containers did not start again: %s"
-                              % (src_name, "; ".join(errors)))
         self.summarize(result, copied["entries"])
         result.update(bytes_copied=copied["bytes_copied"], seconds=round(seconds, 3),
                       throughput=transfer.throughput(result["bytes"], seconds))
@@ -501,6 +565,7 @@ def main():
         force=dict(type="bool", default=False),
         method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
         helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        **locking.LOCK_TIMEOUT_SPEC,
     )
     DockerModule(spec).run(VolumeRelocateManager)
 

@@ -16,7 +16,11 @@ description:
     manifest and only then moves it into place.
   - Refuses a volume that holds other data unless O(force=true), which replaces that data.
   - Crash-safe - a run killed at any point leaves the staged data in a hidden directory
-    (V(.persist-docker-staging)) and the next run finishes or starts over.
+    (V(.persist-docker-staging)) and the next run finishes or starts over. Only a staged copy of this
+    very archive (same manifest digest) is finished, after it is verified; any other leftover staging
+    directory guards the volume as other data does (see O(force)).
+  - Holds the volume's lock (see O(lock_timeout)) from reading its state to its end, so that a second run
+    on the volume waits instead of taking over the first one's staging or helpers.
   - Idempotent - a volume whose content already equals the manifest reports no change.
   - When the engine is on a local Unix socket and the volume's mountpoint is writable here, the
     archive is extracted straight into the volume's directory; otherwise a helper container
@@ -24,6 +28,7 @@ description:
     of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -53,12 +58,16 @@ options:
     default: auto
   force:
     description:
-      - Replace the data of a volume that holds other data.
+      - Replace the data of a volume that holds other data, or a staging directory that an interrupted
+        run left with a copy of other data.
     type: bool
     default: false
   stop_containers:
     description:
       - Stop the running containers that use the volume while it is restored, and start them again.
+      - They are recorded on the host that runs the module (below C(/var/lib/persist-docker/quiesced), or
+        E(PERSIST_DOCKER_STATE_DIR)) before they are stopped; when a run is killed meanwhile, the next
+        run on the volume (restore, backup or relocation) starts them again.
     type: bool
     default: true
   method:
@@ -88,6 +97,7 @@ EXAMPLES = r"""
     volume: uploads
     path: /srv/backup/uploads.tar.zst
     force: true
+    lock_timeout: 30
 """
 
 RETURN = r"""
@@ -140,7 +150,7 @@ actions:
 import os
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
@@ -181,40 +191,41 @@ class VolumeRestoreManager:
 
     def run(self):
         p = self.params
-        api = self.dm.api
         doc, sha, compression = self.load_archive()
+        self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        self.record = containers.engine_key(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
+            return self.restore(doc, sha, compression)
+
+    def restore(self, doc, sha, compression):
+        p = self.params
+        api = self.dm.api
         wanted = doc["entries"]
         checksum = all("sha256" in e for e in wanted if e["type"] == "file")
         level = "checksum" if checksum else "size"
-        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=[], created=False,
-                      seconds=0.0, throughput=0, **manifest.summary(wanted))
+        recovered, errors = containers.recover(api, self.record, p["volume"], self.dm.check_mode)
+        for error in errors:
+            self.dm.warn(error)
+        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=list(recovered),
+                      created=False, seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
         dest = None
         before = None
         state = None
+        action = "copy"
         if attrs is not None:
             dest = self.open_side(attrs)
             result["method"] = dest.how
-            stale = transfer.stale_helpers(api, p["volume"])
-            if not self.dm.check_mode:
-                transfer.remove_helpers(api, stale)
-            state = dest.state()
-            if state is None:
-                current = dest.manifest(checksum)
-                before = manifest.digest(current)
-                if manifest.at_level(manifest.canonical(current), level) == \
-                        manifest.at_level(manifest.canonical(wanted), level):
-                    result["changed"] = False
-                    return self.with_diff(result, before, before)
-                if not manifest.is_empty(current) and not p["force"]:
-                    raise DockerError("volume '%s' holds other data (%s); nothing was restored. Restore into a new "
-                                      "volume, or set force: true to replace that data"
-                                      % (p["volume"], "; ".join(manifest.differences(wanted, current, 3))))
+            action, state, before = self.plan(dest, wanted, level)
+            if action == "none":
+                result["changed"] = bool(recovered)
+                return self.with_diff(result, before, before)
         result["changed"] = True
         if attrs is None:
             result["created"] = True
             result["actions"].append("created volume '%s'" % p["volume"])
-        result["actions"].append("restored %s into volume '%s'" % (p["path"], p["volume"]))
+        result["actions"].append("%s %s into volume '%s'" % ("restored" if action == "copy" else
+                                                             "finished restoring", p["path"], p["volume"]))
         if self.dm.check_mode:
             return self.with_diff(result, before, doc["digest"])
         if attrs is None:
@@ -222,20 +233,42 @@ class VolumeRestoreManager:
                 api.create_volume(p["volume"])
             dest = self.open_side(inspect_volume(api, p["volume"]))
             result["method"] = dest.how
-        stopped = transfer.stop_running(api, containers_using(api, p["volume"])) if p["stop_containers"] else []
-        result["stopped_containers"] = stopped
-        try:
+        how = "stop" if p["stop_containers"] else "none"
+        users = containers.to_quiesce(containers_using(api, p["volume"]), how)
+        with containers.held_still(api, self.record, p["volume"], users, how,
+                                   "the restore of volume '%s'" % p["volume"]) as stopped:
+            result["stopped_containers"] = stopped
             start = time.monotonic()
             source = transfer.ArchiveSource(p["path"], compression, doc)
-            transfer.staged_copy(source, dest, level, state)
+            transfer.staged_copy(source, dest, level, state if action == "resume" else None)
             seconds = time.monotonic() - start
-        finally:
-            errors = transfer.start_again(api, stopped)
-        if errors:
-            raise DockerError("volume '%s' restored, but containers did not start again: %s"
-                              % (p["volume"], "; ".join(errors)))
         result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
         return self.with_diff(result, before, doc["digest"])
+
+    def plan(self, dest, wanted, level):
+        """(action, staging state, digest before) for an existing volume; DockerError for a refusal."""
+        p = self.params
+        api = self.dm.api
+        # Under the volume's lock: a helper found now was left by a run that was killed.
+        stale = transfer.stale_helpers(api, p["volume"])
+        if not self.dm.check_mode:
+            transfer.remove_helpers(api, stale)
+        state = dest.state()
+        current = dest.manifest(level == "checksum")
+        in_sync = manifest.at_level(manifest.canonical(current), level) == \
+            manifest.at_level(manifest.canonical(wanted), level)
+        ours = state is not None and state[1] == manifest.digest(manifest.at_level(wanted, level))
+        action, reason = transfer.plan_relocation(True, True, staging=state, in_sync=in_sync,
+                                                  dest_empty=manifest.is_empty(current), mode="copy",
+                                                  force=p["force"], ours=ours)
+        if action == "fail" and state is not None and state[0] != "partial":
+            raise DockerError("volume '%s': %s, not of the archive %s; nothing was restored. Finish that run, or "
+                              "set force: true to replace it" % (p["volume"], reason, p["path"]))
+        if action == "fail":
+            raise DockerError("volume '%s' holds other data (%s); nothing was restored. Restore into a new "
+                              "volume, or set force: true to replace that data"
+                              % (p["volume"], "; ".join(manifest.differences(wanted, current, 3))))
+        return action, state, manifest.digest(current)
 
     def open_side(self, attrs):
         return transfer.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
@@ -256,6 +289,7 @@ def main():
         stop_containers=dict(type="bool", default=True),
         method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
         helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        **locking.LOCK_TIMEOUT_SPEC,
     )
     DockerModule(spec).run(VolumeRestoreManager)
 

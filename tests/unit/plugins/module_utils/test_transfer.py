@@ -15,9 +15,10 @@ import pytest
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 
 
-def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False):
+def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False, ours=False,
+         verify="checksum"):
     return transfer.plan_relocation(source, dest, staging=staging, in_sync=in_sync, dest_empty=empty,
-                                    mode=mode, force=force)[0]
+                                    mode=mode, force=force, ours=ours, verify=verify)[0]
 
 
 @pytest.mark.parametrize("kwargs,action", [
@@ -27,14 +28,46 @@ def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="
     (dict(in_sync=True, empty=False, mode="move"), "remove-source"),
     (dict(empty=False), "fail"),
     (dict(empty=False, force=True), "copy"),
-    (dict(staging=("partial", None), empty=False), "resume"),
-    (dict(staging=("moving", "sha256:x"), empty=False), "resume"),
+    (dict(staging=("partial", None)), "copy"),
+    (dict(staging=("moving", "sha256:x"), empty=False, ours=True), "resume"),
+    (dict(staging=("verified", "sha256:x"), empty=False, ours=True), "resume"),
     (dict(source=False), "fail"),
     (dict(source=False, mode="move", empty=False), "none"),
     (dict(source=False, mode="move", staging=("partial", None)), "fail"),
 ])
 def test_plan_relocation(kwargs, action):
     assert plan(**kwargs) == action
+
+
+@pytest.mark.parametrize("kwargs,action", [
+    # a leftover partial staging directory is no licence to replace the visible data
+    (dict(staging=("partial", None), empty=False), "fail"),
+    (dict(staging=("partial", None), empty=False, force=True), "copy"),
+    (dict(staging=("partial", None), empty=False, in_sync=True), "copy"),
+    # a staged copy of another digest is neither resumed nor promoted unverified
+    (dict(staging=("verified", "sha256:other")), "fail"),
+    (dict(staging=("moving", "sha256:other")), "fail"),
+    (dict(staging=("verified", "sha256:other"), empty=False, in_sync=True), "fail"),
+    (dict(staging=("verified", "sha256:other"), force=True), "copy"),
+    (dict(staging=("moving", "sha256:other"), empty=False, force=True), "copy"),
+    (dict(staging=("verified", "sha256:other"), mode="move"), "fail"),
+])
+def test_plan_relocation_leftover_staging(kwargs, action):
+    assert plan(**kwargs) == action
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(mode="move", verify="none"),
+    dict(mode="move", verify="none", in_sync=True, empty=False),
+    dict(mode="move", verify="none", force=True, dest=False),
+])
+def test_plan_relocation_refuses_an_unchecked_move(kwargs):
+    action, reason = transfer.plan_relocation(
+        kwargs.get("source", True), kwargs.get("dest", True), staging=None, in_sync=kwargs.get("in_sync", False),
+        dest_empty=kwargs.get("empty", True), mode="move", force=kwargs.get("force", False), verify="none")
+    assert action == "fail" and "verify: none" in reason
+    assert transfer.refuse_options("move", "none") == reason
+    assert transfer.refuse_options("copy", "none") is None and transfer.refuse_options("move", "size") is None
 
 
 @pytest.mark.parametrize("text,state", [
@@ -296,3 +329,182 @@ def test_local_side_receive_names_an_unreadable_archive(tmp_path):
     side = transfer.LocalSide(str(tmp_path), "v")
     with pytest.raises(transfer.DockerError, match="volume 'v': the archive cannot be read as tar"):
         side.receive(iter([b"not a tar archive " * 100]))
+
+
+# ---- the staging protocol with fake sides: what is resumed, and that it is verified first
+
+def _entries(content):
+    return [manifest.make_entry("", "dir", 0o755, 0, 0, mtime=1),
+            manifest.make_entry("f", "file", 0o644, 0, 0, size=len(content), mtime=1,
+                                sha256=hashlib.sha256(content).hexdigest())]
+
+
+class FakeSource:
+    name = "src"
+
+    def __init__(self, content):
+        self.entries = _entries(content)
+
+    def manifest(self, checksum):
+        return list(self.entries)
+
+
+class FakeDest:
+    name = "dst"
+    how = "fake"
+
+    def __init__(self, staged=None, visible=None):
+        self.staged = staged
+        self.visible = visible
+        self.log = []
+
+    def receive(self, chunks):
+        self.log.append("copy")
+        self.staged = self.source.entries
+
+    def fix_times(self, entries):
+        pass
+
+    def staged_manifest(self, checksum):
+        return list(self.staged)
+
+    def manifest(self, checksum):
+        return list(self.visible)
+
+    def finish(self, state, root):
+        self.log.append(("finish",) + tuple(state))
+        self.visible = self.staged
+
+
+def _staged_copy(source, dest, state, monkeypatch):
+    dest.source = source
+    monkeypatch.setattr(transfer, "copy_into", lambda s, d, c, n: (d.receive(None), list(s.entries))[1])
+    return transfer.staged_copy(source, dest, "checksum", state)
+
+
+def _digest(entries):
+    return manifest.digest(manifest.at_level(entries, "checksum"))
+
+
+def test_staged_copy_resumes_a_verified_copy_of_this_source(monkeypatch):
+    source = FakeSource(b"new")
+    dest = FakeDest(staged=_entries(b"new"))
+    out = _staged_copy(source, dest, ("verified", _digest(source.entries)), monkeypatch)
+    assert dest.log == [("finish", "verified", _digest(source.entries))] and not out["copied"]
+
+
+def test_staged_copy_restages_a_verified_copy_that_does_not_match(monkeypatch):
+    source = FakeSource(b"new")
+    dest = FakeDest(staged=_entries(b"tampered"))
+    out = _staged_copy(source, dest, ("verified", _digest(source.entries)), monkeypatch)
+    assert dest.log == ["copy", ("finish", "new", _digest(source.entries))] and out["copied"]
+
+
+@pytest.mark.parametrize("word", ["verified", "moving"])
+def test_staged_copy_never_promotes_a_staged_copy_of_other_data(monkeypatch, word):
+    source = FakeSource(b"new")
+    dest = FakeDest(staged=_entries(b"old"))
+    with pytest.raises(transfer.DockerError, match="staged copy of other data"):
+        _staged_copy(source, dest, (word, _digest(_entries(b"old"))), monkeypatch)
+    assert dest.log == []
+
+
+def test_staged_copy_verifies_a_resumed_move_into_place(monkeypatch):
+    source = FakeSource(b"new")
+    dest = FakeDest(staged=_entries(b"damaged"))
+    with pytest.raises(transfer.DockerError, match="does not match"):
+        _staged_copy(source, dest, ("moving", _digest(source.entries)), monkeypatch)
+    dest = FakeDest(staged=_entries(b"new"))
+    _staged_copy(source, dest, ("moving", _digest(source.entries)), monkeypatch)
+    assert dest.log == [("finish", "moving", _digest(source.entries))]
+
+
+@pytest.mark.parametrize("state", [None, ("partial", None)])
+def test_staged_copy_starts_afresh_without_a_resumable_state(monkeypatch, state):
+    source = FakeSource(b"new")
+    dest = FakeDest(staged=_entries(b"old"))
+    _staged_copy(source, dest, state, monkeypatch)
+    assert dest.log == ["copy", ("finish", "new", _digest(source.entries))]
+
+
+# ---- helper containers through the Engine API: no socket wait without a bound
+
+class _Sock:
+    def __init__(self, fail=None):
+        self.timeout = None
+        self.fail = fail
+        self.sent = 0
+
+    def settimeout(self, value):
+        self.timeout = value
+
+    def sendall(self, data):
+        if self.fail is not None:
+            raise self.fail
+        self.sent += len(data)
+
+    def shutdown(self, how):
+        pass
+
+    def close(self):
+        pass
+
+
+class _HelperApi:
+    timeout = 7
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.waited = None
+        self.removed = []
+
+    def inspect_image(self, image):
+        return {}
+
+    def create_host_config(self, **kwargs):
+        return kwargs
+
+    def create_container(self, *args, **kwargs):
+        return {"Id": "helper"}
+
+    def attach_socket(self, cid, params):
+        return self.sock
+
+    def start(self, cid):
+        pass
+
+    def wait(self, cid, timeout=None):
+        self.waited = timeout
+        return {"StatusCode": 0}
+
+    def remove_container(self, cid, force=False):
+        self.removed.append(cid)
+
+
+def test_api_side_writes_and_waits_with_a_timeout():
+    api = _HelperApi(_Sock())
+    transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x" * 10]))
+    assert api.sock.timeout == 7 and api.waited == 7 and api.sock.sent == 10 and api.removed == ["helper"]
+
+
+@pytest.mark.parametrize("error,cause", [
+    (TimeoutError("timed out"), "no answer for 7 seconds"),
+    (BrokenPipeError(32, "Broken pipe"), "Broken pipe"),
+])
+def test_api_side_names_the_volume_when_its_helper_is_gone(error, cause):
+    api = _HelperApi(_Sock(fail=error))
+    with pytest.raises(transfer.DockerError) as info:
+        transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x"]))
+    assert "volume 'data'" in str(info.value) and cause in str(info.value) and "helper container" in str(info.value)
+    assert api.removed == ["helper"]
+
+
+def test_api_side_does_not_blame_the_helper_for_the_source():
+    def chunks():
+        yield b"x"
+        raise OSError(5, "Input/output error")
+
+    api = _HelperApi(_Sock())
+    with pytest.raises(OSError, match="Input/output error"):
+        transfer.ApiSide(api, "data", "busybox:latest").receive(chunks())
+    assert api.removed == ["helper"]

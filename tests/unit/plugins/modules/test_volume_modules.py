@@ -1,11 +1,17 @@
-"""volume, volume_info and data_ownership reject bad input before they talk to any daemon."""
+"""volume, volume_info, data_ownership, volume_relocate and volume_backup reject bad input before any daemon."""
 
 import json
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.persist.docker.plugins.modules import data_ownership, volume, volume_info
+from ansible_collections.persist.docker.plugins.modules import (
+    data_ownership,
+    volume,
+    volume_backup,
+    volume_info,
+    volume_relocate,
+)
 
 NO_DAEMON = "unix:///nonexistent/docker.sock"
 
@@ -63,3 +69,21 @@ def test_data_ownership_bad_input(capsys, args, fragment):
     assert result["failed"] is True
     assert fragment in result["msg"]
     assert "cannot reach" not in result["msg"]
+
+
+def test_relocate_refuses_an_unchecked_move_before_anything(capsys):
+    result = run_module(capsys, volume_relocate, source=dict(name="aa"), destination=dict(name="bb"),
+                        mode="move", verify="none")
+    assert result["failed"] is True
+    assert "verify: none" in result["msg"] and "nothing was done" in result["msg"]
+    assert "cannot reach" not in result["msg"]
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (dict(quiesce="stop", stop_containers=True), "mutually exclusive"),
+    (dict(quiesce="freeze"), "value of quiesce must be one of"),
+    (dict(lock_timeout="soon"), "lock_timeout"),
+])
+def test_backup_bad_input(capsys, args, fragment):
+    result = run_module(capsys, volume_backup, volume="aa", path="/tmp/x.tar", **args)
+    assert result["failed"] is True and fragment in result["msg"]

@@ -97,15 +97,16 @@ def fill_source(root, megabytes):
 
 
 class Module:
-    def __init__(self, tmp):
+    def __init__(self, tmp, module=MODULE):
         self.tmp = tmp
+        self.module = module
         self.env = dict(os.environ, PYTHONPATH=COLLECTIONS, ANSIBLE_MODULE_NO_LOG="0")
 
     def start(self, args):
         path = os.path.join(self.tmp, "args-%s.json" % time.monotonic_ns())
         with open(path, "w") as f:
             json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
-        return subprocess.Popen([sys.executable, "-m", MODULE, path], stdout=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", self.module, path], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=self.env, cwd=self.tmp)
 
     def run(self, args):
