@@ -68,20 +68,8 @@ def to_undo(record, found):
 
 # ---------------------------------------------------------------- the record on this host
 
-def engine_key(api, subject="the Docker daemon"):
-    """The engine's identity for the records: its ID, host name and root directory.
-
-    The ID alone is not enough: engines that share /etc/docker/key.json (two
-    engines on one host, cloned machines) report the same ID, and one engine's
-    record must never be taken for another's.
-    """
-    with api_errors(subject):
-        info = api.info()
-    return "%s %s %s" % (info.get("ID") or "unknown", info.get("Name") or "", info.get("DockerRootDir") or "")
-
-
 def record_path(engine_key, volume):
-    """The record of volume's containers on the engine of engine_key (see :func:`engine_key`)."""
+    """The record of volume's containers on the engine of engine_key (locking.engine_id)."""
     name = locking.lock_file_name(engine_key, "volume", volume)
     return os.path.join(os.environ.get(STATE_DIR_ENV) or STATE_DIR, name[:-len(".lock")] + ".json")
 

@@ -10,7 +10,7 @@ module that changes a volume's data or a registry's state holds :func:`held`
 around that work.
 
 The lock is an ``fcntl.flock`` on a file below :data:`LOCK_DIR` on the host
-that runs the module, named by the engine's ID (``docker info`` ``ID``), the
+that runs the module, named by the engine's identity (:func:`engine_id`), the
 kind of object and its name. The kernel releases it when the process that holds
 it dies, so a killed run never leaves a stale lock behind. Runs of the
 collection on the same managing host exclude each other; the file holds the
@@ -128,6 +128,11 @@ def held_all(keys, timeout=DEFAULT_TIMEOUT):
 
 
 def engine_id(api, subject="the Docker daemon"):
-    """The engine's ID as ``docker info`` reports it (the key the locks use)."""
+    """The engine's identity, the key of its locks and records: its ID, host name and root directory.
+
+    The ID alone is not enough: engines that share /etc/docker/key.json (two engines on one host,
+    cloned machines) report the same ID, and one engine's lock or record must never be another's.
+    """
     with api_errors(subject):
-        return api.info().get("ID") or "unknown"
+        info = api.info()
+    return "%s %s %s" % (info.get("ID") or "unknown", info.get("Name") or "", info.get("DockerRootDir") or "")

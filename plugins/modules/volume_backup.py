@@ -209,7 +209,7 @@ class VolumeBackupManager:
     def run(self):
         p = self.params
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
-        self.record = containers.engine_key(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        self.record = self.engine
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.backup()
 

@@ -358,8 +358,7 @@ class VolumeRelocateManager:
                         locking.engine_id(self.dst_api, "destination engine %s" % self.dst_host))
         keys = [(self.engines[0], "volume", src_name), (self.engines[1], "volume", dst_name)]
         # The records of held containers need each engine's full identity (engines may share an ID).
-        self.records = (containers.engine_key(self.src_api, "source engine %s" % self.src_host),
-                        containers.engine_key(self.dst_api, "destination engine %s" % self.dst_host))
+        self.records = self.engines
         with locking.held_all(keys, timeout=p["lock_timeout"]):
             return self.relocate()
 

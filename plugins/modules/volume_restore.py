@@ -193,7 +193,7 @@ class VolumeRestoreManager:
         p = self.params
         doc, sha, compression = self.load_archive()
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
-        self.record = containers.engine_key(self.dm.api, "the engine of volume '%s'" % p["volume"])
+        self.record = self.engine
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.restore(doc, sha, compression)
 
