@@ -47,6 +47,24 @@ _LINK_RE = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
+def tls_warnings(params):
+    """Warnings for connections that encrypt without checking the peer's certificate (pure).
+
+    The defaults stay those of community.docker (``tls``/``validate_certs`` false for the daemon,
+    ``registry_validate_certs`` true for the registry); only an encrypted but unverified connection
+    is worth a word, because it looks safe and is not.
+    """
+    warnings = []
+    if params.get("tls") and not params.get("validate_certs"):
+        warnings.append("tls is true but validate_certs is false: the connection to the Docker daemon at %s is "
+                        "encrypted but the daemon's certificate is not checked, so anyone in between can read and "
+                        "change it; set validate_certs: true with ca_path" % params.get("docker_host"))
+    if params.get("registry_validate_certs") is False and params.get("registry_scheme") != "http":
+        warnings.append("registry_validate_certs is false: the registry's TLS certificate is not checked, so "
+                        "credentials and images can be intercepted; give registry_ca_path with the CA instead")
+    return warnings
+
+
 def split_image_reference(reference, default_tag="latest"):
     """'host:port/path/name:tag' -> (registry, repository, tag). The registry host must be given."""
     name, tag = split_reference(reference or "", default_tag)

@@ -155,3 +155,19 @@ def test_error_text_of_a_json_list():
 def test_manifest_summary_list_children():
     manifest = {"manifests": [{"digest": "sha256:a", "size": 1}, {"digest": "sha256:b", "size": 2}, "junk"]}
     assert ra.manifest_summary(manifest, ra.LIST_TYPES[1], "sha256:i")["children"] == ["sha256:a", "sha256:b"]
+
+
+@pytest.mark.parametrize("params,count,fragment", [
+    (dict(tls=False, validate_certs=False, registry_validate_certs=True, registry_scheme="auto"), 0, None),
+    (dict(tls=True, validate_certs=True, registry_validate_certs=True, registry_scheme="auto"), 0, None),
+    (dict(tls=True, validate_certs=False, docker_host="tcp://h:2376", registry_validate_certs=True,
+          registry_scheme="auto"), 1, "tls is true but validate_certs is false"),
+    (dict(tls=False, validate_certs=False, registry_validate_certs=False, registry_scheme="auto"), 1,
+     "registry_validate_certs is false"),
+    (dict(tls=False, validate_certs=False, registry_validate_certs=False, registry_scheme="http"), 0, None),
+])
+def test_tls_warnings(params, count, fragment):
+    warnings = ra.tls_warnings(params)
+    assert len(warnings) == count
+    if fragment:
+        assert fragment in warnings[0]

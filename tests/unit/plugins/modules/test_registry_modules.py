@@ -95,3 +95,23 @@ def test_purge_removes_a_storage_directory(monkeypatch, tmp_path):
     manager = registry.RegistryManager(FakeDockerModule(storage_path=str(store)))
     manager.purge()
     assert removed == [str(store)] and manager.actions == ["deleted storage directory %s" % store]
+
+
+class FailingInspectApi:
+    """An engine whose image vanished right after the pull (another run removed it)."""
+
+    def inspect_image(self, name):
+        from docker.errors import NotFound
+        raise NotFound("No such image: %s" % name)
+
+
+def test_registry_image_pull_then_missing_image_is_a_clear_error():
+    dm = FakeDockerModule(tag="1", force=False, state="pulled", source=None, username=None, password=None)
+    dm.api = FailingInspectApi()
+    manager = registry_image.RegistryImageManager(dm)
+    manager.host, manager.repository, manager.tag = "localhost:5999", "app", "1"
+    manager.full = "localhost:5999/app:1"
+    manager.transfer = lambda verb: None
+    remote = dict(digest="sha256:m", config_digest="sha256:c", size=1)
+    with pytest.raises(registry.DockerError, match=r"image 'localhost:5999/app:1' \(after the pull\) not found"):
+        manager.pull(remote)
