@@ -221,7 +221,8 @@ class RegistryClient:
         url = "%s?n=%d" % (path, page_size)
         while url:
             response = self.request("GET", url)
-            items.extend(_string_list(response_json(response, self.host, "GET %s" % path).get(key), self.host, path, key))
+            document = response_json(response, self.host, "GET %s" % path)
+            items.extend(_string_list(document.get(key), self.host, path, key))
             match = _LINK_RE.search(response.headers.get("Link", ""))
             url = None
             if match:
