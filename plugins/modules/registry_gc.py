@@ -261,9 +261,8 @@ class RegistryGcManager:
             self.dm.warn("delete_untagged: the collector of registry:2 also deletes the manifests that only an image "
                          "index references (the image of each platform of a multi-arch image, attestations), so "
                          "those indexes can no longer be pulled; leave it false for registries that hold indexes")
-        self.inspect_registry()
         with locking.held(locking.engine_id(self.api), "registry", self.name, timeout=p["lock_timeout"]):
-            # read again under the lock: a run that held it may have changed the container
+            # read under the lock: a run that holds it restarts the container
             container, config = self.inspect_registry()
             return self.collect_garbage(container, config, pattern)
 
