@@ -95,3 +95,26 @@ def test_registry_image_pull_then_missing_image_is_a_clear_error():
     remote = dict(digest="sha256:m", config_digest="sha256:c", size=1)
     with pytest.raises(registry.DockerError, match=r"image 'localhost:5999/app:1' \(after the pull\) not found"):
         manager.pull(remote)
+
+
+def raise_oserror(path, *args, **kwargs):
+    raise PermissionError(13, "Permission denied", path)
+
+
+def test_storage_directory_that_cannot_be_created_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry.os, "makedirs", raise_oserror)
+    manager = registry.RegistryManager(FakeDockerModule())
+    missing = str(tmp_path / "store")
+    manager.storage = dict(mounts={"/var/lib/registry": "bind:" + missing})
+    with pytest.raises(registry.DockerError) as caught:
+        manager.ensure_storage()
+    assert str(caught.value) == ("registry 'reg': creating storage_path %s failed: Permission denied (%s); create it "
+                                 "yourself or choose another storage_path" % (missing, missing))
+
+
+def test_storage_directory_that_cannot_be_deleted_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry.shutil, "rmtree", raise_oserror)
+    manager = registry.RegistryManager(FakeDockerModule())
+    with pytest.raises(registry.DockerError, match="deleting storage_path %s failed: Permission denied" % tmp_path):
+        manager.purge(("deleted storage directory %s" % tmp_path, "bind", str(tmp_path)))
+    assert manager.actions == ["deleted storage directory %s" % tmp_path]
