@@ -785,7 +785,7 @@ class RegistryManager:
         return action, kind, source
 
     def bind_users(self, path, own_id):
-        """Names of the other containers that mount path, a directory above it or one below it."""
+        """Names of the other containers that mount path or a directory below it."""
         with api_errors("container list"):
             found = self.api.containers(all=True)
         names = []
@@ -794,7 +794,7 @@ class RegistryManager:
                 continue
             for mount in container.get("Mounts") or []:
                 source = (mount.get("Source") or "").rstrip("/")
-                if mount.get("Type") == "bind" and source and (is_below(source, path) or is_below(path, source)):
+                if mount.get("Type") == "bind" and source and is_below(source, path):
                     names.append((container.get("Names") or ["/" + container["Id"][:12]])[0].lstrip("/"))
                     break
         return sorted(names)
