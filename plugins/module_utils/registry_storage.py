@@ -60,8 +60,6 @@ def plan_storage(params, container, strict=True):
     warnings=[...]). With strict, raises DockerError when the options would leave the images of an
     anonymous volume behind.
     """
-    if params["storage"] != "filesystem":
-        return dict(mounts={}, adopted=None, anonymous=None, warnings=[])
     current = mounted_storage(container)
     labels = ((container or {}).get("Config") or {}).get("Labels") or {}
     recorded = labels.get(STORAGE_LABEL)
@@ -70,11 +68,13 @@ def plan_storage(params, container, strict=True):
     anonymous = current[len("volume:"):] if current_is_storage and current.startswith("volume:") else None
     anonymous = anonymous if is_anonymous(anonymous) else None
 
-    if params.get("storage_path"):
+    if params["storage"] != "filesystem":
+        wanted = params["storage"]
+    elif params.get("storage_path"):
         wanted = "bind:%s" % params["storage_path"].rstrip("/")
     elif params.get("storage_volume"):
         wanted = "volume:%s" % params["storage_volume"]
-    elif current_is_storage:
+    elif current_is_storage:  # filesystem storage, and the options name none: keep what is there
         adopted = current if current != "volume:%s" % default_volume(params) else None
         warnings = []
         if anonymous:
@@ -91,8 +91,14 @@ def plan_storage(params, container, strict=True):
             "registry '%s': the container keeps its images in the anonymous volume %s, and %s would start it on "
             "other storage and leave them behind; to keep them, leave storage_path and storage_volume unset (the "
             "volume is adopted) or set storage_volume: %s; to start afresh, remove the container first (state: "
-            "absent keeps the volume)" % (params["name"], anonymous, wanted.replace(":", " ", 1), anonymous))
-    return dict(mounts={STORAGE_DIR: wanted}, adopted=None, anonymous=None, warnings=[])
+            "absent keeps the volume)" % (params["name"], anonymous, _describe(wanted), anonymous))
+    mounts = {STORAGE_DIR: wanted} if params["storage"] == "filesystem" else {}
+    return dict(mounts=mounts, adopted=None, anonymous=None, warnings=[])
+
+
+def _describe(storage):
+    kind, _sep, source = storage.partition(":")
+    return "%s %s" % ("storage_path" if kind == "bind" else "volume", source) if source else "storage %s" % kind
 
 
 def storage_label(mounts, backend):

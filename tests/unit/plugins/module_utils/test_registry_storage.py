@@ -78,7 +78,13 @@ def test_naming_the_anonymous_volume_keeps_it():
 
 
 def test_storage_outside_the_host_has_no_mount():
-    assert rs.plan_storage(params(storage="s3"), container("volume:" + ANON))["mounts"] == {}
+    assert rs.plan_storage(params(storage="s3"), container("volume:" + ANON, {rs.STORAGE_LABEL: "s3"}))["mounts"] == {}
+    assert rs.plan_storage(params(storage="inmemory"), None)["mounts"] == {}
+
+
+def test_hand_started_registry_moved_to_remote_storage_is_refused():
+    with pytest.raises(DockerError, match="anonymous volume %s, and storage s3 would start it" % ANON):
+        rs.plan_storage(params(storage="s3"), container("volume:" + ANON))
 
 
 @pytest.mark.parametrize("path,top,expected", [
