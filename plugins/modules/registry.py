@@ -515,7 +515,7 @@ class RegistryManager:
         wanted = dict(fingerprint=file_fingerprint(files), image_id=self.image_id(), ports=wanted_ports(p),
                       mounts=self.storage["mounts"], network_mode=p.get("network_mode") or "default",
                       restart_policy=p["restart_policy"], running=True)
-        action, reasons = plan(current, wanted, "present")
+        action, reasons = self.drift(existing, files, *plan(current, wanted, "present"))
         old_files = self.old_files(existing, files) if existing and "config" in reasons else {}
         if "config" in reasons:
             reasons.extend(self.config_reasons(existing, old_files, files, changed_users))
@@ -555,6 +555,20 @@ class RegistryManager:
             result["diff"] = dict(before=self.describe_text(current, old_config),
                                   after=self.describe_text(wanted if action != "none" else current, config))
         return result
+
+    def drift(self, existing, files, action, reasons):
+        """A recreation when config.yml in the container is not the one deployed (fingerprint and all else equal).
+
+        A registry_gc killed in read-only mode leaves its read-only config.yml behind; the fingerprint label
+        still matches, so only reading the file back shows it.
+        """
+        if action not in ("none", "start", "update"):
+            return action, reasons
+        deployed = read_file(self.api, existing["Id"], CONFIG_FILE)
+        if deployed is None or deployed == files[CONFIG_FILE]:
+            return action, reasons
+        return "recreate", ["config", "config: config.yml in the container is not the deployed one (a registry_gc "
+                                      "interrupted in read-only mode leaves its own behind)"]
 
     def update(self, existing, current):
         policy = self.params["restart_policy"]
