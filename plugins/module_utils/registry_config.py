@@ -210,13 +210,6 @@ def plan_exposure(params):
                      "read, push%s images" % (name, address, params.get("published_port"), how, deleting)]
 
 
-def storage_volume_name(params):
-    """The named volume used for filesystem storage when no host path is given."""
-    if params["storage"] != "filesystem" or params.get("storage_path"):
-        return None
-    return params.get("storage_volume") or "%s-data" % params["name"]
-
-
 def listen_address(params):
     """http.addr inside the container: all interfaces on a bridge, the published address on the host network."""
     if params.get("network_mode") == "host":
@@ -427,15 +420,6 @@ def current_ports(port_bindings):
         for binding in bindings or []:
             result[port] = "%s:%s" % (binding.get("HostIp") or "0.0.0.0", binding.get("HostPort"))
     return result
-
-
-def wanted_mounts(params):
-    """The storage mount as {destination: "bind:<path>" | "volume:<name>"} (empty for other backends)."""
-    if params["storage"] != "filesystem":
-        return {}
-    if params.get("storage_path"):
-        return {STORAGE_DIR: "bind:%s" % params["storage_path"].rstrip("/")}
-    return {STORAGE_DIR: "volume:%s" % storage_volume_name(params)}
 
 
 def current_mounts(mounts, keep_anonymous=False):

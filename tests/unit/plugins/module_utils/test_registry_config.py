@@ -194,12 +194,9 @@ def test_describe_state_normalises_inspect():
                                                ports={"5000/tcp": "0.0.0.0:5000"})
 
 
-def test_wanted_ports_and_mounts():
+def test_wanted_ports():
     assert rc.wanted_ports(params()) == {"5000/tcp": "0.0.0.0:5000"}
     assert rc.wanted_ports(params(network_mode="host")) == {}
-    assert rc.wanted_mounts(params()) == {"/var/lib/registry": "volume:reg-data"}
-    assert rc.wanted_mounts(params(storage_path="/srv/reg/")) == {"/var/lib/registry": "bind:/srv/reg"}
-    assert rc.wanted_mounts(params(storage="s3")) == {}
 
 
 def test_config_changes():

@@ -51,6 +51,8 @@ def test_existing_storage_is_kept_when_the_options_name_none(mount):
 def test_default_volume_when_nothing_exists():
     plan = rs.plan_storage(params(), None)
     assert plan["mounts"] == {"/var/lib/registry": "volume:registry-data"} and plan["adopted"] is None
+    assert rs.plan_storage(params(storage_path="/srv/reg/"), None)["mounts"] == {"/var/lib/registry": "bind:/srv/reg"}
+    assert rs.plan_storage(params(storage_volume="images"), None)["mounts"] == {"/var/lib/registry": "volume:images"}
 
 
 def test_own_default_volume_is_not_an_adoption():
