@@ -23,7 +23,9 @@ options:
     type: path
   registry_validate_certs:
     description:
-      - Verify the registry's TLS certificate. Set to V(false) only for tests.
+      - Verify the registry's TLS certificate. Set to V(false) only for tests; the module then warns that the
+        connection can be intercepted.
+      - The module also warns when O(tls=true) reaches the Docker daemon with O(validate_certs=false).
     type: bool
     default: true
   registry_scheme:

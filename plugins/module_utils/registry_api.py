@@ -47,6 +47,24 @@ _LINK_RE = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
+def tls_warnings(params):
+    """Warnings for connections that encrypt without checking the peer's certificate (pure).
+
+    The defaults stay those of community.docker (``tls``/``validate_certs`` false for the daemon,
+    ``registry_validate_certs`` true for the registry); only an encrypted but unverified connection
+    is worth a word, because it looks safe and is not.
+    """
+    warnings = []
+    if params.get("tls") and not params.get("validate_certs"):
+        warnings.append("tls is true but validate_certs is false: the connection to the Docker daemon at %s is "
+                        "encrypted but the daemon's certificate is not checked, so anyone in between can read and "
+                        "change it; set validate_certs: true with ca_path" % params.get("docker_host"))
+    if params.get("registry_validate_certs") is False and params.get("registry_scheme") != "http":
+        warnings.append("registry_validate_certs is false: the registry's TLS certificate is not checked, so "
+                        "credentials and images can be intercepted; give registry_ca_path with the CA instead")
+    return warnings
+
+
 def split_image_reference(reference, default_tag="latest"):
     """'host:port/path/name:tag' -> (registry, repository, tag). The registry host must be given."""
     name, tag = split_reference(reference or "", default_tag)
@@ -75,13 +93,14 @@ def parse_registry_url(url):
 def manifest_summary(manifest, media_type, digest):
     """Digest, type and sizes of a manifest document (schema 2, OCI or a list)."""
     if media_type in LIST_TYPES or "manifests" in manifest:
-        entries = manifest.get("manifests") or []
+        entries = [entry for entry in manifest.get("manifests") or [] if isinstance(entry, dict)]
         platforms = []
         for entry in entries:
             platform = entry.get("platform") or {}
             platforms.append("%s/%s" % (platform.get("os"), platform.get("architecture")))
         return dict(digest=digest, media_type=media_type, config_digest=None, config_size=0,
-                    layers=[], size=sum(int(m.get("size") or 0) for m in entries), platforms=platforms)
+                    layers=[], size=sum(int(m.get("size") or 0) for m in entries), platforms=platforms,
+                    children=[m["digest"] for m in entries if m.get("digest")])
     config = manifest.get("config") or {}
     layers = [dict(digest=layer.get("digest"), size=int(layer.get("size") or 0))
               for layer in manifest.get("layers") or []]
@@ -183,7 +202,7 @@ class RegistryClient:
         answer = self.session.get(fields["realm"], params=params, auth=auth, timeout=self.timeout, verify=self.verify)
         if answer.status_code != 200:
             return False
-        body = answer.json()
+        body = response_json(answer, self.host, "the token from %s" % fields["realm"])
         self._token = body.get("token") or body.get("access_token")
         return bool(self._token)
 
@@ -202,7 +221,8 @@ class RegistryClient:
         url = "%s?n=%d" % (path, page_size)
         while url:
             response = self.request("GET", url)
-            items.extend(response.json().get(key) or [])
+            document = response_json(response, self.host, "GET %s" % path)
+            items.extend(_string_list(document.get(key), self.host, path, key))
             match = _LINK_RE.search(response.headers.get("Link", ""))
             url = None
             if match:
@@ -227,14 +247,14 @@ class RegistryClient:
         if response is None:
             return None
         media_type = (response.headers.get("Content-Type") or "").split(";")[0]
-        document = json.loads(response.content.decode("utf-8"))
+        document = response_json(response, self.host, "the manifest of %s:%s" % (repository, reference))
         media_type = document.get("mediaType") or media_type
         digest = response.headers.get("Docker-Content-Digest")
         return manifest_summary(document, media_type, digest)
 
     def blob_json(self, repository, digest):
         response = self.request("GET", "/v2/%s/blobs/%s" % (repository, digest), allow_missing=True)
-        return None if response is None else json.loads(response.content.decode("utf-8"))
+        return None if response is None else response_json(response, self.host, "blob %s of %s" % (digest, repository))
 
     def delete_manifest(self, repository, digest):
         self.request("DELETE", "/v2/%s/manifests/%s" % (repository, digest), ok=(202, 200), allow_missing=True)
@@ -257,6 +277,29 @@ def wait_until_up(client, timeout, is_alive=None, interval=0.5):
         time.sleep(interval)
 
 
+def response_json(response, host, what):
+    """The JSON object of a registry answer; DockerError when the body is not a JSON object."""
+    try:
+        document = json.loads(response.content.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DockerError("registry %s: %s is not valid JSON (%s; the answer starts with %r); check that "
+                          "registry_url points at a Docker registry and not at another web server"
+                          % (host, what, exc.__class__.__name__, response.content[:60])) from None
+    if not isinstance(document, dict):
+        raise DockerError("registry %s: %s is JSON but not an object (a %s); check that registry_url points at a "
+                          "Docker registry" % (host, what, type(document).__name__))
+    return document
+
+
+def _string_list(value, host, path, key):
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DockerError("registry %s: GET %s answered a %s that is not a list of names; check that registry_url "
+                          "points at a Docker registry" % (host, path, key))
+    return value
+
+
 def _short(exc):
     text = str(exc)
     match = re.search(r"\[SSL: [A-Z_]+\][^'\"()]*|Connection refused|Name or service not known|timed out", text)
@@ -267,7 +310,7 @@ def _errors_text(response):
     try:
         errors = response.json().get("errors") or []
         return "; ".join("%s %s" % (e.get("code", ""), e.get("message", "")) for e in errors) or response.text[:200]
-    except ValueError:
+    except (ValueError, AttributeError, TypeError):
         return response.text[:200]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import ipaddress
 import json
 import re
 
@@ -165,11 +166,48 @@ def _validate_access(params):
         raise DockerError("registry '%s': proxy needs both username and password, or neither" % name)
 
 
-def storage_volume_name(params):
-    """The named volume used for filesystem storage when no host path is given."""
-    if params["storage"] != "filesystem" or params.get("storage_path"):
-        return None
-    return params.get("storage_volume") or "%s-data" % params["name"]
+def is_loopback_address(address):
+    """Whether a bind address only answers this host (127.0.0.0/8, ::1, localhost)."""
+    text = (address or "").strip().strip("[]")
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def plan_exposure(params):
+    """Which address the registry is published on, and what to warn about (pure).
+
+    Only a registry with TLS (server_cert) and users may answer other hosts by default; any other
+    registry binds to 127.0.0.1 unless bind_address says otherwise and allow_insecure acknowledges it.
+    Users without TLS would send their passwords in clear text: refused except on a loopback address.
+    Returns (bind address, warnings); raises DockerError for a refused setup.
+    """
+    name = params["name"]
+    tls = bool(params.get("server_cert"))
+    users = bool(params.get("users"))
+    given = params.get("bind_address") or None
+    allow = bool(params.get("allow_insecure"))
+    if tls and users:
+        return given or "0.0.0.0", []
+    address = given or ("0.0.0.0" if allow else "127.0.0.1")
+    if is_loopback_address(address):
+        return address, []
+    if users:
+        raise DockerError("registry '%s': users without server_cert would send their passwords in clear text to "
+                          "bind_address %s; give server_cert and server_key, or bind to 127.0.0.1"
+                          % (name, address))
+    missing = "TLS (server_cert) and users" if not tls else "users"
+    if not allow:
+        raise DockerError("registry '%s': bind_address %s would let other hosts reach a registry without %s, so "
+                          "anyone there could push and delete images; give server_cert, server_key and users, "
+                          "bind to 127.0.0.1, or set allow_insecure: true to accept it" % (name, address, missing))
+    how = "over plain HTTP without users" if not tls else "without users"
+    deleting = " and delete" if params.get("delete_enabled") else ""
+    return address, ["registry '%s' answers other hosts on %s:%s %s (allow_insecure): anyone who reaches it can "
+                     "read, push%s images" % (name, address, params.get("published_port"), how, deleting)]
 
 
 def listen_address(params):
@@ -384,27 +422,24 @@ def current_ports(port_bindings):
     return result
 
 
-def wanted_mounts(params):
-    """The storage mount as {destination: "bind:<path>" | "volume:<name>"} (empty for other backends)."""
-    if params["storage"] != "filesystem":
-        return {}
-    if params.get("storage_path"):
-        return {STORAGE_DIR: "bind:%s" % params["storage_path"].rstrip("/")}
-    return {STORAGE_DIR: "volume:%s" % storage_volume_name(params)}
+def current_mounts(mounts, keep_anonymous=False):
+    """Normalise the Mounts of a container inspect.
 
-
-def current_mounts(mounts):
-    """Normalise the Mounts of a container inspect (anonymous volumes are left out)."""
+    Anonymous volumes are left out (the image's VOLUME), except at STORAGE_DIR with keep_anonymous
+    (filesystem storage: there an anonymous volume holds the images).
+    """
     result = {}
     for mount in mounts or []:
         if mount.get("Type") == "bind":
             result[mount["Destination"]] = "bind:%s" % mount["Source"].rstrip("/")
-        elif mount.get("Type") == "volume" and not _ANONYMOUS_RE.match(mount.get("Name") or ""):
+        elif mount.get("Type") == "volume" and (
+                not _ANONYMOUS_RE.match(mount.get("Name") or "")
+                or (keep_anonymous and mount.get("Destination") == STORAGE_DIR)):
             result[mount["Destination"]] = "volume:%s" % mount["Name"]
     return result
 
 
-def describe_state(container, labels=None):
+def describe_state(container, labels=None, keep_anonymous=False):
     """The comparable state of an existing registry container (from inspect), or None."""
     if not container:
         return None
@@ -416,7 +451,7 @@ def describe_state(container, labels=None):
         image_id=container.get("Image"),
         fingerprint=labels.get(FINGERPRINT_LABEL),
         ports=current_ports(host_config.get("PortBindings")),
-        mounts=current_mounts(container.get("Mounts")),
+        mounts=current_mounts(container.get("Mounts"), keep_anonymous),
         network_mode=host_config.get("NetworkMode") or "default",
         restart_policy=policy.get("Name") or "no",
         running=bool((container.get("State") or {}).get("Running")),

@@ -75,10 +75,6 @@ def probe_host(docker_host, bind_address):
     return bind_address
 
 
-def is_local(docker_host):
-    return not docker_host or docker_host.startswith("unix://")
-
-
 def port_in_use(address, port):
     """True when something on this host listens on address:port."""
     family = socket.AF_INET6 if ":" in (address or "") else socket.AF_INET

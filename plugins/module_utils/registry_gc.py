@@ -33,23 +33,41 @@ def created_key(created):
     return "%s.%s" % (match.group(1).replace(" ", "T"), (match.group(2) or "").ljust(9, "0")[:9])
 
 
-def plan_retention(tags, keep, pattern):
+def natural_key(text):
+    """A sort key that orders the numbers inside a name by value: v9 before v10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text or "") if part]
+
+
+def newest_created(dates):
+    """The newest of several RFC 3339 times (None when none is known): the date of an image index."""
+    known = [d for d in dates if d]
+    return max(known, key=created_key) if known else None
+
+
+def plan_retention(tags, keep, pattern, unknown_age="keep"):
     """Decide which tags of one repository go.
 
-    tags: list of dicts {tag, digest, created} (created: ISO 8601 text or None).
+    tags: list of dicts {tag, digest, created} (created: ISO 8601 text or None when the age is unknown).
     keep: keep this many of the newest matching tags (None: keep none of them when pattern is given,
     all of them otherwise). pattern: a compiled regex; only matching tags are candidates (None: all).
+    unknown_age: "keep" leaves the matching tags without a date out of the rule (they stay);
+    "delete" ranks them below every dated tag, the lower version number (v9 below v10) first to go.
     Returns dict(delete=[tags], keep=[tags], digests=[manifest digests to delete], shared=[tags that
-    cannot go because a kept tag points at the same manifest]).
+    cannot go because a kept tag points at the same manifest], unknown=[matching tags of unknown age
+    kept by unknown_age=keep]).
     """
     if keep is None and pattern is None:
-        return dict(delete=[], keep=[t["tag"] for t in tags], digests=[], shared=[])
+        return dict(delete=[], keep=sorted(t["tag"] for t in tags), digests=[], shared=[], unknown=[])
     candidates = [t for t in tags if pattern is None or pattern.search(t["tag"])]
-    # newest first; tags without a date count as oldest; ties broken by name, descending
-    candidates.sort(key=lambda t: (created_key(t.get("created")), t["tag"]), reverse=True)
+    unknown = sorted(t["tag"] for t in candidates if not t.get("created")) if unknown_age == "keep" else []
+    candidates = [t for t in candidates if t["tag"] not in unknown]
+    # newest first; tags without a date after every dated one; ties by version-aware name, the higher first
+    candidates.sort(key=lambda t: (bool(t.get("created")), created_key(t.get("created")), natural_key(t["tag"])),
+                    reverse=True)
     kept = candidates[:keep] if keep else []
     going = candidates[len(kept):]
-    kept_names = {t["tag"] for t in kept} | {t["tag"] for t in tags if t not in candidates}
+    going_names = {t["tag"] for t in going}
+    kept_names = {t["tag"] for t in tags if t["tag"] not in going_names}
     kept_digests = {t["digest"] for t in tags if t["tag"] in kept_names}
     delete, shared, digests = [], [], []
     for tag in going:
@@ -60,7 +78,16 @@ def plan_retention(tags, keep, pattern):
         if tag["digest"] not in digests:
             digests.append(tag["digest"])
     # a manifest is deleted only when every tag pointing at it goes
-    return dict(delete=sorted(delete), keep=sorted(kept_names | set(shared)), digests=digests, shared=sorted(shared))
+    return dict(delete=sorted(delete), keep=sorted(kept_names | set(shared)), digests=digests, shared=sorted(shared),
+                unknown=unknown)
+
+
+def still_deletable(digest, planned_tags, current):
+    """Whether a manifest may still be deleted: no tag outside the planned ones points at it now (pure).
+
+    current: {tag: digest} read again just before the delete (a push may have moved a tag onto it).
+    """
+    return not [tag for tag, found in current.items() if found == digest and tag not in planned_tags]
 
 
 def predict_freed_blobs(deleted, remaining, eligible_now):

@@ -17,11 +17,21 @@ description:
     C(persist.docker.registry.fingerprint).
   - The container is recreated only when the rendered files, the image, the published port, the
     storage mount or the network mode differ; the result and the diff say which. A changed restart
-    policy is updated in place. Stored images are never touched, and a failed recreation puts the
-    previous container back.
+    policy is updated in place. Stored images are never touched (a container's volumes are never removed
+    with it), and a failed recreation puts the previous container back.
+  - An existing container of that name that was not deployed by this module (for example one started with
+    C(docker run -d -p 5000:5000 --name registry registry:2)) is taken over with its storage. When neither
+    O(storage_path) nor O(storage_volume) is given, the directory or volume it mounts at C(/var/lib/registry),
+    also an anonymous volume, becomes the storage (RV(adopted_volume), a warning and an action say so).
+  - Only a registry with TLS (O(server_cert)) and O(users) answers other hosts by default; any other one is
+    published on C(127.0.0.1) unless O(allow_insecure=true). The module warns whenever the registry answers
+    other hosts without TLS or users.
   - Waits until C(/v2/) answers before it returns.
+  - Holds the lock of the registry (see O(lock_timeout)) while it works, so it never runs alongside
+    M(persist.docker.registry_gc) on the same registry.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -53,6 +63,11 @@ options:
     description:
       - With O(state=absent), also delete the storage (the host directory O(storage_path) or the named
         volume). Remote object storage is never deleted.
+      - A directory is deleted only when the engine runs on the managed host (a Unix socket), the module
+        created it (the container records it in its label C(persist.docker.registry.created_path)), it is not
+        a system directory and no other container mounts it. A volume is deleted only when the module created
+        it for this registry (its label C(persist.docker.registry.storage)) and no other container uses it.
+        Otherwise the module fails, names the reason and removes nothing.
     type: bool
     default: false
   published_port:
@@ -61,9 +76,20 @@ options:
     type: int
     default: 5000
   bind_address:
-    description: Host address the port is published on.
+    description:
+      - Host address the port is published on (with O(network_mode=host), the address the registry listens on).
+      - Default is V(0.0.0.0) for a registry with TLS (O(server_cert)) and O(users), and V(127.0.0.1) for any
+        other one, so that no other host can push to or delete from it.
+      - A non-loopback address without TLS and users needs O(allow_insecure=true); O(users) without
+        O(server_cert) are refused on any non-loopback address (the passwords would travel in clear text).
     type: str
-    default: 0.0.0.0
+  allow_insecure:
+    description:
+      - Acknowledge that a registry without TLS or without users answers other hosts, where anyone can read,
+        push and (with O(delete_enabled)) delete images. Then O(bind_address) defaults to V(0.0.0.0), as in
+        version 0.1.0, and the module warns about it on every run.
+    type: bool
+    default: false
   network_mode:
     description:
       - Network mode of the container, for example V(host) (needed on engines without a bridge).
@@ -90,7 +116,10 @@ options:
   storage_volume:
     description:
       - With O(storage=filesystem), the named volume mounted at C(/var/lib/registry).
-      - Default is V(<name>-data) when O(storage_path) is not set.
+      - Default, when O(storage_path) is not set either, is the storage the existing container mounts at
+        C(/var/lib/registry) (adopted, also an anonymous volume), else V(<name>-data).
+      - A container that keeps its images in an anonymous volume is not moved onto other storage; give that
+        volume's name here, or leave both options unset.
     type: str
   s3:
     description: Parameters of the V(s3) storage driver, as the registry names them. O(s3.bucket) is required.
@@ -227,11 +256,24 @@ author:
 """
 
 EXAMPLES = r"""
-- name: A registry on port 5000 that keeps its images in /srv/registry
+- name: A registry on 127.0.0.1:5000 that keeps its images in /srv/registry
   persist.docker.registry:
     name: registry
     storage_path: /srv/registry
     delete_enabled: true
+
+- name: Take over a registry started with docker run -d -p 5000:5000 --name registry registry:2 (its images stay)
+  persist.docker.registry:
+    name: registry
+  register: taken_over
+  # taken_over.adopted_volume names the anonymous volume that holds the images
+
+- name: A registry without TLS that other hosts of a trusted network may reach (acknowledged)
+  persist.docker.registry:
+    name: lab-registry
+    published_port: 5002
+    bind_address: 10.0.0.5
+    allow_insecure: true
 
 - name: With TLS and users
   persist.docker.registry:
@@ -284,6 +326,18 @@ container:
     image:
       description: Image reference.
       type: str
+bind_address:
+  description: The host address the registry is published on (or listens on, with the host network).
+  returned: success and O(state=present)
+  type: str
+  sample: 127.0.0.1
+adopted_volume:
+  description:
+    - The anonymous volume of the existing container that holds the images and was adopted as the storage
+      (V(null) when there is none). After O(state=absent) it is the volume that was kept.
+  returned: success
+  type: str
+  sample: 3f1c0e5b9a0d4e2c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c
 url:
   description: URL the registry answers on, seen from the managed host.
   returned: success and O(state=present)
@@ -316,11 +370,13 @@ import json
 import os
 import shutil
 
+from ansible_collections.persist.docker.plugins.module_utils import locking
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     DockerModule,
     api_errors,
     get_or_none,
+    os_errors,
 )
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import RegistryClient, wait_until_up
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
@@ -333,6 +389,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_config imp
     GCS_KEY_FILE,
     HTPASSWD_FILE,
     KEY_FILE,
+    REMOTE_BACKENDS,
     STORAGE_DIR,
     STORAGE_LABEL,
     config_changes,
@@ -340,23 +397,30 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_config imp
     file_fingerprint,
     mask_secrets,
     plan,
+    plan_exposure,
     render_config,
     render_htpasswd,
     storage_spec,
-    storage_volume_name,
     to_yaml,
     validate,
-    wanted_mounts,
     wanted_ports,
 )
 from ansible_collections.persist.docker.plugins.module_utils.registry_container import (
-    is_local,
     log_tail,
     port_in_use,
     probe_host,
     put_files,
     read_file,
 )
+from ansible_collections.persist.docker.plugins.module_utils.registry_storage import (
+    CREATED_LABEL,
+    created_path,
+    is_below,
+    plan_purge,
+    plan_storage,
+    storage_label,
+)
+from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using, is_local_engine
 
 
 class RegistryManager:
@@ -365,6 +429,7 @@ class RegistryManager:
         self.params = dm.params
         self.name = dm.params["name"]
         self.actions = []
+        self.storage = None
 
     @property
     def api(self):
@@ -389,7 +454,7 @@ class RegistryManager:
 
     def check_storage_path(self):
         path = self.params.get("storage_path")
-        if path and is_local(self.dm.host) and os.path.exists(path) and not os.path.isdir(path):
+        if path and is_local_engine(self.dm.host) and os.path.exists(path) and not os.path.isdir(path):
             raise DockerError("registry '%s': storage_path %s exists and is not a directory; give a directory "
                               "(it is created when missing)" % (self.name, path))
 
@@ -413,11 +478,10 @@ class RegistryManager:
     def storage_info(self):
         backend = self.params["storage"]
         info = {"backend": backend}
-        if backend == "filesystem":
-            if self.params.get("storage_path"):
-                info["path"] = self.params["storage_path"]
-            else:
-                info["volume"] = storage_volume_name(self.params)
+        mount = self.storage["mounts"].get(STORAGE_DIR) if self.storage else None
+        if mount:
+            kind, _sep, source = mount.partition(":")
+            info["path" if kind == "bind" else "volume"] = source
         return info
 
     def url(self):
@@ -430,33 +494,42 @@ class RegistryManager:
         p = self.params
         validate(p)
         self.check_storage_path()
+        if p["state"] == "present":
+            p["bind_address"], warnings = plan_exposure(p)
+            for warning in warnings:
+                self.dm.warn(warning)
+        with locking.held(locking.engine_id(self.api), "registry", self.name, timeout=p["lock_timeout"]):
+            return self.converge()
+
+    def converge(self):
+        p = self.params
         existing = self.inspect()
-        current = describe_state(existing)
+        self.storage = plan_storage(p, existing, strict=p["state"] == "present")
+        for warning in self.storage["warnings"]:
+            self.dm.warn(warning)
+        current = describe_state(existing, keep_anonymous=p["storage"] == "filesystem")
         if p["state"] == "absent":
             return self.absent(existing)
 
         config, files, changed_users = self.wanted_files(existing)
         wanted = dict(fingerprint=file_fingerprint(files), image_id=self.image_id(), ports=wanted_ports(p),
-                      mounts=wanted_mounts(p), network_mode=p.get("network_mode") or "default",
+                      mounts=self.storage["mounts"], network_mode=p.get("network_mode") or "default",
                       restart_policy=p["restart_policy"], running=True)
-        action, reasons = plan(current, wanted, "present")
+        action, reasons = self.drift(existing, files, *plan(current, wanted, "present"))
         old_files = self.old_files(existing, files) if existing and "config" in reasons else {}
         if "config" in reasons:
             reasons.extend(self.config_reasons(existing, old_files, files, changed_users))
         if action in ("create", "recreate"):
             self.preflight(current, wanted)
+        if action in ("create", "recreate"):
+            self.note_adoption()
 
         if action == "create":
             self.create(files, wanted)
         elif action == "recreate":
             self.recreate(existing, files, wanted, reasons)
         elif action == "update":
-            self.actions.append("updated restart policy of %s to %s" % (self.name, p["restart_policy"]))
-            if not self.dm.check_mode:
-                with api_errors("container '%s'" % self.name):
-                    self.api.update_container(existing["Id"], restart_policy={"Name": p["restart_policy"]})
-            if not current["running"]:
-                self.start(existing["Id"])
+            self.update(existing, current)
         elif action == "start":
             self.start(existing["Id"])
 
@@ -469,10 +542,12 @@ class RegistryManager:
             container=dict(id=container["Id"] if container and (action != "create" or after) else None,
                            name=self.name, image=p["image"]),
             url=self.url(),
+            bind_address=p["bind_address"],
             config=mask_secrets(config),
             reasons=reasons,
             actions=self.actions,
             storage=self.storage_info(),
+            adopted_volume=self.storage["anonymous"],
         )
         if self.dm.diff_mode:
             old_config = _load_json(old_files.get(CONFIG_JSON) if old_files else
@@ -480,6 +555,36 @@ class RegistryManager:
             result["diff"] = dict(before=self.describe_text(current, old_config),
                                   after=self.describe_text(wanted if action != "none" else current, config))
         return result
+
+    def drift(self, existing, files, action, reasons):
+        """A recreation when config.yml in the container is not the one deployed (fingerprint and all else equal).
+
+        A registry_gc killed in read-only mode leaves its read-only config.yml behind; the fingerprint label
+        still matches, so only reading the file back shows it.
+        """
+        if action not in ("none", "start", "update"):
+            return action, reasons
+        deployed = read_file(self.api, existing["Id"], CONFIG_FILE)
+        if deployed is None or deployed == files[CONFIG_FILE]:
+            return action, reasons
+        return "recreate", ["config", "config: config.yml in the container is not the deployed one (a registry_gc "
+                                      "interrupted in read-only mode leaves its own behind)"]
+
+    def update(self, existing, current):
+        policy = self.params["restart_policy"]
+        self.actions.append("updated restart policy of %s to %s" % (self.name, policy))
+        if not self.dm.check_mode:
+            with api_errors("container '%s'" % self.name):
+                self.api.update_container(existing["Id"], restart_policy={"Name": policy})
+        if not current["running"]:
+            self.start(existing["Id"])
+
+    def note_adoption(self):
+        adopted = self.storage["adopted"]
+        if adopted:
+            kind, _sep, source = adopted.partition(":")
+            self.actions.append("adopted %s %s, the storage of the existing container, as the storage of %s"
+                                % ("directory" if kind == "bind" else "volume", source, self.name))
 
     def old_files(self, existing, files):
         names = set(files) | {CONFIG_JSON, HTPASSWD_FILE, CERT_FILE, KEY_FILE, GCS_KEY_FILE}
@@ -510,10 +615,12 @@ class RegistryManager:
     def preflight(self, current, wanted):
         """Checks that a real run would otherwise only find after the old container is gone."""
         p = self.params
-        if not is_local(self.dm.host):
+        if not is_local_engine(self.dm.host):
             return
         if current is not None and current["running"]:
-            if wanted["ports"] and current["ports"] == wanted["ports"]:
+            # the old container frees its port before the new one starts (and gets it back on failure)
+            old_ports = {binding.rsplit(":", 1)[-1] for binding in current["ports"].values()}
+            if wanted["ports"] and str(p["published_port"]) in old_ports:
                 return
             if not wanted["ports"] and current["network_mode"] == "host":
                 return
@@ -534,25 +641,30 @@ class RegistryManager:
                 self.api.pull(repository, tag=tag)
 
     def ensure_storage(self):
-        p = self.params
-        if p["storage"] != "filesystem":
-            return
-        if p.get("storage_path"):
-            if not os.path.isdir(p["storage_path"]) and is_local(self.dm.host):
-                self.actions.append("created directory %s" % p["storage_path"])
-                if not self.dm.check_mode:
-                    os.makedirs(p["storage_path"], 0o755)
-            return
-        volume = storage_volume_name(p)
-        if get_or_none("volume '%s'" % volume, self.api.inspect_volume, volume) is None:
-            self.actions.append("created volume %s" % volume)
+        """Create the storage directory or volume when missing; True when this run created a directory."""
+        mount = self.storage["mounts"].get(STORAGE_DIR)
+        if not mount:
+            return False
+        kind, _sep, source = mount.partition(":")
+        if kind == "bind":
+            if os.path.isdir(source) or not is_local_engine(self.dm.host):
+                return False
+            self.actions.append("created directory %s" % source)
             if not self.dm.check_mode:
-                with api_errors("volume '%s'" % volume):
-                    self.api.create_volume(volume, labels={STORAGE_LABEL: self.name})
+                with os_errors("registry '%s': creating storage_path %s" % (self.name, source),
+                               "create it yourself or choose another storage_path"):
+                    os.makedirs(source, 0o755)
+            return True
+        if get_or_none("volume '%s'" % source, self.api.inspect_volume, source) is None:
+            self.actions.append("created volume %s" % source)
+            if not self.dm.check_mode:
+                with api_errors("volume '%s'" % source):
+                    self.api.create_volume(source, labels={STORAGE_LABEL: self.name})
+        return False
 
-    def create(self, files, wanted):
+    def create(self, files, wanted, previous=None):
         self.ensure_image()
-        self.ensure_storage()
+        created_dir = self.ensure_storage()
         self.actions.append("created container %s" % self.name)
         if self.dm.check_mode:
             return None
@@ -563,14 +675,19 @@ class RegistryManager:
         port_bindings = {CONTAINER_PORT: (p["bind_address"], p["published_port"])} if wanted["ports"] else None
         host_config = self.api.create_host_config(
             port_bindings=port_bindings, binds=binds or None,
+            # storage outside the host: no anonymous volume for the image's VOLUME, left behind at every recreation
+            tmpfs={STORAGE_DIR: ""} if not wanted["mounts"] else None,
             restart_policy={"Name": p["restart_policy"]} if p["restart_policy"] != "no" else None,
             network_mode=p.get("network_mode") or None)
-        storage = wanted["mounts"].get(STORAGE_DIR) or p["storage"]
+        labels = {FINGERPRINT_LABEL: wanted["fingerprint"],
+                  STORAGE_LABEL: storage_label(wanted["mounts"], p["storage"])}
+        created_dir = created_path(p, previous, created_dir)
+        if created_dir:
+            labels[CREATED_LABEL] = created_dir
         with api_errors("container '%s'" % self.name):
             created = self.api.create_container(
                 p["image"], name=self.name, command=[CONFIG_FILE], detach=True,
-                ports=[CONTAINER_PORT] if wanted["ports"] else None, host_config=host_config,
-                labels={FINGERPRINT_LABEL: wanted["fingerprint"], STORAGE_LABEL: storage})
+                ports=[CONTAINER_PORT] if wanted["ports"] else None, host_config=host_config, labels=labels)
         container_id = created["Id"]
         try:
             put_files(self.api, container_id, CONFIG_DIR, {os.path.basename(k): v for k, v in files.items()},
@@ -587,7 +704,7 @@ class RegistryManager:
         main = [r for r in reasons if ":" not in r]
         self.actions.append("recreating container %s because its %s changed" % (self.name, ", ".join(main)))
         if self.dm.check_mode:
-            self.create(files, wanted)
+            self.create(files, wanted, existing)
             self.actions.append("removed the previous container %s" % self.name)
             return
         old_id = existing["Id"]
@@ -597,7 +714,7 @@ class RegistryManager:
             self.api.stop(old_id, timeout=10)
             self.api.rename(old_id, aside)
         try:
-            self.create(files, wanted)
+            self.create(files, wanted, existing)
         except DockerError as exc:
             with api_errors("container '%s' (putting the previous one back)" % self.name):
                 self.api.rename(old_id, self.name)
@@ -606,7 +723,8 @@ class RegistryManager:
             raise DockerError("%s; the previous container was put back unchanged" % exc) from None
         self.actions.append("removed the previous container %s" % self.name)
         with api_errors("container '%s'" % aside):
-            self.api.remove_container(old_id, v=True, force=True)
+            # never v=True: the previous container's volumes may hold the images
+            self.api.remove_container(old_id, force=True)
 
     def start(self, container_id):
         self.actions.append("started container %s" % self.name)
@@ -628,47 +746,85 @@ class RegistryManager:
 
     def remove_quietly(self, container_id):
         with api_errors("container '%s'" % self.name):
-            self.api.remove_container(container_id, v=True, force=True)
+            self.api.remove_container(container_id, force=True)
 
     def absent(self, existing):
         p = self.params
+        purge = self.plan_purge(existing) if p["purge_storage"] else None
         if existing:
             self.actions.append("removed container %s" % self.name)
             if not self.dm.check_mode:
                 with api_errors("container '%s'" % self.name):
-                    self.api.remove_container(existing["Id"], v=True, force=True)
-        if p["purge_storage"]:
-            self.purge()
+                    self.api.remove_container(existing["Id"], force=True)
+        if purge:
+            self.purge(purge)
         result = dict(changed=bool(self.actions), container={}, reasons=["state is absent"] if existing else [],
                       actions=self.actions, storage=self.storage_info())
+        if self.storage["anonymous"] and not purge:
+            result["adopted_volume"] = self.storage["anonymous"]
+            self.dm.warn("registry '%s': its images stay in the anonymous volume %s; keep it or delete it with "
+                         "docker volume rm" % (self.name, self.storage["anonymous"]))
         if self.dm.diff_mode:
             result["diff"] = dict(before=self.describe_text(describe_state(existing), None) if existing else "",
                                   after="")
         return result
 
-    def purge(self):
+    def plan_purge(self, existing):
+        """(action, kind, source) purge_storage would carry out, or None; DockerError when it must not."""
         p = self.params
-        if p["storage"] in ("s3", "swift", "azure", "gcs", "oss"):
+        if p["storage"] in REMOTE_BACKENDS:
             self.dm.warn("purge_storage does not delete remote object storage (%s); delete it there" % p["storage"])
+            return None
+        mount = self.storage["mounts"].get(STORAGE_DIR)
+        if not mount:
+            return None
+        kind, _sep, source = mount.partition(":")
+        labels = ((existing or {}).get("Config") or {}).get("Labels") or {}
+        own_id = (existing or {}).get("Id")
+        local = is_local_engine(self.dm.host)
+        if kind == "bind":
+            if local and not os.path.lexists(source):
+                return None
+            users = self.bind_users(source, own_id)
+            action = plan_purge(self.name, mount, local=local, docker_host=self.dm.host,
+                                created=labels.get(CREATED_LABEL),
+                                resolved=os.path.realpath(source) if local else None, users=users)
+        else:
+            volume = get_or_none("volume '%s'" % source, self.api.inspect_volume, source)
+            if volume is None:
+                return None
+            users = [u["name"] for u in containers_using(self.api, source) if u["id"] != own_id]
+            action = plan_purge(self.name, mount, local=local, docker_host=self.dm.host, created=None,
+                                volume_labels=volume.get("Labels") or {}, users=users)
+        return action, kind, source
+
+    def bind_users(self, path, own_id):
+        """Names of the other containers that mount path or a directory below it."""
+        with api_errors("container list"):
+            found = self.api.containers(all=True)
+        names = []
+        for container in found:
+            if container["Id"] == own_id:
+                continue
+            for mount in container.get("Mounts") or []:
+                source = (mount.get("Source") or "").rstrip("/")
+                if mount.get("Type") == "bind" and source and is_below(source, path):
+                    names.append((container.get("Names") or ["/" + container["Id"][:12]])[0].lstrip("/"))
+                    break
+        return sorted(names)
+
+    def purge(self, planned):
+        action, kind, source = planned
+        self.actions.append(action)
+        if self.dm.check_mode:
             return
-        if p["storage"] != "filesystem":
-            return
-        path = p.get("storage_path")
-        if path:
-            if len([part for part in os.path.realpath(path).split(os.sep) if part]) < 2:
-                raise DockerError("registry '%s': refusing to purge storage_path %s, a top-level directory; "
-                                  "delete it yourself if you mean it" % (self.name, path))
-            if os.path.isdir(path):
-                self.actions.append("deleted storage directory %s" % path)
-                if not self.dm.check_mode:
-                    shutil.rmtree(path)
-            return
-        volume = storage_volume_name(p)
-        if get_or_none("volume '%s'" % volume, self.api.inspect_volume, volume) is not None:
-            self.actions.append("deleted volume %s" % volume)
-            if not self.dm.check_mode:
-                with api_errors("volume '%s' (is another container using it?)" % volume):
-                    self.api.remove_volume(volume)
+        if kind == "bind":
+            with os_errors("registry '%s': deleting storage_path %s" % (self.name, source),
+                           "the container is removed; delete the rest of the directory yourself"):
+                shutil.rmtree(source)
+        else:
+            with api_errors("volume '%s' (is another container using it?)" % source):
+                self.api.remove_volume(source)
 
     # -- diff -------------------------------------------------------------------------------------
     def describe_text(self, state, config):
@@ -706,7 +862,8 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         purge_storage=dict(type="bool", default=False),
         published_port=dict(type="int", default=5000),
-        bind_address=dict(type="str", default="0.0.0.0"),
+        bind_address=dict(type="str"),
+        allow_insecure=dict(type="bool", default=False),
         network_mode=dict(type="str"),
         restart_policy=dict(type="str", default="always", choices=["no", "on-failure", "always", "unless-stopped"]),
         storage=dict(type="str", default="filesystem",
@@ -732,6 +889,7 @@ def main():
         wait_timeout=dict(type="int", default=60),
     )
     spec.update(storage_spec())
+    spec.update(locking.LOCK_TIMEOUT_SPEC)
     DockerModule(spec).run(RegistryManager)
 
 

@@ -11,7 +11,8 @@ short_description: Delete old tags from a registry and collect its garbage
 version_added: 0.1.0
 description:
   - Deletes the tags a retention rule selects (keep the newest O(keep) of the tags that match O(match))
-    through the registry API, then runs the registry's garbage collector (C(registry garbage-collect))
+    through the registry API (each manifest is checked again just before its delete, and one that a tag outside
+    the rule points at by then stays), then runs the registry's garbage collector (C(registry garbage-collect))
     inside the registry container while the registry is in read-only maintenance mode, and puts it back
     in its normal mode afterwards. Pulls keep working while the collector runs (the registry restarts
     twice, for about a second each); pushes are refused until it is back in normal mode.
@@ -22,11 +23,22 @@ description:
   - Replicas that share the storage (for example one S3 bucket) must not accept pushes while the
     collector runs; put the other replicas in read-only mode first (O(persist.docker.registry#module:read_only=true))
     and run this module on one of them.
-  - Newest means the C(created) date of the image config; tags that share a manifest with a kept tag
-    are kept (a manifest is deleted only when all its tags go).
+  - Newest means the C(created) date of the image config; an image index (a multi-arch image, or one with
+    attestations) is as new as its newest image. Tags whose age cannot be told are kept unless
+    O(unknown_age=delete). Tags that share a manifest with a kept tag are kept (a manifest is deleted only
+    when all its tags go).
+  - The normal configuration is rebuilt from the one M(persist.docker.registry) recorded (C(config.json) in the
+    container, checked against its fingerprint label), never read back from the read-only one. A run that was
+    killed while the registry was read-only is therefore undone by the next run, which first puts the registry
+    back in its normal mode.
+  - Holds the lock of the registry (see O(lock_timeout)), so a second run on the same registry waits for the first
+    one, and M(persist.docker.registry) waits too.
+  - The registry (registry:2) refuses deletes in read-only mode, so the tags are deleted just before the
+    registry goes read-only; the collector, which could lose blobs of concurrent pushes, runs read-only.
 extends_documentation_fragment:
   - persist.docker.docker
   - persist.docker.registry_client
+  - persist.docker.lock
 attributes:
   check_mode:
     support: full
@@ -61,8 +73,20 @@ options:
   match:
     description: Regular expression (Python C(re.search)); only tags that match are subject to the rule.
     type: str
+  unknown_age:
+    description:
+      - What to do with matching tags whose age cannot be told (no C(created) date in the image config, nor in
+        any image of an index).
+      - V(keep) leaves them out of the rule (they are listed in RV(unknown_age_tags)); V(delete) ranks them
+        below every dated tag, the lower version (V(v9) below V(v10)) going first.
+    type: str
+    default: keep
+    choices: [keep, delete]
   delete_untagged:
-    description: Let the collector also delete manifests that no tag points at (C(--delete-untagged)).
+    description:
+      - Let the collector also delete manifests that no tag points at (C(--delete-untagged)).
+      - On registry:2 this also deletes the images that only an image index references (each platform of a
+        multi-arch image, attestations), which breaks those indexes; the module warns when it is set.
     type: bool
     default: false
   wait_timeout:
@@ -79,6 +103,13 @@ EXAMPLES = r"""
     name: registry
     keep: 5
     match: '^v?[0-9]+\.'
+
+- name: Keep the newest three; tags of unknown age (no created date) go first, by version
+  persist.docker.registry_gc:
+    name: registry
+    keep: 3
+    unknown_age: delete
+    lock_timeout: 60
 
 - name: Show what would go
   persist.docker.registry_gc:
@@ -106,6 +137,12 @@ kept_tags:
   returned: success
   type: list
   elements: str
+unknown_age_tags:
+  description: Matching tags kept because their age is unknown (O(unknown_age=keep)), as V(repository:tag).
+  returned: success
+  type: list
+  elements: str
+  sample: ["team/app:multiarch-1"]
 freed_blobs:
   description: Digests of the blobs the collector deleted (in check mode, the ones it would delete).
   returned: success
@@ -129,7 +166,9 @@ actions:
 """
 
 import json
+import os
 
+from ansible_collections.persist.docker.plugins.module_utils import locking
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     DockerModule,
@@ -139,16 +178,23 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,
+    tls_warnings,
     wait_until_up,
 )
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
+    CERT_FILE,
+    CONFIG_DIR,
     CONFIG_FILE,
     CONFIG_JSON,
+    FINGERPRINT_LABEL,
+    GCS_KEY_FILE,
+    HTPASSWD_FILE,
+    KEY_FILE,
     STORAGE_LABEL,
+    file_fingerprint,
     to_yaml,
 )
 from ansible_collections.persist.docker.plugins.module_utils.registry_container import (
-    is_local,
     put_files,
     read_file,
     tree_size,
@@ -156,11 +202,14 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_container 
 from ansible_collections.persist.docker.plugins.module_utils.registry_gc import (
     blob_sizes,
     compile_pattern,
+    newest_created,
     parse_gc_output,
     plan_retention,
     predict_freed_blobs,
     readonly_config,
+    still_deletable,
 )
+from ansible_collections.persist.docker.plugins.module_utils.volumes import is_local_engine
 
 BLOBS = "docker/registry/v2/blobs"
 
@@ -182,7 +231,14 @@ class RegistryGcManager:
         if container is None:
             raise DockerError("registry container '%s' not found; deploy it with persist.docker.registry first"
                               % self.name)
-        config = json.loads((read_file(self.api, container["Id"], CONFIG_JSON) or b"{}").decode("utf-8"))
+        raw = read_file(self.api, container["Id"], CONFIG_JSON) or b"{}"
+        try:
+            config = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            config = None
+        if not isinstance(config, dict):
+            raise DockerError("registry '%s': %s in the container is not the JSON this collection writes; redeploy "
+                              "it with persist.docker.registry" % (self.name, CONFIG_JSON))
         if not config:
             raise DockerError("container '%s' was not deployed by persist.docker.registry (no %s); "
                               "redeploy it with that module" % (self.name, CONFIG_JSON))
@@ -199,10 +255,24 @@ class RegistryGcManager:
         if p["keep"] is not None and p["keep"] < 0:
             raise DockerError("keep must be 0 or more, got %s" % p["keep"])
         pattern = compile_pattern(p["match"])
-        container, config = self.inspect_registry()
-        storage = config.get("storage") or {}
+        for warning in tls_warnings(p):
+            self.dm.warn(warning)
+        if p["delete_untagged"]:
+            self.dm.warn("delete_untagged: the collector of registry:2 also deletes the manifests that only an image "
+                         "index references (the image of each platform of a multi-arch image, attestations), so "
+                         "those indexes can no longer be pulled; leave it false for registries that hold indexes")
+        with locking.held(locking.engine_id(self.api), "registry", self.name, timeout=p["lock_timeout"]):
+            # read under the lock: a run that holds it restarts the container
+            container, config = self.inspect_registry()
+            return self.collect_garbage(container, config, pattern)
 
+    def collect_garbage(self, container, config, pattern):
+        storage = config.get("storage") or {}
+        recorded = self.recorded_files(container, config)
         client = self.client(container, config)
+        if recorded:
+            self.restore(container["Id"], recorded, client, interrupted=True)
+
         plan = self.plan(client, pattern)
         if plan["digests"] and not (storage.get("delete") or {}).get("enabled"):
             raise DockerError("registry '%s' does not allow deletes; deploy it with delete_enabled: true"
@@ -216,13 +286,12 @@ class RegistryGcManager:
             self.actions.append("ran the garbage collector with %s in read-only mode" % self.name)
 
         result = dict(deleted_tags=plan["tags"], deleted_manifests=plan["manifest_names"], kept_tags=plan["kept"],
-                      freed_blobs=predicted, bytes_reclaimed=sum(sizes.get(b, 0) for b in predicted),
-                      bytes_measured=False)
-        if not self.dm.check_mode and self.actions:
+                      unknown_age_tags=plan["unknown"], freed_blobs=predicted,
+                      bytes_reclaimed=sum(sizes.get(b, 0) for b in predicted), bytes_measured=False)
+        if not self.dm.check_mode and (predicted or plan["digests"]):
             root = self.storage_root(container)
             before = tree_size(root)[0] if root else None
-            for repository, digest in plan["digests"]:
-                client.delete_manifest(repository, digest)
+            self.delete_manifests(client, plan)
             freed = self.collect(container, config, client)
             result["freed_blobs"] = freed
             if root:
@@ -234,6 +303,58 @@ class RegistryGcManager:
             result["diff"] = dict(before="\n".join(sorted(plan["kept"] + plan["tags"])) + "\n",
                                   after="\n".join(plan["kept"]) + "\n")
         return result
+
+    def delete_manifests(self, client, plan):
+        """Delete the planned manifests; one that a tag outside the plan now points at (a push since) stays."""
+        by_repository = {}
+        for repository, digest in plan["digests"]:
+            by_repository.setdefault(repository, []).append(digest)
+        going = set(plan["tags"])
+        for repository, digests in sorted(by_repository.items()):
+            current = {}
+            for tag in client.tags(repository):
+                manifest = client.manifest(repository, tag)
+                if manifest is not None:
+                    current[tag] = manifest["digest"]
+            planned = {tag for tag in current if "%s:%s" % (repository, tag) in going}
+            for digest in digests:
+                if still_deletable(digest, planned, current):
+                    client.delete_manifest(repository, digest)
+                else:
+                    self.dm.warn("registry '%s': kept %s@%s, a tag was pushed onto it since the plan was made"
+                                 % (self.name, repository, digest))
+
+    def recorded_files(self, container, config):
+        """The files persist.docker.registry deployed, when config.yml differs from them (else None).
+
+        config.yml is rebuilt from config.json (which the collector never changes) and checked against the
+        fingerprint the registry module keeps as a container label, so a run killed in read-only mode, or one
+        that ran alongside, is undone by the next run and never taken for the registry's own configuration.
+        """
+        container_id = container["Id"]
+        label = ((container.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
+        files = {}
+        for path in (CONFIG_FILE, CONFIG_JSON, HTPASSWD_FILE, CERT_FILE, KEY_FILE, GCS_KEY_FILE):
+            data = read_file(self.api, container_id, path)
+            if data is not None:
+                files[path] = data
+        if label is None or file_fingerprint(files) == label:
+            return None
+        wanted = dict(files, **{CONFIG_FILE: to_yaml(config).encode("utf-8")})
+        if file_fingerprint(wanted) != label:
+            raise DockerError("registry '%s': its configuration files match neither what persist.docker.registry "
+                              "deployed nor the read-only mode of registry_gc (someone changed them); redeploy it "
+                              "with persist.docker.registry and run again" % self.name)
+        return {CONFIG_FILE: wanted[CONFIG_FILE]}
+
+    def restore(self, container_id, files, client, interrupted=False):
+        if interrupted:
+            self.actions.append("restored the configuration of %s that an interrupted registry_gc left behind "
+                                "(read-only mode)" % self.name)
+            if self.dm.check_mode:
+                return
+        put_files(self.api, container_id, CONFIG_DIR, {os.path.basename(k): v for k, v in files.items()})
+        self.restart(container_id, client)
 
     def client(self, container, config):
         p = self.params
@@ -250,6 +371,7 @@ class RegistryGcManager:
         repositories = p["repositories"] if p["repositories"] is not None else client.catalog()
         every = p["repositories"] is None
         tags_out, kept_out, shared_out, digests, deleted, remaining, names = [], [], [], [], [], [], []
+        unknown_out = []
         for repository in (repositories if every else sorted(set(repositories) | set(client.catalog()))):
             manifests = {}
             tags = []
@@ -261,9 +383,10 @@ class RegistryGcManager:
                 created = self.created(client, repository, manifest)
                 tags.append(dict(tag=tag, digest=manifest["digest"], created=created))
             if repository in repositories:
-                decision = plan_retention(tags, p["keep"], pattern)
+                decision = plan_retention(tags, p["keep"], pattern, p["unknown_age"])
             else:
                 decision = plan_retention(tags, None, None)
+            unknown_out.extend("%s:%s" % (repository, t) for t in decision["unknown"])
             tags_out.extend("%s:%s" % (repository, t) for t in decision["delete"])
             kept_out.extend("%s:%s" % (repository, t) for t in decision["keep"] if t not in decision["shared"])
             shared_out.extend("%s:%s" % (repository, t) for t in decision["shared"])
@@ -275,13 +398,22 @@ class RegistryGcManager:
                 else:
                     remaining.append(manifest)
         return dict(tags=tags_out, kept=sorted(kept_out + shared_out), shared=shared_out, digests=digests,
-                    manifest_names=names, deleted_manifests=deleted, remaining_manifests=remaining)
+                    manifest_names=names, deleted_manifests=deleted, remaining_manifests=remaining,
+                    unknown=sorted(unknown_out))
 
-    def created(self, client, repository, manifest):
+    def created(self, client, repository, manifest, depth=0):
+        """The image's created time; an index's is its newest child's. None when unknown."""
+        if manifest.get("children") and depth < 2:
+            dates = []
+            for child in manifest["children"]:
+                found = client.manifest(repository, child)
+                dates.append(self.created(client, repository, found, depth + 1) if found else None)
+            return newest_created(dates)
         if not manifest.get("config_digest"):
             return None
         config = client.blob_json(repository, manifest["config_digest"]) or {}
-        return config.get("created")
+        created = config.get("created")
+        return created if isinstance(created, str) else None
 
     def gc_command(self, dry_run):
         command = ["/bin/registry", "garbage-collect"]
@@ -306,17 +438,19 @@ class RegistryGcManager:
         return parse_gc_output(self.exec_in(container_id, self.gc_command(True)))[0]
 
     def collect(self, container, config, client):
-        """Read-only mode, the collector, normal mode again (also when the collector fails)."""
+        """Read-only mode, the collector, normal mode again (also when the collector fails).
+
+        The normal configuration is rebuilt from config.json, never read back from config.yml, which a
+        killed run may have left in read-only mode.
+        """
         container_id = container["Id"]
-        original = read_file(self.api, container_id, CONFIG_FILE)
-        put_files(self.api, container_id, "/etc/docker/registry",
+        put_files(self.api, container_id, CONFIG_DIR,
                   {"config.yml": to_yaml(readonly_config(config)).encode("utf-8")})
         try:
             self.restart(container_id, client)
             output = self.exec_in(container_id, self.gc_command(False))
         finally:
-            put_files(self.api, container_id, "/etc/docker/registry", {"config.yml": original})
-            self.restart(container_id, client)
+            self.restore(container_id, {CONFIG_FILE: to_yaml(config).encode("utf-8")}, client)
         return parse_gc_output(output)[0]
 
     def restart(self, container_id, client):
@@ -326,7 +460,7 @@ class RegistryGcManager:
 
     def storage_root(self, container):
         """The storage directory on this host, when the engine is local and the storage is a mount."""
-        if not is_local(self.dm.host):
+        if not is_local_engine(self.dm.host):
             return None
         label = ((container.get("Config") or {}).get("Labels") or {}).get(STORAGE_LABEL) or ""
         kind, _sep, source = label.partition(":")
@@ -356,10 +490,12 @@ def main():
         repositories=dict(type="list", elements="str"),
         keep=dict(type="int"),
         match=dict(type="str"),
+        unknown_age=dict(type="str", default="keep", choices=["keep", "delete"]),
         delete_untagged=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=60),
     )
     spec.update(REGISTRY_CLIENT_SPEC)
+    spec.update(locking.LOCK_TIMEOUT_SPEC)
     DockerModule(spec).run(RegistryGcManager)
 
 

@@ -125,6 +125,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_api import
     image_matches,
     split_image_reference,
     stream_error,
+    tls_warnings,
 )
 
 
@@ -149,6 +150,8 @@ class RegistryImageManager:
 
     def run(self):
         p = self.params
+        for warning in tls_warnings(p):
+            self.dm.warn(warning)
         host, repository, tag = split_image_reference(p["name"], p["tag"])
         self.host, self.repository, self.tag = host, repository, tag
         self.full = "%s/%s:%s" % (host, repository, tag)
@@ -209,7 +212,8 @@ class RegistryImageManager:
                 image_id = remote.get("config_digest")
             else:
                 self.transfer("pull")
-                image_id = self.api.inspect_image(self.full)["Id"]
+                with api_errors("image '%s' (after the pull)" % self.full):
+                    image_id = self.api.inspect_image(self.full)["Id"]
         result = dict(image=dict(name=self.full, id=image_id), digest=remote["digest"], size=remote["size"])
         if self.dm.diff_mode:
             result["diff"] = dict(before=dict(local_image_id=local["Id"] if local else None),

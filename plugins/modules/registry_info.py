@@ -113,7 +113,11 @@ repositories:
 """
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
-from ansible_collections.persist.docker.plugins.module_utils.registry_api import REGISTRY_CLIENT_SPEC, RegistryClient
+from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
+    REGISTRY_CLIENT_SPEC,
+    RegistryClient,
+    tls_warnings,
+)
 
 
 class RegistryInfoManager:
@@ -125,6 +129,8 @@ class RegistryInfoManager:
         p = self.params
         if p["page_size"] < 1:
             raise DockerError("page_size must be at least 1, got %s" % p["page_size"])
+        for warning in tls_warnings(p):
+            self.dm.warn(warning)
         client = RegistryClient(p["registry_url"], username=p["username"], password=p["password"],
                                 ca_path=p["registry_ca_path"], validate_certs=p["registry_validate_certs"],
                                 scheme=p["registry_scheme"])

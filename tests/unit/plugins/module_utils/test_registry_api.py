@@ -90,3 +90,84 @@ def test_stream_error_and_digest():
     failed = [{"status": "Preparing"}, {"error": "unauthorized: authentication required\n", "errorDetail": {}},
               {"error": "later"}]
     assert ra.stream_error(failed) == ("unauthorized: authentication required", None)
+
+
+class FakeResponse:
+    def __init__(self, content, status=200, headers=None):
+        self.content = content
+        self.status_code = status
+        self.headers = headers or {}
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        import json
+        return json.loads(self.content)
+
+
+class FakeSession:
+    """Answers every request with the one canned response."""
+
+    def __init__(self, response):
+        self.response = response
+
+    def request(self, method, url, **kwargs):
+        return self.response
+
+    def get(self, url, **kwargs):
+        return self.response
+
+
+def client_answering(content, headers=None):
+    client = ra.RegistryClient("http://127.0.0.1:5999")
+    client.session = FakeSession(FakeResponse(content, headers=headers))
+    return client
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.catalog(),
+    lambda c: c.tags("app"),
+    lambda c: c.manifest("app", "1"),
+    lambda c: c.blob_json("app", "sha256:c"),
+])
+@pytest.mark.parametrize("content,fragment", [
+    (b"<html>proxy error</html>", "is not valid JSON"),
+    (b"\xff\xfe", "is not valid JSON"),
+    (b"[1, 2]", "is JSON but not an object"),
+])
+def test_malformed_json_is_a_clear_error(call, content, fragment):
+    with pytest.raises(DockerError, match=fragment) as caught:
+        call(client_answering(content, {"Content-Type": "application/json"}))
+    assert "registry 127.0.0.1:5999" in str(caught.value) and "registry_url" in str(caught.value)
+
+
+def test_catalog_that_is_not_a_list_of_names():
+    with pytest.raises(DockerError, match="answered a repositories that is not a list of names"):
+        client_answering(b'{"repositories": "app"}').catalog()
+
+
+def test_error_text_of_a_json_list():
+    assert ra._errors_text(FakeResponse(b"[1]")) == "[1]"
+
+
+def test_manifest_summary_list_children():
+    manifest = {"manifests": [{"digest": "sha256:a", "size": 1}, {"digest": "sha256:b", "size": 2}, "junk"]}
+    assert ra.manifest_summary(manifest, ra.LIST_TYPES[1], "sha256:i")["children"] == ["sha256:a", "sha256:b"]
+
+
+@pytest.mark.parametrize("params,count,fragment", [
+    (dict(tls=False, validate_certs=False, registry_validate_certs=True, registry_scheme="auto"), 0, None),
+    (dict(tls=True, validate_certs=True, registry_validate_certs=True, registry_scheme="auto"), 0, None),
+    (dict(tls=True, validate_certs=False, docker_host="tcp://h:2376", registry_validate_certs=True,
+          registry_scheme="auto"), 1, "tls is true but validate_certs is false"),
+    (dict(tls=False, validate_certs=False, registry_validate_certs=False, registry_scheme="auto"), 1,
+     "registry_validate_certs is false"),
+    (dict(tls=False, validate_certs=False, registry_validate_certs=False, registry_scheme="http"), 0, None),
+])
+def test_tls_warnings(params, count, fragment):
+    warnings = ra.tls_warnings(params)
+    assert len(warnings) == count
+    if fragment:
+        assert fragment in warnings[0]

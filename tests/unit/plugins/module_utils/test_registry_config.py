@@ -194,15 +194,63 @@ def test_describe_state_normalises_inspect():
                                                ports={"5000/tcp": "0.0.0.0:5000"})
 
 
-def test_wanted_ports_and_mounts():
+def test_wanted_ports():
     assert rc.wanted_ports(params()) == {"5000/tcp": "0.0.0.0:5000"}
     assert rc.wanted_ports(params(network_mode="host")) == {}
-    assert rc.wanted_mounts(params()) == {"/var/lib/registry": "volume:reg-data"}
-    assert rc.wanted_mounts(params(storage_path="/srv/reg/")) == {"/var/lib/registry": "bind:/srv/reg"}
-    assert rc.wanted_mounts(params(storage="s3")) == {}
 
 
 def test_config_changes():
     before = render()
     after = render(delete_enabled=True, http_secret="x")
     assert rc.config_changes(before, after) == ["http.secret", "storage.delete.enabled"]
+
+
+def exposure(**kwargs):
+    base = dict(name="reg", server_cert=None, users=[], bind_address=None, allow_insecure=False,
+                published_port=5000, delete_enabled=True)
+    base.update(kwargs)
+    return rc.plan_exposure(base)
+
+
+USERS = [dict(username="ci", password="pw")]
+
+
+@pytest.mark.parametrize("kwargs,address", [
+    # wave 1 published every registry on 0.0.0.0: now only TLS with users answers other hosts by default
+    (dict(), "127.0.0.1"),
+    (dict(server_cert="/c"), "127.0.0.1"),
+    (dict(users=USERS), "127.0.0.1"),
+    (dict(server_cert="/c", users=USERS), "0.0.0.0"),
+    (dict(server_cert="/c", users=USERS, bind_address="192.0.2.5"), "192.0.2.5"),
+    (dict(bind_address="127.0.0.2"), "127.0.0.2"),
+    (dict(bind_address="::1", users=USERS), "::1"),
+    (dict(bind_address="localhost"), "localhost"),
+])
+def test_exposure_safe_defaults_without_warnings(kwargs, address):
+    assert exposure(**kwargs) == (address, [])
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(bind_address="0.0.0.0"), r"without TLS \(server_cert\) and users"),
+    (dict(bind_address="192.0.2.5", server_cert="/c"), "without users"),
+    (dict(bind_address="0.0.0.0", users=USERS), "send their passwords in clear text"),
+    (dict(allow_insecure=True, users=USERS), "send their passwords in clear text"),
+])
+def test_exposure_refusals(kwargs, fragment):
+    with pytest.raises(DockerError, match=fragment) as caught:
+        exposure(**kwargs)
+    assert "registry 'reg'" in str(caught.value)
+
+
+@pytest.mark.parametrize("kwargs,address,fragment", [
+    (dict(allow_insecure=True), "0.0.0.0", "over plain HTTP without users"),
+    (dict(allow_insecure=True, bind_address="192.0.2.5"), "192.0.2.5", "push and delete"),
+    (dict(allow_insecure=True, server_cert="/c", delete_enabled=False), "0.0.0.0", "read, push images"),
+])
+def test_exposure_acknowledged_warns(kwargs, address, fragment):
+    bound, warnings = exposure(**kwargs)
+    assert bound == address and len(warnings) == 1 and fragment in warnings[0]
+
+
+def test_allow_insecure_on_loopback_needs_no_warning():
+    assert exposure(allow_insecure=True, bind_address="127.0.0.1") == ("127.0.0.1", [])

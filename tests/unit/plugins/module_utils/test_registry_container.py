@@ -22,11 +22,6 @@ def test_probe_host(docker_host, bind, expected):
     assert rcont.probe_host(docker_host, bind) == expected
 
 
-def test_is_local():
-    assert rcont.is_local("unix:///run/docker-b.sock") and rcont.is_local(None)
-    assert not rcont.is_local("tcp://192.0.2.10:2376")
-
-
 def test_tar_of_holds_the_files_with_modes():
     data = rcont.tar_of({"config.yml": b"version: 0.1\n", "server.crt": b"PEM"}, modes={"server.crt": 0o644})
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

@@ -41,15 +41,64 @@ def test_shared_manifest_is_kept():
     assert plan["delete"] == [] and plan["shared"] == ["3"] and plan["digests"] == []
 
 
-def test_keep_without_pattern_and_undated_is_oldest():
-    plan = gc.plan_retention(TAGS, 3, None)
+def test_keep_without_pattern_and_undated_is_oldest_when_asked():
+    plan = gc.plan_retention(TAGS, 3, None, unknown_age="delete")
     assert plan["delete"] == ["2", "old"]
     assert plan["digests"] == ["d2", "d0"]
 
 
 def test_pattern_without_keep_deletes_all_matching():
-    plan = gc.plan_retention(TAGS, None, re.compile("^old$"))
+    plan = gc.plan_retention(TAGS, None, re.compile("^old$"), unknown_age="delete")
     assert plan["delete"] == ["old"] and plan["digests"] == ["d0"]
+
+
+def test_unknown_age_is_kept_by_default():
+    plan = gc.plan_retention(TAGS, None, re.compile("^old$"))
+    assert plan["delete"] == [] and plan["digests"] == [] and plan["unknown"] == ["old"]
+    plan = gc.plan_retention(TAGS, 1, None)
+    assert plan["delete"] == ["1", "2"] and "old" in plan["keep"] and plan["unknown"] == ["old"]
+
+
+# The regression of wave 1: an image index (multi-arch, or with attestations) has no config and so no
+# date; it counted as the oldest, and among undated tags "v9" ranked above "v10" as text.
+INDEXED = [
+    dict(tag="v8", digest="d8", created="2024-01-08T00:00:00Z"),
+    dict(tag="v9", digest="d9", created=None),
+    dict(tag="v10", digest="d10", created=None),
+]
+
+
+def test_newest_index_tags_are_not_deleted_by_default():
+    plan = gc.plan_retention(INDEXED, 1, re.compile("^v"))
+    assert plan["delete"] == [] and plan["unknown"] == ["v10", "v9"]
+    assert plan["keep"] == ["v10", "v8", "v9"]
+
+
+def test_undated_tags_go_by_version_order_when_asked():
+    plan = gc.plan_retention(INDEXED, 2, re.compile("^v"), unknown_age="delete")
+    assert plan["delete"] == ["v9"] and plan["digests"] == ["d9"]
+
+
+def test_index_is_dated_by_its_newest_child():
+    dated = [dict(INDEXED[0]), dict(INDEXED[1], created=gc.newest_created(["2024-01-09T00:00:00Z", None])),
+             dict(INDEXED[2], created=gc.newest_created(["2024-01-03T00:00:00Z", "2024-01-10T00:00:00.5Z"]))]
+    plan = gc.plan_retention(dated, 2, re.compile("^v"))
+    assert plan["delete"] == ["v8"] and plan["keep"] == ["v10", "v9"]
+    assert gc.newest_created([None, None]) is None
+
+
+@pytest.mark.parametrize("names,expected", [
+    (["v10", "v9", "v1.10", "v1.9"], ["v1.9", "v1.10", "v9", "v10"]),
+    (["10", "9", "latest"], ["9", "10", "latest"]),
+])
+def test_natural_key(names, expected):
+    assert sorted(names, key=gc.natural_key) == expected
+
+
+def test_still_deletable():
+    assert gc.still_deletable("d1", {"1"}, {"1": "d1", "2": "d2"})
+    assert not gc.still_deletable("d1", {"1"}, {"1": "d1", "latest": "d1"})
+    assert gc.still_deletable("d1", {"1"}, {"2": "d2"})
 
 
 def test_bad_pattern():

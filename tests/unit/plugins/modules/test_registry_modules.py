@@ -77,21 +77,44 @@ class FakeDockerModule:
         self.params = dict(name="reg", storage="filesystem", storage_volume=None, purge_storage=True, **params)
 
 
-@pytest.mark.parametrize("path", ["/", "/tmp", "/srv/", "/tmp/../var"])
-def test_purge_refuses_top_level_directories(monkeypatch, path):
-    removed = []
-    monkeypatch.setattr(registry.shutil, "rmtree", removed.append)
-    manager = registry.RegistryManager(FakeDockerModule(storage_path=path))
-    with pytest.raises(registry.DockerError, match="refusing to purge"):
-        manager.purge()
-    assert removed == []
+class FailingInspectApi:
+    """An engine whose image vanished right after the pull (another run removed it)."""
+
+    def inspect_image(self, name):
+        from docker.errors import NotFound
+        raise NotFound("No such image: %s" % name)
 
 
-def test_purge_removes_a_storage_directory(monkeypatch, tmp_path):
-    removed = []
-    monkeypatch.setattr(registry.shutil, "rmtree", removed.append)
-    store = tmp_path / "store"
-    store.mkdir()
-    manager = registry.RegistryManager(FakeDockerModule(storage_path=str(store)))
-    manager.purge()
-    assert removed == [str(store)] and manager.actions == ["deleted storage directory %s" % store]
+def test_registry_image_pull_then_missing_image_is_a_clear_error():
+    dm = FakeDockerModule(tag="1", force=False, state="pulled", source=None, username=None, password=None)
+    dm.api = FailingInspectApi()
+    manager = registry_image.RegistryImageManager(dm)
+    manager.host, manager.repository, manager.tag = "localhost:5999", "app", "1"
+    manager.full = "localhost:5999/app:1"
+    manager.transfer = lambda verb: None
+    remote = dict(digest="sha256:m", config_digest="sha256:c", size=1)
+    with pytest.raises(registry.DockerError, match=r"image 'localhost:5999/app:1' \(after the pull\) not found"):
+        manager.pull(remote)
+
+
+def raise_oserror(path, *args, **kwargs):
+    raise PermissionError(13, "Permission denied", path)
+
+
+def test_storage_directory_that_cannot_be_created_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry.os, "makedirs", raise_oserror)
+    manager = registry.RegistryManager(FakeDockerModule())
+    missing = str(tmp_path / "store")
+    manager.storage = dict(mounts={"/var/lib/registry": "bind:" + missing})
+    with pytest.raises(registry.DockerError) as caught:
+        manager.ensure_storage()
+    assert str(caught.value) == ("registry 'reg': creating storage_path %s failed: Permission denied (%s); create it "
+                                 "yourself or choose another storage_path" % (missing, missing))
+
+
+def test_storage_directory_that_cannot_be_deleted_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry.shutil, "rmtree", raise_oserror)
+    manager = registry.RegistryManager(FakeDockerModule())
+    with pytest.raises(registry.DockerError, match="deleting storage_path %s failed: Permission denied" % tmp_path):
+        manager.purge(("deleted storage directory %s" % tmp_path, "bind", str(tmp_path)))
+    assert manager.actions == ["deleted storage directory %s" % tmp_path]
