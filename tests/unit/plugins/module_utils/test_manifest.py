@@ -151,13 +151,14 @@ def test_read_ahead_opens_the_files_to_read(tmp_path):
         pass
     before = open_fds()
     seen, opened = [], []
-    for path, _abspath, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
+    for path, parent, _name, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
         seen.append(path)
         if fd is not None:
             assert os.path.samestat(os.fstat(fd), st)
             os.close(fd)
             opened.append(path)
-    assert seen == [p for p, _a, _s in manifest.walk(str(tmp_path))]
+    del parent  # the last entry's directory, open while it is referenced
+    assert seen == [p for p, _d, _n, _s in manifest.walk(str(tmp_path))]
     assert open_fds() == before
     # regular files with data, and of the two links of one file only the first one walked
     links = [p for p in seen if p in ("new\nline", "a-hardlink")]
@@ -171,14 +172,14 @@ def test_read_ahead_closes_what_is_left_when_abandoned(tmp_path):
     before = open_fds()
     walked = manifest.read_ahead(manifest.walk(str(tmp_path)), files=8)
     next(walked)
-    assert open_fds() == before + 8
+    assert open_fds() == before + 8 + 1  # the files ahead, and the directory being walked
     walked.close()
     assert open_fds() == before
 
 
 def test_local_tar_opens_what_could_not_be_opened_ahead(tmp_path, monkeypatch):
     awkward_tree(str(tmp_path))
-    monkeypatch.setattr(manifest, "_open_ahead", lambda path, length: None)
+    monkeypatch.setattr(manifest, "_open_ahead", lambda parent, name, st, length: None)
     before = open_fds()
     data, during = tar_of(str(tmp_path))
     assert manifest.digest(during) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data))) \
@@ -251,5 +252,5 @@ def test_extract_tar_file_copies_contents_from_their_offsets(tmp_path, monkeypat
     copies = transfer.extract_tar_file(path, dst, counter=counter)
     assert manifest.digest(manifest.from_directory(dst)) == manifest.digest(entries)
     assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
-    inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _a, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
+    inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _d, _n, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
     assert counter[0] == sum(inodes.values())  # every file's content once, hard links not again
