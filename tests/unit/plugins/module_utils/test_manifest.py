@@ -151,13 +151,13 @@ def test_read_ahead_opens_the_files_to_read(tmp_path):
         pass
     before = open_fds()
     seen, opened = [], []
-    for path, parent, _name, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
+    for path, _parent, _name, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
         seen.append(path)
         if fd is not None:
             assert os.path.samestat(os.fstat(fd), st)
             os.close(fd)
             opened.append(path)
-    del parent  # the last entry's directory, open while it is referenced
+    del _parent  # the last entry's directory, open while it is referenced
     assert seen == [p for p, _d, _n, _s in manifest.walk(str(tmp_path))]
     assert open_fds() == before
     # regular files with data, and of the two links of one file only the first one walked
