@@ -139,9 +139,9 @@ def walk(root, skip=()):
     """
     top = root if isinstance(root, Dir) else open_root(root)
     yield "", top, ".", os.fstat(top.fd)
-    pending = [(top, None)]
+    pending = [(top, "", None)]
     while pending:
-        parent, name = pending.pop()
+        parent, rel, name = pending.pop()
         if name is None:
             current = parent
         else:
@@ -149,15 +149,16 @@ def walk(root, skip=()):
                 current = open_dir(parent, name)
             except OSError as exc:
                 if exc.errno in _NOT_FOLLOWED:
-                    raise _changed(join(parent.path, name)) from None
+                    raise _changed(rel) from None
                 raise
         with os.scandir(current.fd) as it:
             children = sorted((entry.name, entry.stat(follow_symlinks=False)) for entry in it
-                              if current.path or entry.name not in skip)
+                              if rel or entry.name not in skip)
         for child, st in children:
-            yield join(current.path, child), current, child, st
+            path = join(rel, child)
+            yield path, current, child, st
             if stat.S_ISDIR(st.st_mode):
-                pending.append((current, child))
+                pending.append((current, path, child))
 
 
 def _changed(path):

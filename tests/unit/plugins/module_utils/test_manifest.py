@@ -6,6 +6,7 @@ import stat
 import tarfile
 
 import pytest
+from test_fdtree import snapshot
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 
@@ -225,16 +226,25 @@ def crafted_tar(members):
     ([("./s", tarfile.SYMTYPE, "OUTSIDE/f"), ("./h", tarfile.LNKTYPE, "./s")], "not a file"),
     ([("./h", tarfile.LNKTYPE, "../OUTSIDE/f")], "leads out of the volume"),
     ([("./c", b"Z", "")], "does not hold"),
+    # a symlink to a directory outside, then members below it at depth 2 and 3 (the parent of each is a
+    # directory there), a hard link to a file there, a hard link made there
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/evil", tarfile.REGTYPE, b"x")], "'d' is a symbolic link"),
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/b/evil", tarfile.REGTYPE, b"x")], "'d' is a symbolic link"),
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./h", tarfile.LNKTYPE, "./d/a/secret")], "'d' is a symbolic link"),
+    ([("./x", tarfile.REGTYPE, b"x"), ("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/h", tarfile.LNKTYPE, "./x")],
+     "'d' is a symbolic link"),
 ])
 def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, message):
     outside = tmp_path / "OUTSIDE"
-    outside.mkdir()
+    (outside / "a" / "b").mkdir(parents=True)
     (outside / "f").write_bytes(b"keep")
+    (outside / "a" / "secret").write_bytes(b"keep")
+    before = snapshot(outside)
     data = crafted_tar([(n, k, str(outside) if e == "OUTSIDE" else e.replace("OUTSIDE", str(outside))
                          if isinstance(e, str) else e) for n, k, e in members])
     with pytest.raises(transfer.DockerError, match=message):
         transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
-    assert sorted(os.listdir(str(outside))) == ["f"] and (outside / "f").read_bytes() == b"keep"
+    assert snapshot(outside) == before
     assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()
 
 
