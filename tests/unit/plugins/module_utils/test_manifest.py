@@ -242,9 +242,10 @@ def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, me
     before = snapshot(outside)
     data = crafted_tar([(n, k, str(outside) if e == "OUTSIDE" else e.replace("OUTSIDE", str(outside))
                          if isinstance(e, str) else e) for n, k, e in members])
-    with pytest.raises(transfer.DockerError, match=message):
+    with pytest.raises(transfer.DockerError) as refused:
         transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
-    assert snapshot(outside) == before
+    assert snapshot(outside) == before  # nothing outside was created, changed or linked
+    assert message in str(refused.value)
     assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()
 
 
