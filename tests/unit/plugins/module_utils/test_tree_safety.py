@@ -21,7 +21,9 @@ from ansible_collections.persist.docker.plugins.module_utils import manifest, tr
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.volumes import LocalRoot
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
+# Backups written by version 0.1.0 (at commit c482cbf), shared with the integration target.
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "integration", "targets", "volume_restore_forged",
+                        "files")
 MTIME = 1700000000
 
 
