@@ -33,6 +33,7 @@ from ansible_collections.persist.docker.plugins.module_utils.manifest import BUF
 _KINDS = {
     tarfile.REGTYPE: "file",
     tarfile.AREGTYPE: "file",
+    tarfile.CONTTYPE: "file",
     tarfile.DIRTYPE: "dir",
     tarfile.SYMTYPE: "symlink",
     tarfile.LNKTYPE: "hardlink",
