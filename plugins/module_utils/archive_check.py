@@ -74,7 +74,7 @@ def index(entries):
         path = entry.get("path")
         if not isinstance(path, str) or entry.get("type") not in ("file", "dir", "symlink", "fifo", "char", "block"):
             raise Refused("the manifest holds an entry that is not a file, directory, link or node (%r)%s"
-                              % (path, _REFUSED))
+                          % (path, _REFUSED))
         if path:
             why = bad_path(path)
             if why:
@@ -89,11 +89,11 @@ def index(entries):
         above = by_path.get(parent)
         if above is None or above["type"] != "dir":
             raise Refused("the manifest lists %r below %r, which it lists as %s, not as a directory%s"
-                              % (path, parent or "/", "nothing" if above is None else "a " + above["type"],
-                                 _REFUSED))
+                          % (path, parent or "/", "nothing" if above is None else "a " + above["type"],
+                             _REFUSED))
         if entry.get("hardlink") is not None and by_path.get(entry["hardlink"], {}).get("type") != "file":
             raise Refused("the manifest lists %r as a hard link of %r, which it does not list as a file%s"
-                              % (path, entry["hardlink"], _REFUSED))
+                          % (path, entry["hardlink"], _REFUSED))
     return by_path
 
 
@@ -121,16 +121,16 @@ class MemberCheck:
             self._link(member, path, entry)
         elif kind != entry["type"] or (path == "" and kind != "dir"):
             raise Refused("archive member %r is %s, but the manifest lists %s%s"
-                              % (name, _a(kind or "of tar type %r" % member.type), _a(entry["type"]), _REFUSED))
+                          % (name, _a(kind or "of tar type %r" % member.type), _a(entry["type"]), _REFUSED))
         elif kind == "file" and member.size != entry.get("size"):
             raise Refused("archive member %r holds %d bytes, but the manifest lists %s%s"
-                              % (name, member.size, entry.get("size"), _REFUSED))
+                          % (name, member.size, entry.get("size"), _REFUSED))
         elif kind == "symlink" and member.linkname != entry.get("target"):
             raise Refused("archive member %r links to %r, but the manifest lists %r%s"
-                              % (name, member.linkname, entry.get("target"), _REFUSED))
+                          % (name, member.linkname, entry.get("target"), _REFUSED))
         elif kind in ("char", "block") and "%d:%d" % (member.devmajor, member.devminor) != entry.get("rdev"):
             raise Refused("archive member %r is device %d:%d, but the manifest lists %s%s"
-                              % (name, member.devmajor, member.devminor, entry.get("rdev"), _REFUSED))
+                          % (name, member.devmajor, member.devminor, entry.get("rdev"), _REFUSED))
         self.written.add(path)
         return path
 
@@ -140,13 +140,13 @@ class MemberCheck:
         if (member.linkname.startswith("/") or not target or bad_path(target) or first is None
                 or first["type"] != "file" or entry["type"] != "file"):
             raise Refused("archive member %r is a hard link to %r, which the manifest does not list as a "
-                              "file%s" % (member.name, member.linkname, _REFUSED))
+                          "file%s" % (member.name, member.linkname, _REFUSED))
         if first.get("hardlink", target) != entry.get("hardlink", path):
             raise Refused("archive member %r is a hard link to %r, but the manifest does not list them as "
-                              "links of one file%s" % (member.name, member.linkname, _REFUSED))
+                          "links of one file%s" % (member.name, member.linkname, _REFUSED))
         if target not in self.written:
             raise Refused("archive member %r is a hard link to %r, which the archive has not written before%s"
-                              % (member.name, member.linkname, _REFUSED))
+                          % (member.name, member.linkname, _REFUSED))
 
 
 def _a(kind):

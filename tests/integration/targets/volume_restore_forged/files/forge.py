@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write a forged backup set, as whoever can write the backup directory could: the archive, a manifest and
 a checksum file that agree with each other.
 
