@@ -157,7 +157,8 @@ def checked_tar(chunks, check):
     """The chunks of a tar stream, each member checked by check before it is passed on, encoded anew.
 
     Raises DockerError (from check) at the first member refused: a receiver
-    has then seen only members that passed.
+    has then seen only members that passed. A chunk is valid until the next
+    one is asked for (the content is passed on in one reused buffer).
     """
     from ansible_collections.persist.docker.plugins.module_utils.transfer import (  # noqa: PLC0415 - transfer imports this file
         ChunkReader,
@@ -183,7 +184,7 @@ def checked_tar(chunks, check):
                     n = f.readinto(buf)
                     if not n:
                         break
-                    yield bytes(view[:n])
+                    yield view[:n]
                 if member.size % tarfile.BLOCKSIZE:
                     yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
     yield bytes(tarfile.BLOCKSIZE * 2)
