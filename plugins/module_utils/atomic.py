@@ -24,17 +24,18 @@ PRIVATE = 0o600
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def open_new(path, mode=PRIVATE, flags=0):
+def open_new(path, mode=PRIVATE, flags=0, dir_fd=None):
     """A descriptor of a new file at path (opened write-only, plus flags), with exactly mode.
 
     DockerError when path is a symbolic link or something else than a regular
-    file; a regular file there (a leftover) is replaced.
+    file; a regular file there (a leftover) is replaced. With dir_fd, path is
+    relative to that directory.
     """
     for _attempt in range(2):
         try:
-            fd = os.open(path, _FLAGS | flags, PRIVATE)
+            fd = os.open(path, _FLAGS | flags, PRIVATE, dir_fd=dir_fd)
         except FileExistsError:
-            _remove_leftover(path)
+            _remove_leftover(path, dir_fd)
             continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -49,13 +50,13 @@ def open_new(path, mode=PRIVATE, flags=0):
     raise DockerError("%s appeared again while it was replaced; check what else writes there and run again" % path)
 
 
-def _remove_leftover(path):
-    st = os.lstat(path)
+def _remove_leftover(path, dir_fd=None):
+    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     if stat.S_ISLNK(st.st_mode):
         raise _refused(path, "a symbolic link")
     if not stat.S_ISREG(st.st_mode):
         raise _refused(path, "not a regular file")
-    os.unlink(path)
+    os.unlink(path, dir_fd=dir_fd)
 
 
 def _refused(path, what):
@@ -74,8 +75,22 @@ def sync_directory(path):
 
 def write_text(path, text, mode=PRIVATE):
     """Write text (UTF-8) to path atomically, through path.tmp, with mode (0600 unless told)."""
+    _write(path, text, mode, None)
+    os.rename(path + ".tmp", path)
+    sync_directory(os.path.dirname(path))
+
+
+def write_text_in(directory, name, text, mode=PRIVATE):
+    """write_text() of the file name in directory (an fdtree.Dir, e.g. a staging directory inside a volume):
+    nothing is reached through a symlink, even if the directory's path changes meanwhile."""
+    _write(name, text, mode, directory.fd)
+    os.rename(name + ".tmp", name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+    os.fsync(directory.fd)
+
+
+def _write(path, text, mode, dir_fd):
     tmp = path + ".tmp"
-    fd = open_new(tmp, mode)
+    fd = open_new(tmp, mode, dir_fd=dir_fd)
     done = False
     try:
         data = memoryview(text.encode("utf-8", "surrogateescape"))
@@ -86,11 +101,5 @@ def write_text(path, text, mode=PRIVATE):
     finally:
         os.close(fd)
         if not done:
-            _unlink_quietly(tmp)
-    os.rename(tmp, path)
-    sync_directory(os.path.dirname(path))
-
-
-def _unlink_quietly(path):
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import atomic, transfer
+from ansible_collections.persist.docker.plugins.module_utils import atomic, fdtree, transfer
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 
 
@@ -53,3 +53,17 @@ def test_write_archive_is_private_and_refuses_a_symlinked_partial(tmp_path, dire
     with pytest.raises(DockerError, match=r"a.tar.partial is a symbolic link; refusing to write through it"):
         transfer.write_archive(iter([b"y" * 1000]), path, "none", mode=0o640)
     assert victim.read_text() == "keep" and os.path.islink(path + ".partial")
+
+
+def test_write_text_in_a_directory_by_descriptor(tmp_path):
+    """Inside a volume: the directory is held by descriptor, a symlink at the temporary name is refused."""
+    (tmp_path / "staging").mkdir()
+    staging = fdtree.open_root(str(tmp_path / "staging"))
+    atomic.write_text_in(staging, "state", "verified sha256:1\n")
+    assert (tmp_path / "staging" / "state").read_text() == "verified sha256:1\n"
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.symlink(str(victim), str(tmp_path / "staging" / "state.tmp"))
+    with pytest.raises(DockerError, match="state.tmp is a symbolic link"):
+        atomic.write_text_in(staging, "state", "moving sha256:1\n")
+    assert victim.read_text() == "keep"
