@@ -59,10 +59,13 @@ def join(parent, name):
     return parent + "/" + name if parent else name
 
 
-def open_root(path):
-    """The directory at path, opened without following a symlink there; DockerError if it is one."""
+def open_root(path, follow=False):
+    """The directory at path, opened without following a symlink there; DockerError if it is one.
+
+    follow=True opens a root that is a symlink to a directory (for counting only, never for changes).
+    """
     try:
-        return Dir(os.open(path, DIR_FLAGS), "")
+        return Dir(os.open(path, DIR_FLAGS & ~_NOFOLLOW if follow else DIR_FLAGS), "")
     except OSError as exc:
         if exc.errno not in _NOT_FOLLOWED:
             raise

@@ -440,9 +440,9 @@ class LocalRoot:
     def describe(self):
         return self.path
 
-    def _entries(self, recursive):
-        """fdtree.walk() of the root (refused when it is a symlink), or only the root unless recursive."""
-        root = fdtree.open_root(self.path)
+    def _entries(self, recursive, follow=False):
+        """fdtree.walk() of the root (refused when it is a symlink unless follow), or only the root unless recursive."""
+        root = fdtree.open_root(self.path, follow)
         if recursive:
             return fdtree.walk(root)
         return iter([("", root, ".", os.fstat(root.fd))])
@@ -471,7 +471,7 @@ class LocalRoot:
         with self._guard("usage"):
             if not os.path.isdir(self.path):
                 return dict(size=0, files=0, entries=0)
-            for path, _parent, _name, st in self._entries(True):
+            for path, _parent, _name, st in self._entries(True, follow=True):
                 if not path:
                     continue
                 entries += 1
