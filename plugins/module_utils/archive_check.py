@@ -28,7 +28,7 @@ import os
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
-from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, tar_path
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, tar_path
 
 _KINDS = {
     tarfile.REGTYPE: "file",
@@ -105,12 +105,20 @@ class MemberCheck:
         self.written = set()
 
     def __call__(self, member):
-        """The manifest path of member; DockerError naming it when the manifest does not allow it."""
+        """The manifest path of member, or None for one to leave out; Refused naming it when the manifest
+        does not allow it.
+
+        A staging directory at the root (a leftover of an interrupted copy in a
+        volume backed up through the Engine API) is never part of a manifest:
+        its members are left out.
+        """
         name = member.name
         path = tar_path(name)
         why = "its name is absolute" if name.startswith("/") else bad_path(path) if path else None
         if why:
             raise Refused("archive member %r cannot be restored: %s%s" % (name, why, _REFUSED))
+        if path == STAGING or path.startswith(STAGING + "/"):
+            return None
         entry = self.entries.get(path)
         if entry is None:
             raise Refused("archive member %r is not in the backup's manifest%s" % (name, _REFUSED))
@@ -169,7 +177,8 @@ def checked_tar(chunks, check):
     view = memoryview(buf)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
         for member in archive:
-            check(member)
+            if check(member) is None:
+                continue
             if member.islnk():
                 yield member_header(member.name, tarfile.LNKTYPE, member.mode, member.uid, member.gid,
                                     int(member.mtime), linkname=member.linkname)

@@ -896,6 +896,8 @@ def _extract_members(archive, writer, fill, check, written):  # noqa: PLR0912
     written(path, fd) gets a descriptor of every file made (and closes it)."""
     for member in archive:
         path = check(member) if check is not None else _member_path(member.name)
+        if path is None:
+            continue
         times = (int(member.mtime * 1e9),) * 2
         owner = (member.uid, member.gid)
         what = "archive member %r" % member.name

@@ -40,7 +40,8 @@ def test_members_as_listed_pass_in_their_order():
     for m in (member("./", tarfile.DIRTYPE), member("./d", tarfile.DIRTYPE), member("./d/f", size=3),
               member("./g", tarfile.LNKTYPE, linkname="./d/f"), member("./s", tarfile.SYMTYPE, linkname="d"),
               member("./null", tarfile.CHRTYPE, dev=(1, 3))):
-        check(m)
+        assert check(m) == manifest.tar_path(m.name)
+    assert check(member("./%s/data/x" % manifest.STAGING, size=9)) is None  # left out, never written
 
 
 @pytest.mark.parametrize("members,message", [
