@@ -28,6 +28,8 @@ import stat
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.persist.docker.plugins.module_utils import fdtree
+
 # The name, at a volume's root, of the directory a transfer stages its data in.
 # It is never part of a manifest.
 STAGING = ".persist-docker-staging"
@@ -132,18 +134,36 @@ def is_empty(entries):
 
 def hash_file(path, buf=None, stop=None):
     """The sha256 of the file at path; None if stop (a threading.Event) is set meanwhile."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        return hash_fd(fd, buf, stop)
+    finally:
+        os.close(fd)
+
+
+def hash_fd(fd, buf=None, stop=None):
+    """The sha256 of the content of the open file fd, read from its start (the file position is left alone)."""
     h = hashlib.sha256()
     buf = buf or bytearray(BUFFER)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            if stop is not None and stop.is_set():
-                return None
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
+    pos = 0
+    while True:
+        if stop is not None and stop.is_set():
+            return None
+        n = os.preadv(fd, [buf], pos)
+        if not n:
+            break
+        h.update(view[:n])
+        pos += n
     return h.hexdigest()
+
+
+def hash_and_close(fd):
+    """hash_fd(fd), closing fd after."""
+    try:
+        return hash_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def entry_from_stat(path, st, ids=None, sha256=None, target=None):
@@ -160,28 +180,15 @@ def entry_from_stat(path, st, ids=None, sha256=None, target=None):
 
 
 def walk(root):
-    """Yield (relative path, absolute path, lstat) for root and every entry below it.
+    """Yield (relative path, directory, name, lstat) for root and every entry below it (fdtree.walk).
 
     Skips the staging directory at the root; sockets are returned too, callers skip them.
     """
-    yield "", root, os.lstat(root)
-    pending = [""]
-    while pending:
-        rel = pending.pop()
-        with os.scandir(os.path.join(root, rel) if rel else root) as it:
-            children = sorted(it, key=lambda e: e.name)
-        for child in children:
-            if not rel and child.name == STAGING:
-                continue
-            path = rel + "/" + child.name if rel else child.name
-            st = child.stat(follow_symlinks=False)
-            yield path, child.path, st
-            if stat.S_ISDIR(st.st_mode):
-                pending.append(path)
+    return fdtree.walk(root, skip=(STAGING,))
 
 
 def read_ahead(walked, files=64, size=32 << 20):
-    """Yield walk()'s (path, abspath, lstat) with an fd for each regular file to read, opened ahead.
+    """Yield walk()'s (path, directory, name, lstat) with an fd for each regular file to read, opened ahead.
 
     The files among the next few entries (up to files of them and size bytes)
     are opened and the kernel is asked to read them in (POSIX_FADV_WILLNEED),
@@ -196,29 +203,29 @@ def read_ahead(walked, files=64, size=32 << 20):
     ahead = 0
     seen = set()
     try:
-        for path, abspath, st in walked:
+        for path, parent, name, st in walked:
             fd = None
             if stat.S_ISREG(st.st_mode) and st.st_size and (st.st_nlink == 1 or (st.st_dev, st.st_ino) not in seen):
                 if st.st_nlink > 1:
                     seen.add((st.st_dev, st.st_ino))
-                fd = _open_ahead(abspath, min(st.st_size, size))
-            window.append((path, abspath, st, fd, st.st_size if fd is not None else 0))
-            ahead += window[-1][4]
+                fd = _open_ahead(parent, name, st, min(st.st_size, size))
+            window.append((path, parent, name, st, fd, st.st_size if fd is not None else 0))
+            ahead += window[-1][5]
             while len(window) > files or ahead > size:
                 item = window.popleft()
-                ahead -= item[4]
-                yield item[:4]
+                ahead -= item[5]
+                yield item[:5]
         while window:
-            yield window.popleft()[:4]
+            yield window.popleft()[:5]
     finally:
         for item in window:
-            if item[3] is not None:
-                os.close(item[3])
+            if item[4] is not None:
+                os.close(item[4])
 
 
-def _open_ahead(path, length):
+def _open_ahead(parent, name, st, length):
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = fdtree.open_file(parent, name, st)
     except OSError:
         return None
     with contextlib.suppress(AttributeError, OSError):
@@ -226,8 +233,12 @@ def _open_ahead(path, length):
     return fd
 
 
+# Files hashed by from_directory's threads at most this many at a time (each holds an open descriptor).
+IN_FLIGHT = 64
+
+
 def from_directory(root, checksum=True, ids=None, known=None):
-    """The manifest of the tree at root, read from disk (ids: see entry_from_stat).
+    """The manifest of the tree at root (a path or an fdtree.Dir), read from disk (ids: see entry_from_stat).
 
     File contents are hashed by two worker threads. known maps a path to
     (inode, size, mtime_ns, sha256) of a file hashed already; its digest is
@@ -235,28 +246,37 @@ def from_directory(root, checksum=True, ids=None, known=None):
     """
     entries = []
     inodes = {}
-    jobs = []
-    for path, abspath, st in walk(root):
-        target = None
-        if stat.S_ISREG(st.st_mode):
-            if st.st_nlink > 1:
-                inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
-        elif stat.S_ISLNK(st.st_mode):
-            target = os.fsdecode(os.readlink(abspath))
-        entry = entry_from_stat(path, st, ids, None, target)
-        if entry is None:
-            continue
-        entries.append(entry)
-        if checksum and entry["type"] == "file":
-            cached = (known or {}).get(path)
-            if cached and cached[:3] == (st.st_ino, st.st_size, st.st_mtime_ns):
-                entry["sha256"] = cached[3]
-            else:
-                jobs.append((entry, abspath))
-    if jobs:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for entry, sha in zip([e for e, _p in jobs], pool.map(hash_file, [p for _e, p in jobs])):
-                entry["sha256"] = sha
+    jobs = collections.deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        try:
+            for path, parent, name, st in walk(root):
+                target = None
+                if stat.S_ISREG(st.st_mode):
+                    if st.st_nlink > 1:
+                        inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
+                elif stat.S_ISLNK(st.st_mode):
+                    target = os.fsdecode(fdtree.readlink(parent, name))
+                entry = entry_from_stat(path, st, ids, None, target)
+                if entry is None:
+                    continue
+                entries.append(entry)
+                if checksum and entry["type"] == "file":
+                    cached = (known or {}).get(path)
+                    if cached and cached[:3] == (st.st_ino, st.st_size, st.st_mtime_ns):
+                        entry["sha256"] = cached[3]
+                        continue
+                    fd = fdtree.open_file(parent, name, st)
+                    jobs.append((entry, fd, pool.submit(hash_and_close, fd)))
+                    while len(jobs) > IN_FLIGHT:
+                        entry, _fd, job = jobs.popleft()
+                        entry["sha256"] = job.result()
+            while jobs:
+                entry, _fd, job = jobs.popleft()
+                entry["sha256"] = job.result()
+        finally:
+            for _entry, fd, job in jobs:
+                if job.cancel():
+                    os.close(fd)
     return link_groups(entries, inodes.values())
 
 

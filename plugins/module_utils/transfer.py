@@ -32,6 +32,7 @@ its lock (locking.py), so a live run's staging is never taken for a leftover.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -51,7 +52,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.persist.docker.plugins.module_utils import idmap, manifest, volumes
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive_check,
+    atomic,
+    fdtree,
+    idmap,
+    manifest,
+    volumes,
+)
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     api_errors,
@@ -393,8 +401,8 @@ class _Buffers:
         while left > 0:
             n = os.readv(fd, [self.view[self.pos:self.pos + min(self.pool.size - self.pos, left)]])
             if not n:
-                raise DockerError("%s shrank while it was read; stop the containers that write to the "
-                                  "volume (stop_containers: true) and run again" % path)
+                raise DockerError("file %r of the volume shrank while it was read; stop the containers that write to "
+                                  "the volume (stop_containers: true) and run again" % path)
             take(self.view[self.pos:self.pos + n])
             self.pos += n
             left -= n
@@ -449,7 +457,7 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
         counter[0] += len(piece)
 
     try:
-        for path, abspath, st, fd in manifest.read_ahead(manifest.walk(root)):
+        for path, parent, base, st, fd in manifest.read_ahead(manifest.walk(root)):
             try:
                 mode = st.st_mode
                 name = "./" + path if path else "."
@@ -481,8 +489,8 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
                             counter[0] += len(piece)
                             h.update(piece)
                     if fd is None:
-                        fd = os.open(abspath, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))  # noqa: PLW2901 - closed below
-                    yield from out.read(fd, st.st_size, abspath, take)
+                        fd = fdtree.open_file(parent, base, st)  # noqa: PLW2901 - closed below
+                    yield from out.read(fd, st.st_size, path, take)
                     pad = -st.st_size % tarfile.BLOCKSIZE
                     if pad:
                         yield from out.put(_ZEROS[:pad])
@@ -494,7 +502,7 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
                     if stat.S_ISDIR(mode):
                         kind = tarfile.DIRTYPE
                     elif stat.S_ISLNK(mode):
-                        target = os.fsdecode(os.readlink(abspath))
+                        target = os.fsdecode(fdtree.readlink(parent, base))
                         kind = tarfile.SYMTYPE
                     elif stat.S_ISFIFO(mode):
                         kind = tarfile.FIFOTYPE
@@ -552,7 +560,8 @@ class LocalSide:
 
     def staged_manifest(self, checksum):
         with self._guard("reading the staged copy"):
-            return manifest.from_directory(self.data, checksum, self.ids, known=self.copies)
+            return manifest.from_directory(fdtree.open_below(self.root, STAGING + "/" + DATA), checksum, self.ids,
+                                           known=self.copies)
 
     def archive(self, checksum, entries, counter, pool=None):
         return local_tar(self.root, entries, checksum, self.ids, counter, pool)
@@ -624,9 +633,9 @@ class LocalSide:
         """Extract a tar stream (members './...') into a new staging directory."""
         self._extract(functools.partial(extract_tar, chunks))
 
-    def receive_archive(self, path, counter):
-        """Extract an uncompressed archive file into a new staging directory."""
-        self._extract(functools.partial(extract_tar_file, path, counter=counter))
+    def receive_archive(self, path, counter, check=None):
+        """Extract an uncompressed archive file into a new staging directory; check: see extract_tar()."""
+        self._extract(functools.partial(extract_tar_file, path, counter=counter, check=check))
 
     def _extract(self, extract):
         self.reset_staging()
@@ -637,6 +646,9 @@ class LocalSide:
             except tarfile.TarError as exc:
                 raise DockerError("volume '%s': the archive cannot be read as tar (%s); nothing was changed in "
                                   "the volume's data" % (self.name, exc)) from None
+            except DockerError as exc:
+                self.remove_staging()
+                raise DockerError("volume '%s': %s; the volume's data is unchanged" % (self.name, exc)) from None
 
     def fix_times(self, entries):
         """Nothing to fix: receive() gives every entry its times."""
@@ -714,68 +726,126 @@ def _copy_segment(fin, fout, start, end, view, counter, shift=0):
         counter[0] += n
 
 
-def copy_content(src, fout, st, *, buf, counter):
-    """Copy the content of the regular file src (lstat st) into the empty file open as fout,
+def copy_content(fin, fout, st, *, buf, counter):
+    """Copy the content of the regular file open as fin (lstat st) into the empty file open as fout,
     keeping the holes of a sparse file."""
     view = memoryview(buf)
     sparse = _SEEK_DATA is not None and st.st_blocks * 512 < st.st_size
-    fin = os.open(src, os.O_RDONLY)
-    try:
-        for start, end in data_segments(fin, st.st_size, sparse):
-            _copy_segment(fin, fout, start, end, view, counter)
-        if sparse:
-            os.ftruncate(fout, st.st_size)
-    finally:
-        os.close(fin)
+    for start, end in data_segments(fin, st.st_size, sparse):
+        _copy_segment(fin, fout, start, end, view, counter)
+    if sparse:
+        os.ftruncate(fout, st.st_size)
+
+
+_NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class _TreeWriter:
-    """Makes the entries of a new tree, owned as its engine's host needs.
+    """Makes the entries of a new tree (an fdtree.Tree), owned as its engine's host needs.
 
-    ids maps the owners as the containers see them to host ids. A file gets
-    its owner, mode and times through its open descriptor; a directory gets
-    them last (its entries change its mtime), chmod always after chown,
+    Entries are named by their path relative to the tree's root and made
+    relative to the descriptor of their directory, which was reached without
+    following any symlink: nothing is ever made, linked or changed outside the
+    tree. ids maps the owners as the containers see them to host ids. A file
+    gets its owner, mode and times through its open descriptor; a directory
+    gets them last (its entries change its mtime), chmod always after chown,
     which clears setuid and setgid.
     """
 
-    def __init__(self, ids=None):
+    def __init__(self, tree, ids=None):
+        self.tree = tree
         self.ids = ids or _same
         self.dirs = []
 
-    def directory(self, dst, mode, uid, gid, times, make=True):
+    def directory(self, path, mode, uid, gid, times, make=True):
         """A directory (made already unless make); its mode, owner and times are set by finish()."""
         if make:
-            os.mkdir(dst, 0o700)
-        self.dirs.append((dst, self.ids(uid, gid), mode, times))
+            parent, name = self.tree.parent(path)
+            os.mkdir(name, 0o700, dir_fd=parent.fd)
+        self.dirs.append((path, self.ids(uid, gid), mode, times))
 
-    def file(self, dst, mode, uid, gid, times, fill):
-        """A regular file whose content fill(fd) writes."""
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    def file(self, path, mode, uid, gid, times, fill, keep=False):
+        """A regular file whose content fill(fd) writes; with keep, a new descriptor of it (the caller closes)."""
+        parent, name = self.tree.parent(path)
+        fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent.fd)
         try:
             fill(fd)
             os.fchown(fd, *self.ids(uid, gid))
             os.fchmod(fd, mode)
             os.utime(fd, ns=times)
+            return os.dup(fd) if keep else None
         finally:
             os.close(fd)
 
-    def symlink(self, dst, target, uid, gid, times):
-        os.symlink(target, dst)
-        os.lchown(dst, *self.ids(uid, gid))
-        os.utime(dst, ns=times, follow_symlinks=False)
+    def symlink(self, path, target, uid, gid, times):
+        parent, name = self.tree.parent(path)
+        os.symlink(target, name, dir_fd=parent.fd)
+        os.chown(name, *self.ids(uid, gid), dir_fd=parent.fd, follow_symlinks=False)
+        os.utime(name, ns=times, dir_fd=parent.fd, follow_symlinks=False)
 
-    def node(self, dst, fmt, mode, rdev, uid, gid, times):
+    def node(self, path, fmt, mode, rdev, uid, gid, times):
         """A fifo or a device (fmt: stat.S_IFIFO, S_IFCHR or S_IFBLK)."""
-        os.mknod(dst, fmt | mode, rdev)
-        os.lchown(dst, *self.ids(uid, gid))
-        os.chmod(dst, mode)
-        os.utime(dst, ns=times)
+        parent, name = self.tree.parent(path)
+        os.mknod(name, fmt | 0o600, rdev, dir_fd=parent.fd)
+        os.chown(name, *self.ids(uid, gid), dir_fd=parent.fd, follow_symlinks=False)
+        fdtree.chmod(parent, name, mode)
+        os.utime(name, ns=times, dir_fd=parent.fd, follow_symlinks=False)
+
+    def link(self, path, target, what):
+        """A hard link at path to the regular file at target (both relative paths); what names it in errors."""
+        first, first_name = self.tree.parent(target)
+        if not stat.S_ISREG(fdtree.lstat(first, first_name).st_mode):
+            raise DockerError("%s is a hard link to %r, which is not a file" % (what, target))
+        parent, name = self.tree.parent(path)
+        os.link(first_name, name, src_dir_fd=first.fd, dst_dir_fd=parent.fd, follow_symlinks=False)
 
     def finish(self):
-        for dst, (uid, gid), mode, times in reversed(self.dirs):
-            os.lchown(dst, uid, gid)
-            os.chmod(dst, mode)
-            os.utime(dst, ns=times)
+        for path, (uid, gid), mode, times in reversed(self.dirs):
+            fd = self.tree.dir(path).fd
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=times)
+
+
+class _FdJobs:
+    """work(*fds) run by two threads on open descriptors, at most LIMIT at a time; each job closes its fds."""
+
+    LIMIT = 64
+
+    def __init__(self, work):
+        self.work = work
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.jobs = collections.deque()
+        self.done = []
+
+    def add(self, tag, *fds):
+        self.jobs.append((tag, fds, self.pool.submit(self._run, fds)))
+        while len(self.jobs) > self.LIMIT:
+            self._collect()
+
+    def _run(self, fds):
+        try:
+            return self.work(*fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _collect(self):
+        tag, _fds, future = self.jobs.popleft()
+        self.done.append((tag, future.result()))
+
+    def results(self):
+        """[(tag, work's result)] of every job, in the order they were added."""
+        while self.jobs:
+            self._collect()
+        return self.done
+
+    def close(self):
+        for _tag, fds, future in self.jobs:
+            if future.cancel():
+                for fd in fds:
+                    os.close(fd)
+        self.pool.shutdown(wait=True)
 
 
 def _write_member(member_file, fd, *, buf):
@@ -789,42 +859,47 @@ def _write_member(member_file, fd, *, buf):
             done += os.write(fd, view[done:n])
 
 
-def _member_path(root, name, what="member"):
-    """Where archive member name goes under root; refuses names that lead out of it."""
+def _member_path(name, what="member"):
+    """The relative path of archive member name; refuses names that lead out of the volume."""
     path = manifest.tar_path(name)
-    parts = path.split("/")
-    if name.startswith("/") or ".." in parts or "" in parts:
+    why = archive_check.bad_path(path) if path else None
+    if name.startswith("/") or why:
         raise DockerError("archive %s %r leads out of the volume; nothing of it was used" % (what, name))
-    dst = os.path.join(root, path)
-    parent = os.path.dirname(dst)
-    if parent != root and not stat.S_ISDIR(os.lstat(parent).st_mode):
-        raise DockerError("archive %s %r is below something that is not a directory; nothing of it was used"
-                          % (what, name))
-    return dst
+    return path
 
 
-def _hash_copy(path):
-    st = os.lstat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns, manifest.hash_file(path)
+def _hash_copy(fd):
+    st = os.fstat(fd)
+    return st.st_ino, st.st_size, st.st_mtime_ns, manifest.hash_fd(fd)
 
 
-def extract_tar(chunks, root, ids=None):
+def new_directory(path):
+    """Make the directory path (mode 0700) in a parent that is not a symlink; return it open (fdtree.Dir)."""
+    parent = fdtree.open_root(os.path.dirname(path) or ".")
+    name = os.path.basename(path)
+    os.mkdir(name, 0o700, dir_fd=parent.fd)
+    return fdtree.open_dir(parent, name)
+
+
+def extract_tar(chunks, root, ids=None, check=None):
     """Write the members of a tar stream (as local_tar makes them, './...') into the new directory root.
 
-    ids maps the owners in the stream (the containers' view) to host ids. A
-    member that would land outside root (an absolute name, '..', a path
-    through a symlink) or of a kind a volume does not hold stops the
-    extraction with an error. Each file written is read back and hashed by
+    ids maps the owners in the stream (the containers' view) to host ids.
+    check, when given (an archive_check.MemberCheck), decides on each member
+    before it is written. Every entry is made through the descriptors of
+    root's directories (fdtree): a member whose name leads out of root, or
+    through a symlink at any depth, or of a kind a volume does not hold stops
+    the extraction with an error. Each file written is read back and hashed by
     two worker threads while the extraction goes on; returns those hashes,
     {path: (inode, size, mtime_ns, sha256)}, for manifest.from_directory(known=).
     """
     buf = bytearray(BUFFER)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
         return _extract(archive, root, ids, lambda member: functools.partial(
-            _write_member, archive.extractfile(member), buf=buf))
+            _write_member, archive.extractfile(member), buf=buf), check)
 
 
-def extract_tar_file(path, root, ids=None, counter=None):
+def extract_tar_file(path, root, ids=None, counter=None, check=None):
     """extract_tar() of an uncompressed archive file: only its headers are read here, and each
     file's content is copied from its offset in the archive by the kernel (copy_file_range)."""
     counter = counter if counter is not None else [0]
@@ -834,129 +909,129 @@ def extract_tar_file(path, root, ids=None, counter=None):
             start = member.offset_data
             return lambda fd: _copy_segment(f.fileno(), fd, start, start + member.size, view, counter, shift=start)
 
-        return _extract(archive, root, ids, fill)
+        return _extract(archive, root, ids, fill, check)
 
 
-def _extract(archive, root, ids, fill):
-    os.mkdir(root, 0o700)
-    writer = _TreeWriter(ids)
-    pending = []
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        try:
-            _extract_members(archive, root, writer, fill, lambda path, dst: pending.append(
-                (path, pool.submit(_hash_copy, dst))))
-            writer.finish()
-            return dict((path, future.result()) for path, future in pending)
-        finally:
-            for _path, future in pending:
-                future.cancel()
+def _extract(archive, root, ids, fill, check):
+    writer = _TreeWriter(fdtree.Tree(new_directory(root)), ids)
+    hashes = _FdJobs(_hash_copy)
+    try:
+        _extract_members(archive, writer, fill, check, hashes.add)
+        writer.finish()
+        return dict(hashes.results())
+    finally:
+        hashes.close()
 
 
-def _extract_members(archive, root, writer, fill, written):  # noqa: PLR0912
-    """Make the members of the tar archive under root: fill(member)(fd) writes a file's content;
-    written(path, dst) is called for every file made."""
+def _extract_members(archive, writer, fill, check, written):  # noqa: PLR0912
+    """Make the members of the tar archive with writer: fill(member)(fd) writes a file's content;
+    written(path, fd) gets a descriptor of every file made (and closes it)."""
     for member in archive:
+        path = check(member) if check is not None else _member_path(member.name)
+        if path is None:
+            continue
         times = (int(member.mtime * 1e9),) * 2
         owner = (member.uid, member.gid)
-        if not manifest.tar_path(member.name):
-            writer.directory(root, member.mode, *owner, times, make=False)
-            continue
-        dst = _member_path(root, member.name)
-        if member.isdir():
-            writer.directory(dst, member.mode, *owner, times)
+        what = "archive member %r" % member.name
+        if not path:
+            writer.directory("", member.mode, *owner, times, make=False)
+        elif member.isdir():
+            writer.directory(path, member.mode, *owner, times)
         elif member.isreg() and not member.issparse():
-            writer.file(dst, member.mode, *owner, times, fill(member))
-            written(manifest.tar_path(member.name), dst)
+            written(path, writer.file(path, member.mode, *owner, times, fill(member), keep=True))
         elif member.issym():
-            writer.symlink(dst, member.linkname, *owner, times)
+            writer.symlink(path, member.linkname, *owner, times)
         elif member.islnk():
-            first = _member_path(root, member.linkname, "link target")
-            if not stat.S_ISREG(os.lstat(first).st_mode):
-                raise DockerError("archive member %r is a hard link to %r, which is not a file"
-                                  % (member.name, member.linkname))
-            os.link(first, dst, follow_symlinks=False)
+            writer.link(path, _member_path(member.linkname, "link target"), what)
         elif member.isfifo():
-            writer.node(dst, stat.S_IFIFO, member.mode, 0, *owner, times)
+            writer.node(path, stat.S_IFIFO, member.mode, 0, *owner, times)
         elif member.ischr() or member.isblk():
-            writer.node(dst, stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member.mode,
+            writer.node(path, stat.S_IFCHR if member.ischr() else stat.S_IFBLK, member.mode,
                         os.makedev(member.devmajor, member.devminor), *owner, times)
         else:
-            raise DockerError("archive member %r is of a kind a volume backup does not hold (tar type %r)"
-                              % (member.name, member.type))
+            raise DockerError("%s is of a kind a volume backup does not hold (tar type %r)" % (what, member.type))
 
 
 def _hash_pair(src, dst):
-    return manifest.hash_file(src), manifest.hash_file(dst)
+    """The sha256 of the source and of the copy, and the copy's (inode, size, mtime_ns)."""
+    st = os.fstat(dst)
+    return manifest.hash_fd(src), (st.st_ino, st.st_size, st.st_mtime_ns, manifest.hash_fd(dst))
 
 
 def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, counter=None):  # noqa: PLR0912,PLR0915
-    """Copy the tree at src_root to the new directory dst_root.
+    """Copy the tree at src_root (a path or an fdtree.Dir) to the new directory dst_root.
 
-    Returns (the source's manifest, hashes of the copies): the content of each
-    file is hashed on both sides by two worker threads while the copy goes on,
-    each side read back from its own file. The hashes of the copies are
-    {path: (inode, size, mtime_ns, sha256)} for manifest.from_directory(known=).
-    Owners are carried as the containers see them: src_ids maps the source
-    engine's host ids to that view, dst_ids maps it to the destination's.
+    Both trees are reached through directory descriptors, no symlink
+    followed (fdtree). Returns (the source's manifest, hashes of the copies):
+    the content of each file is hashed on both sides by two worker threads
+    while the copy goes on, each side read back from its own file. The hashes
+    of the copies are {path: (inode, size, mtime_ns, sha256)} for
+    manifest.from_directory(known=). Owners are carried as the containers see
+    them: src_ids maps the source engine's host ids to that view, dst_ids maps
+    it to the destination's.
     """
     counter = counter if counter is not None else [0]
     buf = bytearray(BUFFER)
     entries = []
     links = {}
-    writer = _TreeWriter(dst_ids)
-    pending = []
-    pool = ThreadPoolExecutor(max_workers=2) if checksum else None
+    writer = _TreeWriter(fdtree.Tree(new_directory(dst_root)), dst_ids)
+    hashes = _FdJobs(_hash_pair) if checksum else None
     try:
-        for path, abspath, st in manifest.walk(src_root):
-            dst = os.path.join(dst_root, path) if path else dst_root
+        for path, parent, name, st in manifest.walk(src_root):
             mode = st.st_mode
             uid, gid = src_ids(st.st_uid, st.st_gid) if src_ids else (st.st_uid, st.st_gid)
             times = (st.st_atime_ns, st.st_mtime_ns)
             target = None
+            copy = None
             if stat.S_ISDIR(mode):
-                writer.directory(dst, stat.S_IMODE(mode), uid, gid, times)
+                writer.directory(path, stat.S_IMODE(mode), uid, gid, times, make=bool(path))
             elif stat.S_ISREG(mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in links:
-                    first_dst, first, group = links[key]
-                    os.link(first_dst, dst, follow_symlinks=False)
+                    first, group = links[key]
+                    writer.link(path, first["path"], "file %r" % path)
                     entry = dict(first, path=path)
                     entry.pop("hardlink", None)
                     entries.append(entry)
                     group.append(path)
                     continue
-                writer.file(dst, stat.S_IMODE(mode), uid, gid, times,
-                            functools.partial(copy_content, abspath, st=st, buf=buf, counter=counter))
+                fin = fdtree.open_file(parent, name, st)
+                try:
+                    copy = writer.file(path, stat.S_IMODE(mode), uid, gid, times,
+                                       functools.partial(copy_content, fin, st=st, buf=buf, counter=counter),
+                                       keep=hashes is not None)
+                    if copy is not None:
+                        copy = (os.dup(fin), copy)
+                finally:
+                    os.close(fin)
             elif stat.S_ISLNK(mode):
-                target = os.readlink(abspath)
-                writer.symlink(dst, target, uid, gid, times)
+                target = fdtree.readlink(parent, name)
+                writer.symlink(path, target, uid, gid, times)
                 target = os.fsdecode(target)
             elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                writer.node(dst, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_rdev, uid, gid, times)
+                writer.node(path, stat.S_IFMT(mode), stat.S_IMODE(mode), st.st_rdev, uid, gid, times)
             else:
                 continue
             entry = manifest.entry_from_stat(path, st, src_ids, None, target)
             entries.append(entry)
-            if stat.S_ISREG(mode):
-                if pool is not None:
-                    pending.append((entry, os.lstat(dst), pool.submit(_hash_pair, abspath, dst)))
-                if st.st_nlink > 1:
-                    links[(st.st_dev, st.st_ino)] = (dst, entry, [path])
+            if copy is not None:
+                hashes.add(entry, *copy)
+            if stat.S_ISREG(mode) and st.st_nlink > 1:
+                links[(st.st_dev, st.st_ino)] = (entry, [path])
         writer.finish()
         copies = {}
-        for entry, dst_st, future in pending:
-            src_sha, dst_sha = future.result()
+        for entry, (src_sha, copied) in hashes.results() if hashes is not None else ():
             entry["sha256"] = src_sha
-            copies[entry["path"]] = (dst_st.st_ino, dst_st.st_size, dst_st.st_mtime_ns, dst_sha)
+            copies[entry["path"]] = copied
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if hashes is not None:
+            hashes.close()
     by_path = dict((e["path"], e) for e in entries)
-    for _dst, first, group in links.values():
+    for first, group in links.values():
         for path in group[1:]:
             if "sha256" in first:
                 by_path[path]["sha256"] = first["sha256"]
-    return manifest.link_groups(entries, [group for _d, _e, group in links.values()]), copies
+    return manifest.link_groups(entries, [group for _e, group in links.values()]), copies
 
 
 # ---------------------------------------------------------------- Engine API side
@@ -1063,8 +1138,12 @@ class ApiSide:
         """Extract a tar stream (members './...') into the staging directory."""
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
         data = "%s/%s" % (staging, DATA)
-        self._run_stdin("rm -rf %s && mkdir -m 700 %s && mkdir %s && exec tar -x -f - --numeric-owner -C %s"
-                        % (staging, staging, data, data), chunks, "tar")
+        try:
+            self._run_stdin("rm -rf %s && mkdir -m 700 %s && mkdir %s && exec tar -x -f - --numeric-owner -C %s"
+                            % (staging, staging, data, data), chunks, "tar")
+        except archive_check.Refused as exc:
+            self.run("rm -rf %s" % staging)
+            raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
 
     def fix_times(self, entries):
         """Set the mtimes tar -x leaves wrong in busybox: directories (changed by their children) and links."""
@@ -1144,7 +1223,7 @@ def copy_into(source, dest, checksum, counter):
     if isinstance(source, LocalSide) and isinstance(dest, LocalSide):
         return dest.receive_local(source, checksum, counter)
     if isinstance(source, ArchiveSource) and isinstance(dest, LocalSide) and source.compression == "none":
-        dest.receive_archive(source.path, counter)
+        dest.receive_archive(source.path, counter, source.member_check())
         return source.manifest(checksum)
     entries = []
     dest.receive(source.archive(checksum, entries, counter))
@@ -1334,15 +1413,6 @@ def read_checksum_file(path):
     return first[0].lower() if first else None
 
 
-def write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-
-
 class _Worker:
     """A thread that applies work to each batch put to it, in order.
 
@@ -1403,16 +1473,16 @@ DIRECT_ALIGN = 4096
 WRITEBACK = 64 << 20
 
 
-def _open_archive(path, direct):
-    """Open path for writing, with O_DIRECT if asked and allowed; return (fd, direct)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+def _open_archive(path, direct, mode):
+    """Create path (atomic.open_new: never through a symlink) with mode, with O_DIRECT if asked and allowed;
+    return (fd, direct)."""
     if direct and getattr(os, "O_DIRECT", 0):
         try:
-            return os.open(path, flags | os.O_DIRECT, 0o666), True
+            return atomic.open_new(path, mode, os.O_DIRECT), True
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
-    return os.open(path, flags, 0o666), False
+    return atomic.open_new(path, mode), False
 
 
 class _DiskWriter:
@@ -1479,8 +1549,10 @@ def _start_writeback(fd, offset, length):
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def write_archive(chunks, path, compression, pool=None):
+def write_archive(chunks, path, compression, pool=None, mode=atomic.PRIVATE):
     """Write chunks (compressed) to path via path.partial (removed on failure); return its sha256 and size.
+
+    The archive gets mode (0600 unless told); path.partial is created new, never through a symlink.
 
     One thread hashes the archive and another writes it while the chunks are
     produced; chunks of pool are held until both are done with them, and an
@@ -1491,7 +1563,7 @@ def write_archive(chunks, path, compression, pool=None):
     batch, length = [], 0
     holds = pool is not None and comp is None
     with _os_errors("writing %s" % path):
-        fd, direct = _open_archive(tmp, holds)
+        fd, direct = _open_archive(tmp, holds, mode)
         archive = _ArchiveHash()
         release = pool.release if holds else None
         workers = [_Worker(archive, release), _Worker(_DiskWriter(fd, direct), release)]
@@ -1529,6 +1601,7 @@ def write_archive(chunks, path, compression, pool=None):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         os.rename(tmp, path)
+        atomic.sync_directory(os.path.dirname(path))
     return archive.sha.hexdigest(), archive.size
 
 
@@ -1546,8 +1619,16 @@ class ArchiveSource:
     def manifest(self, checksum):
         return list(self.doc["entries"])
 
+    def member_check(self):
+        """An archive_check.MemberCheck of the archive's members against its manifest."""
+        return archive_check.MemberCheck(self.doc["entries"])
+
     def archive(self, checksum, entries, counter, pool=None):
+        """The archive's tar stream, each member checked against the manifest before it is passed on."""
         entries.extend(self.doc["entries"])
+        yield from archive_check.checked_tar(self._chunks(counter), self.member_check())
+
+    def _chunks(self, counter):
         for chunk in decompressed(file_chunks(self.path), self.compression):
             counter[0] += len(chunk)
             yield chunk

@@ -27,7 +27,7 @@ import re
 import shlex
 import stat as stat_module
 
-from ansible_collections.persist.docker.plugins.module_utils import idmap
+from ansible_collections.persist.docker.plugins.module_utils import fdtree, idmap
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     api_errors,
@@ -440,20 +440,12 @@ class LocalRoot:
     def describe(self):
         return self.path
 
-    def _entries(self, recursive):
-        st = os.lstat(self.path)
-        yield self.path, st
-        if not recursive:
-            return
-        pending = [self.path]
-        while pending:
-            directory = pending.pop()
-            with os.scandir(directory) as found:
-                for entry in found:
-                    st = entry.stat(follow_symlinks=False)
-                    yield entry.path, st
-                    if stat_module.S_ISDIR(st.st_mode):
-                        pending.append(entry.path)
+    def _entries(self, recursive, follow=False):
+        """fdtree.walk() of the root (refused when it is a symlink unless follow), or only the root unless recursive."""
+        root = fdtree.open_root(self.path, follow)
+        if recursive:
+            return fdtree.walk(root)
+        return iter([("", root, ".", os.fstat(root.fd))])
 
     def _guard(self, what):
         return _os_errors("%s of %s" % (what, self.path))
@@ -479,8 +471,8 @@ class LocalRoot:
         with self._guard("usage"):
             if not os.path.isdir(self.path):
                 return dict(size=0, files=0, entries=0)
-            for path, st in self._entries(True):
-                if path == self.path:
+            for path, _parent, _name, st in self._entries(True, follow=True):
+                if not path:
                     continue
                 entries += 1
                 if stat_module.S_ISREG(st.st_mode):
@@ -489,7 +481,12 @@ class LocalRoot:
         return dict(size=size, files=files, entries=entries)
 
     def apply_ownership(self, uid, gid, mode, recursive, check_mode):
-        """chown (only what differs) and chmod the root; returns {'chown': n, 'chmod': n}."""
+        """chown (only what differs) and chmod the root; returns {'chown': n, 'chmod': n}.
+
+        Every entry is changed relative to the descriptor of its directory, never
+        through a symlink (fdtree), so a tree that changes meanwhile cannot lead
+        the chown onto other files; a root that is a symlink is refused.
+        """
         with self._guard("ownership"):
             if not os.path.lexists(self.path):
                 if check_mode:
@@ -499,14 +496,19 @@ class LocalRoot:
                     count, chmod = ownership_counts(new, uid, gid, mode)
                     return dict(chown=count, chmod=1 if chmod else 0)
                 os.makedirs(self.path)
-            entries = [(p, st.st_uid, st.st_gid, stat_module.S_IMODE(st.st_mode)) for p, st in self._entries(recursive)]
+            entries = []
+            root = None
+            for path, parent, name, st in self._entries(recursive):
+                entries.append((path, st.st_uid, st.st_gid, stat_module.S_IMODE(st.st_mode)))
+                if not path:
+                    root = parent
+                differs = (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
+                if differs and not check_mode:
+                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=parent.fd,
+                             follow_symlinks=False)
             count, chmod = ownership_counts(entries, uid, gid, mode)
-            if not check_mode:
-                for path, e_uid, e_gid, _mode in entries:
-                    if (uid is not None and e_uid != uid) or (gid is not None and e_gid != gid):
-                        os.lchown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-                if chmod:
-                    os.chmod(self.path, mode)
+            if chmod and not check_mode:
+                os.fchmod(root.fd, mode)
         return dict(chown=count, chmod=1 if chmod else 0)
 
 

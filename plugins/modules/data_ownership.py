@@ -23,6 +23,9 @@ description:
   - The root is reached through the local file system when the engine is on a local Unix socket
     and the module runs as root, otherwise through a short-lived helper container (run with the
     host's user namespace); see O(root_access).
+  - Through the local file system, every entry is changed relative to the descriptor of its directory
+    and never through a symbolic link, so a container that changes the tree meanwhile cannot lead the
+    change onto other files of the host; a root that is itself a symbolic link is refused.
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:

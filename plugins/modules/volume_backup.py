@@ -20,6 +20,10 @@ description:
     manifest equals the stored one, nothing is written.
   - When the engine is on a local Unix socket and the volume's mountpoint is readable here, the data
     is read from disk; otherwise it is streamed through the Engine API from a helper container.
+  - The archive, its manifest and its checksum file are created with O(mode), 0600 by default, as
+    they hold the volume's data; their temporary files are created new and a symbolic link found at
+    a temporary name is refused, never followed. Files of an up-to-date backup that have another mode
+    get O(mode).
   - An uncompressed archive of a volume read from disk is written past the page cache (C(O_DIRECT))
     where the file system allows it, so a backup does not push the services' data out of memory;
     elsewhere it is written through the page cache.
@@ -92,6 +96,13 @@ options:
       - Image of the helper container used when the data goes through the Engine API.
     type: str
     default: busybox:latest
+  mode:
+    description:
+      - Permissions of the archive, its manifest and its checksum file, as an octal number in a quoted
+        string (V('0640')) or an integer as YAML reads C(0640).
+      - The default keeps a backup readable by root only; a volume's data often holds secrets.
+    type: raw
+    default: '0600'
 author:
   - Persist Docker Maintainers (@persist)
 """
@@ -190,14 +201,17 @@ actions:
 """
 
 import os
+import stat
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils import atomic, containers, locking, manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
     containers_using,
+    format_mode,
     inspect_volume,
+    parse_mode,
 )
 
 
@@ -217,6 +231,7 @@ class VolumeBackupManager:
         p = self.params
         api = self.dm.api
         path, manifest_path, checksum_path = transfer.archive_files(p["path"])
+        mode = parse_mode(p["mode"], "mode")
         compression = transfer.pick_compression(path, p["compression"])
         if compression == "zstd":
             transfer._zstandard()
@@ -241,9 +256,7 @@ class VolumeBackupManager:
                 unchanged = manifest.digest(current) == stored["digest"] and \
                     archive_sha256() == stored["archive_sha256"]
             if unchanged:
-                result.update(changed=bool(recovered), archive_sha256=stored["archive_sha256"],
-                              digest=stored["digest"], archive_size=os.path.getsize(path), **manifest.summary(current))
-                return self.with_diff(result, stored["digest"], stored["digest"])
+                return self.up_to_date(result, stored, current, mode, recovered)
         result["changed"] = True
         result["actions"].append("wrote %s from volume '%s'" % (path, p["volume"]))
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
@@ -265,17 +278,30 @@ class VolumeBackupManager:
             counter = [0]
             start = time.monotonic()
             pool = transfer.BufferPool()
-            sha, size = transfer.write_archive(side.archive(True, entries, counter, pool), path, compression, pool)
+            sha, size = transfer.write_archive(side.archive(True, entries, counter, pool), path, compression, pool,
+                                               mode)
             seconds = time.monotonic() - start
             digest = manifest.digest(entries)
-            with transfer._os_errors("writing the manifest beside %s" % path):
-                transfer.write_atomic(manifest_path, manifest.dump(entries, digest, volume=p["volume"],
-                                                                   archive_sha256=sha, compression=compression))
-                transfer.write_atomic(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)))
+            with os_errors("writing the manifest beside %s" % path,
+                           "fix the cause and run again, the volume is unchanged"):
+                atomic.write_text(manifest_path, manifest.dump(entries, digest, volume=p["volume"], archive_sha256=sha,
+                                                               compression=compression), mode)
+                atomic.write_text(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)), mode)
         summary = manifest.summary(entries)
         result.update(archive_sha256=sha, digest=digest, archive_size=size, seconds=round(seconds, 3),
                       throughput=transfer.throughput(summary["bytes"], seconds), **summary)
         return self.with_diff(result, stored and stored["digest"], digest)
+
+    def up_to_date(self, result, stored, current, mode, recovered):
+        """The result for a backup that is up to date; its files get mode if they have another one."""
+        modes = files_to_chmod((result["path"], result["manifest_path"], result["checksum_path"]), mode)
+        if modes and not self.dm.check_mode:
+            chmod_files(modes, mode)
+        result["actions"].extend("set mode %s on %s" % (format_mode(mode), f) for f in modes)
+        result.update(changed=bool(modes or recovered), archive_sha256=stored["archive_sha256"],
+                      digest=stored["digest"],
+                      archive_size=os.path.getsize(result["path"]), **manifest.summary(current))
+        return self.with_diff(result, stored["digest"], stored["digest"])
 
     def stored(self, path, manifest_path, checksum_path):
         """The stored backup's {'digest', 'archive_sha256'} when its three files agree, else None.
@@ -301,6 +327,29 @@ class VolumeBackupManager:
         return result
 
 
+def files_to_chmod(paths, mode):
+    """The regular files among paths whose permissions are not mode (symlinks are left alone)."""
+    found = []
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+            found.append(path)
+    return found
+
+
+def chmod_files(paths, mode):
+    with os_errors("setting the mode of the backup files", "fix the cause and run again"):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            try:
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+
+
 def main():
     spec = dict(
         volume=dict(type="str", required=True),
@@ -312,6 +361,7 @@ def main():
         method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
         helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
+        mode=dict(type="raw", default="0600"),
     )
     DockerModule(spec, mutually_exclusive=[("quiesce", "stop_containers")]).run(VolumeBackupManager)
 

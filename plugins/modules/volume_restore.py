@@ -14,6 +14,12 @@ description:
     (V(<path>.manifest.json)) before anything changes, then extracts it into a staging directory of
     the volume (creating the volume when it does not exist), compares the extracted tree with the
     manifest and only then moves it into place.
+  - Each member of the archive is checked against the manifest before it is written - its name, type,
+    size, link target or device - and the manifest must describe a tree (no absolute or C(..) path,
+    nothing below a symbolic link). A member the manifest does not list, or one that would lead
+    outside the volume, fails the restore and removes the staged data; the volume is unchanged. On
+    this host every entry is written through the descriptors of its directories, never through a
+    symbolic link.
   - Refuses a volume that holds other data unless O(force=true), which replaces that data.
   - Crash-safe - a run killed at any point leaves the staged data in a hidden directory
     (V(.persist-docker-staging)) and the next run finishes or starts over. Only a staged copy of this
@@ -150,7 +156,13 @@ actions:
 import os
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive_check,
+    containers,
+    locking,
+    manifest,
+    transfer,
+)
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
@@ -177,6 +189,10 @@ class VolumeRestoreManager:
         except (OSError, ValueError) as exc:
             raise DockerError("the manifest %s cannot be used (%s); restore from another backup"
                               % (manifest_path, exc)) from None
+        try:
+            archive_check.index(doc["entries"])
+        except archive_check.Refused as exc:
+            raise DockerError("%s: %s" % (manifest_path, exc)) from None
         recorded = transfer.read_checksum_file(checksum_path)
         actual = transfer.sha256_file(path)
         if actual != recorded or recorded != doc.get("archive_sha256"):

@@ -6,6 +6,7 @@ import stat
 import tarfile
 
 import pytest
+from test_fdtree import snapshot
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
 
@@ -151,13 +152,14 @@ def test_read_ahead_opens_the_files_to_read(tmp_path):
         pass
     before = open_fds()
     seen, opened = [], []
-    for path, _abspath, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
+    for path, _parent, _name, st, fd in manifest.read_ahead(manifest.walk(str(tmp_path)), files=2, size=1 << 20):
         seen.append(path)
         if fd is not None:
             assert os.path.samestat(os.fstat(fd), st)
             os.close(fd)
             opened.append(path)
-    assert seen == [p for p, _a, _s in manifest.walk(str(tmp_path))]
+    del _parent  # the last entry's directory, open while it is referenced
+    assert seen == [p for p, _d, _n, _s in manifest.walk(str(tmp_path))]
     assert open_fds() == before
     # regular files with data, and of the two links of one file only the first one walked
     links = [p for p in seen if p in ("new\nline", "a-hardlink")]
@@ -171,14 +173,14 @@ def test_read_ahead_closes_what_is_left_when_abandoned(tmp_path):
     before = open_fds()
     walked = manifest.read_ahead(manifest.walk(str(tmp_path)), files=8)
     next(walked)
-    assert open_fds() == before + 8
+    assert open_fds() == before + 8 + 1  # the files ahead, and the directory being walked
     walked.close()
     assert open_fds() == before
 
 
 def test_local_tar_opens_what_could_not_be_opened_ahead(tmp_path, monkeypatch):
     awkward_tree(str(tmp_path))
-    monkeypatch.setattr(manifest, "_open_ahead", lambda path, length: None)
+    monkeypatch.setattr(manifest, "_open_ahead", lambda parent, name, st, length: None)
     before = open_fds()
     data, during = tar_of(str(tmp_path))
     assert manifest.digest(during) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data))) \
@@ -224,16 +226,26 @@ def crafted_tar(members):
     ([("./s", tarfile.SYMTYPE, "OUTSIDE/f"), ("./h", tarfile.LNKTYPE, "./s")], "not a file"),
     ([("./h", tarfile.LNKTYPE, "../OUTSIDE/f")], "leads out of the volume"),
     ([("./c", b"Z", "")], "does not hold"),
+    # a symlink to a directory outside, then members below it at depth 2 and 3 (the parent of each is a
+    # directory there), a hard link to a file there, a hard link made there
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/evil", tarfile.REGTYPE, b"x")], "'d' is a symbolic link"),
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/b/evil", tarfile.REGTYPE, b"x")], "'d' is a symbolic link"),
+    ([("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./h", tarfile.LNKTYPE, "./d/a/secret")], "'d' is a symbolic link"),
+    ([("./x", tarfile.REGTYPE, b"x"), ("./d", tarfile.SYMTYPE, "OUTSIDE"), ("./d/a/h", tarfile.LNKTYPE, "./x")],
+     "'d' is a symbolic link"),
 ])
 def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, message):
     outside = tmp_path / "OUTSIDE"
-    outside.mkdir()
+    (outside / "a" / "b").mkdir(parents=True)
     (outside / "f").write_bytes(b"keep")
+    (outside / "a" / "secret").write_bytes(b"keep")
+    before = snapshot(outside)
     data = crafted_tar([(n, k, str(outside) if e == "OUTSIDE" else e.replace("OUTSIDE", str(outside))
                          if isinstance(e, str) else e) for n, k, e in members])
-    with pytest.raises(transfer.DockerError, match=message):
+    with pytest.raises(transfer.DockerError) as refused:
         transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
-    assert sorted(os.listdir(str(outside))) == ["f"] and (outside / "f").read_bytes() == b"keep"
+    assert snapshot(outside) == before  # nothing outside was created, changed or linked
+    assert message in str(refused.value)
     assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()
 
 
@@ -251,5 +263,5 @@ def test_extract_tar_file_copies_contents_from_their_offsets(tmp_path, monkeypat
     copies = transfer.extract_tar_file(path, dst, counter=counter)
     assert manifest.digest(manifest.from_directory(dst)) == manifest.digest(entries)
     assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
-    inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _a, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
+    inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _d, _n, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
     assert counter[0] == sum(inodes.values())  # every file's content once, hard links not again

@@ -225,10 +225,10 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
     open_, write_all = os.open, transfer._write_all
     modes = []
 
-    def refusing_open(path, flags, *args):
+    def refusing_open(path, flags, *args, **kwargs):
         if flags & os.O_DIRECT:
             raise OSError(errno.EINVAL, "Invalid argument")
-        return open_(path, flags, *args)
+        return open_(path, flags, *args, **kwargs)
 
     def recording_write(fd, pieces):
         direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
@@ -303,8 +303,8 @@ def test_copy_file_falls_back_to_a_buffer(tmp_path, monkeypatch):
     src.write_bytes(os.urandom(3 << 20))
     monkeypatch.setattr(transfer, "_KERNEL_COPY", [False])
     counter = [0]
-    with open(str(dst), "wb") as out:
-        transfer.copy_content(str(src), out.fileno(), os.stat(src), buf=bytearray(1 << 20), counter=counter)
+    with open(str(src), "rb") as fin, open(str(dst), "wb") as out:
+        transfer.copy_content(fin.fileno(), out.fileno(), os.stat(src), buf=bytearray(1 << 20), counter=counter)
     assert dst.read_bytes() == src.read_bytes() and counter[0] == 3 << 20
 
 
