@@ -932,6 +932,10 @@ def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, count
 _SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
 
 
+# Seconds a write to a helper container's stdin may stall before checking that the helper still runs.
+STDIN_STALL = 5
+
+
 class ApiSide:
     """A volume reached through the Engine API and helper containers of helper_image."""
 
@@ -1028,6 +1032,18 @@ class ApiSide:
         text = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
         self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
 
+    def _send(self, raw, cid, chunk):
+        """Send chunk on the attached stdin; False when the helper container exited before reading it all."""
+        view = memoryview(chunk)
+        while view:
+            try:
+                view = view[raw.send(view):]
+            except socket.timeout:
+                with api_errors(self.subject):
+                    if not self.api.inspect_container(cid)["State"]["Running"]:
+                        return False
+        return True
+
     def _run_stdin(self, script, chunks, what):
         """Run script in a helper container with chunks on its stdin."""
         cid = self._create(["sh", "-c", script], stdin=True)
@@ -1037,9 +1053,11 @@ class ApiSide:
                 self.api.start(cid)
             raw = getattr(sock, "_sock", sock)
             try:
-                for chunk in chunks:
-                    raw.sendall(chunk)
-                raw.shutdown(socket.SHUT_WR)
+                # A helper that exits early (tar -x on a full disk) stops reading, and the engine keeps the
+                # attached stream open: send with a timeout and stop once the container has exited.
+                raw.settimeout(STDIN_STALL)
+                if all(self._send(raw, cid, chunk) for chunk in chunks):
+                    raw.shutdown(socket.SHUT_WR)
             except OSError as exc:
                 raise DockerError("%s: lost the connection to the Docker daemon while writing (%s)"
                                   % (self.subject, exc)) from None
