@@ -1232,6 +1232,16 @@ def compressor(compression):
     return None
 
 
+def decompression_errors(compression):
+    """The exceptions decompressed() raises for damaged data of the compression."""
+    if compression == "gzip":
+        import zlib
+        return (zlib.error,)
+    if compression == "zstd":
+        return (_zstandard().ZstdError,)
+    return ()
+
+
 def decompressed(chunks, compression):
     """The chunks of an archive, decompressed."""
     if compression == "gzip":
@@ -1525,6 +1535,11 @@ class ArchiveSource:
 
     def archive(self, checksum, entries, counter, pool=None):
         entries.extend(self.doc["entries"])
-        for chunk in decompressed(file_chunks(self.path), self.compression):
-            counter[0] += len(chunk)
-            yield chunk
+        try:
+            for chunk in decompressed(file_chunks(self.path), self.compression):
+                counter[0] += len(chunk)
+                yield chunk
+        except decompression_errors(self.compression) as exc:
+            raise DockerError("the archive %s cannot be decompressed as %s (%s): it is damaged although its checksum "
+                              "file and manifest agree with it; nothing was restored, use another backup"
+                              % (self.path, self.compression, exc)) from None
