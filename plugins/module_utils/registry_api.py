@@ -11,6 +11,7 @@ both understood.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -99,6 +100,9 @@ class RegistryClient:
             raise DockerError("the Python package requests is needed on the managed host; "
                               "install it (pip install requests)")
         url_scheme, self.host = parse_registry_url(registry)
+        if ca_path and not os.path.isfile(ca_path):
+            raise DockerError("registry_ca_path %s does not exist or is not a file; give the CA certificate that "
+                              "signed the certificate of the registry %s" % (ca_path, self.host))
         self.scheme = url_scheme or (None if scheme == "auto" else scheme)
         self.username = username
         self.password = password
