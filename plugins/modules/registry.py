@@ -321,6 +321,7 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerModule,
     api_errors,
     get_or_none,
+    os_errors,
 )
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import RegistryClient, wait_until_up
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
@@ -372,7 +373,13 @@ class RegistryManager:
 
     # -- reading ----------------------------------------------------------------------------------
     def inspect(self):
-        return get_or_none("container '%s'" % self.name, self.api.inspect_container, self.name)
+        existing = get_or_none("container '%s'" % self.name, self.api.inspect_container, self.name)
+        labels = ((existing or {}).get("Config") or {}).get("Labels") or {}
+        if existing and FINGERPRINT_LABEL not in labels and existing.get("Image") != self.image_id():
+            raise DockerError("container '%s' exists and is not a registry (image %s, no label %s); it was left "
+                              "alone: choose another name, or remove that container yourself"
+                              % (self.name, (existing.get("Config") or {}).get("Image"), FINGERPRINT_LABEL))
+        return existing
 
     def image_id(self):
         image = get_or_none("image '%s'" % self.params["image"], self.api.inspect_image, self.params["image"])
@@ -541,7 +548,9 @@ class RegistryManager:
             if not os.path.isdir(p["storage_path"]) and is_local(self.dm.host):
                 self.actions.append("created directory %s" % p["storage_path"])
                 if not self.dm.check_mode:
-                    os.makedirs(p["storage_path"], 0o755)
+                    with os_errors("registry '%s': creating storage_path %s" % (self.name, p["storage_path"]),
+                                   "create it yourself or choose a writable directory"):
+                        os.makedirs(p["storage_path"], 0o755)
             return
         volume = storage_volume_name(p)
         if get_or_none("volume '%s'" % volume, self.api.inspect_volume, volume) is None:
