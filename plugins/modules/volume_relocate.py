@@ -272,6 +272,7 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
 )
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
+    check_driver,
     container_names,
     containers_using,
     inspect_volume,
@@ -465,6 +466,7 @@ class VolumeRelocateManager:
         labels = dict(src_attrs.get("Labels") or {}) if self.params["copy_labels"] else {}
         labels.update((str(k), str(v)) for k, v in (d["labels"] or {}).items())
         opts = dict((str(k), str(v)) for k, v in (d["driver_opts"] or {}).items())
+        check_driver(self.dst_api, d["driver"])
         with api_errors("destination volume '%s' on %s" % (name, self.dst_host)):
             self.dst_api.create_volume(name, driver=d["driver"], driver_opts=opts or None, labels=labels or None)
         return inspect_volume(self.dst_api, name)
