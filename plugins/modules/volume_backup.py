@@ -186,6 +186,9 @@ class VolumeBackupManager:
             transfer._zstandard()
         if not os.path.isdir(os.path.dirname(path) or "."):
             raise DockerError("the directory of %s does not exist; create it first" % path)
+        if os.path.isdir(path):
+            raise DockerError("path %s is a directory; give the path of the archive file, for example %s"
+                              % (path, os.path.join(path, "%s.tar.gz" % p["volume"])))
         attrs = inspect_volume(api, p["volume"])
         if attrs is None:
             raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
