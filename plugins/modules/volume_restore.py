@@ -159,7 +159,7 @@ class VolumeRestoreManager:
         path, manifest_path, checksum_path = transfer.archive_files(self.params["path"])
         for f, what in ((path, "archive"), (manifest_path, "manifest"), (checksum_path, "checksum file")):
             if not os.path.isfile(f):
-                raise DockerError("the %s %s does not exist; give the path of an archive written by "
+                raise DockerError("the %s %s does not exist or is not a file; give the path of an archive written by "
                                   "persist.docker.volume_backup" % (what, f))
         try:
             with open(manifest_path) as f:
