@@ -1,0 +1,44 @@
+#!/bin/sh
+# Print the inspected state of the objects named by the arguments, for before/after comparisons.
+#   volume:NAME     docker volume inspect, and the volume's entries (without the staging directory of an
+#                   interrupted copy, which is hidden and resumed by the next run)
+#   container:NAME  id, status, image and start time of a container
+#   images:PREFIX   the images whose name starts with PREFIX, with their ids
+#   path:PATH       every entry below PATH with its type and mode, and size and mtime of non-directories
+#   registry:URL    the catalog of the registry at URL and the tags of each repository
+# Anything missing prints its error text, which is part of the state too.
+for spec in "$@"; do
+  kind=${spec%%:*}
+  what=${spec#*:}
+  echo "== $spec"
+  case $kind in
+    volume)
+      docker volume inspect "$what" 2>&1
+      if docker volume inspect "$what" >/dev/null 2>&1; then
+        docker run --rm --network none -v "$what:/v:ro" busybox:latest \
+          sh -c 'cd /v && find . ! -path "./.persist-docker-staging*" -exec stat -c "%n %F %a %u %g" {} + | sort
+                  find . ! -path "./.persist-docker-staging*" ! -type d -exec stat -c "%n %s %Y" {} + | sort' 2>&1
+      fi
+      ;;
+    container)
+      docker container inspect --format '{{.Id}} {{.State.Status}} {{.Image}} {{.State.StartedAt}}' "$what" 2>&1
+      ;;
+    images)
+      docker image ls --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' | grep "^$what" | sort
+      ;;
+    path)
+      # directories without their mtime: a temporary file created and removed again changes it
+      find "$what" -printf '%p %y %m\n' 2>&1 | sort
+      find "$what" ! -type d -printf '%p %s %T@\n' 2>&1 | sort
+      ;;
+    registry)
+      for repo in $(curl -sf "$what/v2/_catalog" | tr -d '{}[]"' | sed 's/^repositories://' | tr ',' ' '); do
+        echo "$repo $(curl -sf "$what/v2/$repo/tags/list")"
+      done
+      ;;
+    *)
+      echo "unknown kind $kind" >&2
+      exit 2
+      ;;
+  esac
+done
