@@ -13,11 +13,15 @@ for spec in "$@"; do
   echo "== $spec"
   case $kind in
     volume)
-      docker volume inspect "$what" 2>&1
-      if docker volume inspect "$what" >/dev/null 2>&1; then
-        docker run --rm --network none -v "$what:/v:ro" busybox:latest \
-          sh -c 'cd /v && find . ! -path "./.persist-docker-staging*" -exec stat -c "%n %F %a %u %g" {} + | sort
-                  find . ! -path "./.persist-docker-staging*" ! -type d -exec stat -c "%n %s %Y" {} + | sort' 2>&1
+      # Not CreatedAt: for a local volume it is the ctime of its directory, which any entry made changes.
+      if mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$what" 2>&1); then
+        docker volume inspect --format '{{.Name}} {{.Driver}} {{json .Options}} {{json .Labels}} {{.Mountpoint}}' "$what"
+        # root reads the entries of a local volume on this host (tmpfs volumes are empty when unused)
+        cd "$mountpoint" && find . ! -path "./.persist-docker-staging*" -printf '%p %y %m %U %G\n' | sort
+        find . ! -path "./.persist-docker-staging*" ! -type d -printf '%p %s %T@\n' | sort
+        cd /
+      else
+        echo "$mountpoint"
       fi
       ;;
     container)
