@@ -12,8 +12,10 @@ import sys
 
 archive = sys.argv[1]
 directory = os.path.dirname(archive)
-data = bytearray(open(archive, "rb").read())
-manifest = json.load(open(archive + ".manifest.json"))
+with open(archive, "rb") as f:
+    data = bytearray(f.read())
+with open(archive + ".manifest.json") as f:
+    manifest = json.load(f)
 
 
 def write(name, content, doc, sha=None):
