@@ -1,6 +1,7 @@
 """Bad input that used to end in a traceback or a hang, now a DockerError that names the object and the cause."""
 
 import gzip
+import os
 import socket
 
 import pytest
@@ -107,3 +108,17 @@ def test_registry_bind_address_must_be_an_ip_address():
     with pytest.raises(DockerError, match="bind_address 'not-an-ip' is not an IP address"):
         registry_config.validate(params)
     registry_config.validate(dict(params, bind_address="::1"))
+
+
+def test_a_file_that_vanishes_while_archiving(tmp_path, monkeypatch):
+    root = tmp_path / "v"
+    root.mkdir()
+    (root / "a").write_bytes(b"x" * 100)
+    st = os.lstat(root / "a")
+    # the walk saw "gone" (a regular file), which is deleted before it is opened
+    monkeypatch.setattr(transfer.manifest, "read_ahead", lambda walk: iter([("gone", str(root / "gone"), st, None)]))
+    archive = str(tmp_path / "a.tar.gz")
+    with pytest.raises(DockerError, match="No such file or directory") as caught:
+        transfer.write_archive(transfer.local_tar(str(root), [], True), archive, "gzip", None)
+    assert str(root / "gone") in str(caught.value)
+    assert not os.path.exists(archive + ".partial")
