@@ -154,6 +154,9 @@ class RegistryClient:
             if response.status_code == 401 and self._answer_challenge(response):
                 response = self._send(method, url, headers=headers, **kwargs)
         except SSLError as exc:
+            if "WRONG_VERSION_NUMBER" in str(exc):
+                raise DockerError("registry %s does not answer in TLS (%s): it speaks plain HTTP; give an http:// URL "
+                                  "or registry_scheme: http" % (self.host, _short(exc))) from None
             raise DockerError("registry %s: TLS verification failed (%s); give registry_ca_path with the CA that "
                               "signed its certificate" % (self.host, _short(exc))) from None
         except RequestsConnectionError as exc:

@@ -122,3 +122,14 @@ def test_a_file_that_vanishes_while_archiving(tmp_path, monkeypatch):
         transfer.write_archive(transfer.local_tar(str(root), [], True), archive, "gzip", None)
     assert str(root / "gone") in str(caught.value)
     assert not os.path.exists(archive + ".partial")
+
+
+def test_tls_to_a_plain_http_registry(monkeypatch):
+    client = registry_api.RegistryClient("localhost:5000", scheme="https")
+
+    def refuse(*args, **kwargs):
+        raise registry_api.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+
+    monkeypatch.setattr(client, "_send", refuse)
+    with pytest.raises(DockerError, match="registry localhost:5000 does not answer in TLS .*registry_scheme: http"):
+        client.request("GET", "/v2/")
