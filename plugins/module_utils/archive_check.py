@@ -161,21 +161,31 @@ def _a(kind):
     return ("an " if kind[0] in "aeiou" else "a ") + kind if kind in _KINDS.values() else kind
 
 
-def checked_tar(chunks, check):
+def checked_tar(chunks, check, subject="the archive"):
     """The chunks of a tar stream, each member checked by check before it is passed on, encoded anew.
 
-    Raises DockerError (from check) at the first member refused: a receiver
-    has then seen only members that passed. A chunk is valid until the next
-    one is asked for (the content is passed on in one reused buffer).
+    Raises DockerError (from check) at the first member refused, or naming subject when the
+    stream is not a tar archive: a receiver has then seen only members that passed. A chunk is
+    valid until the next one is asked for (the content is passed on in one reused buffer).
     """
     from ansible_collections.persist.docker.plugins.module_utils.transfer import (  # noqa: PLC0415 - transfer imports this file
         ChunkReader,
         member_header,
     )
 
+    try:
+        yield from _checked_members(io.BufferedReader(ChunkReader(chunks), BUFFER), check, member_header)
+    except tarfile.TarError as exc:
+        raise DockerError("%s is not a valid tar archive (%s): it is damaged although its checksum file and "
+                          "manifest agree with it; nothing of it is kept, use another backup"
+                          % (subject, exc)) from None
+    yield bytes(tarfile.BLOCKSIZE * 2)
+
+
+def _checked_members(stream, check, member_header):
     buf = bytearray(BUFFER)
     view = memoryview(buf)
-    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
+    with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
             if check(member) is None:
                 continue
@@ -196,7 +206,6 @@ def checked_tar(chunks, check):
                     yield view[:n]
                 if member.size % tarfile.BLOCKSIZE:
                     yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
-    yield bytes(tarfile.BLOCKSIZE * 2)
 
 
 def _rdev(member):

@@ -225,6 +225,11 @@ def connect(params):
             "docker_host (or DOCKER_HOST) and the TLS options point at it%s"
             % (host, connection_error_text(exc), hint)
         ) from None
+    except ValueError as exc:
+        raise DockerError(
+            "cannot connect to the Docker daemon: docker_host %r or api_version %r is not valid (%s); give a URL "
+            "such as unix:///var/run/docker.sock or tcp://host:2376, and an API version such as 1.41 or auto"
+            % (host, params["api_version"], exc)) from None
     except (OSError, SSHException) as exc:  # paramiko's own errors (connection, authentication, host keys)
         raise DockerError(
             "cannot reach the Docker daemon at %s over SSH (%s: %s); check that the key is accepted and "

@@ -11,6 +11,7 @@ both understood.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -118,6 +119,9 @@ class RegistryClient:
             raise DockerError("the Python package requests is needed on the managed host; "
                               "install it (pip install requests)")
         url_scheme, self.host = parse_registry_url(registry)
+        if ca_path and not os.path.isfile(ca_path):
+            raise DockerError("registry_ca_path %s does not exist or is not a file; give the CA certificate that "
+                              "signed the certificate of the registry %s" % (ca_path, self.host))
         self.scheme = url_scheme or (None if scheme == "auto" else scheme)
         self.username = username
         self.password = password
@@ -169,6 +173,9 @@ class RegistryClient:
             if response.status_code == 401 and self._answer_challenge(response):
                 response = self._send(method, url, headers=headers, **kwargs)
         except SSLError as exc:
+            if "WRONG_VERSION_NUMBER" in str(exc):
+                raise DockerError("registry %s does not answer in TLS (%s): it speaks plain HTTP; give an http:// URL "
+                                  "or registry_scheme: http" % (self.host, _short(exc))) from None
             raise DockerError("registry %s: TLS verification failed (%s); give registry_ca_path with the CA that "
                               "signed its certificate" % (self.host, _short(exc))) from None
         except RequestsConnectionError as exc:

@@ -113,8 +113,20 @@ def validate(params):
     port = params.get("published_port")
     if port is None or not 1 <= port <= 65535:
         raise DockerError("registry '%s': published_port %s is not a TCP port (1-65535)" % (params["name"], port))
+    address = params.get("bind_address")
+    if address and not _is_ip_address(address):
+        raise DockerError("registry '%s': bind_address '%s' is not an IP address; give one such as 0.0.0.0 or "
+                          "127.0.0.1" % (params["name"], address))
     if params.get("extra_config") is not None and not isinstance(params["extra_config"], dict):
         raise DockerError("registry '%s': extra_config must be a mapping of config.yml keys" % params["name"])
+
+
+def _is_ip_address(text):
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _validate_storage(params):

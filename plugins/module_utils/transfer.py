@@ -1039,6 +1039,10 @@ def copy_tree(src_root, dst_root, checksum, *, src_ids=None, dst_ids=None, count
 _SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
 
 
+# Seconds a write to a helper container's stdin may stall before checking that the helper still runs.
+STDIN_STALL = 5
+
+
 class ApiSide:
     """A volume reached through the Engine API and helper containers of helper_image."""
 
@@ -1154,6 +1158,27 @@ class ApiSide:
         text = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
         self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
 
+    def _send(self, raw, cid, chunk):
+        """Send chunk on the attached stdin; False when the helper container exited before reading it all.
+
+        Raises socket.timeout when the helper runs but has read nothing for the connection's timeout.
+        """
+        view = memoryview(chunk)
+        stalled = 0.0
+        while view:
+            try:
+                sent = raw.send(view)
+            except socket.timeout:
+                with api_errors(self.subject):
+                    if not self.api.inspect_container(cid)["State"]["Running"]:
+                        return False
+                stalled += raw.gettimeout() or STDIN_STALL
+                if stalled >= self.io_timeout():
+                    raise
+                continue
+            view, stalled = view[sent:], 0.0
+        return True
+
     def _run_stdin(self, script, chunks, what):
         """Run script in a helper container with chunks on its stdin; every socket wait is bounded."""
         cid = self._create(["sh", "-c", script], stdin=True)
@@ -1163,12 +1188,17 @@ class ApiSide:
                 self.api.start(cid)
             raw = getattr(sock, "_sock", sock)
             try:
-                raw.settimeout(self.io_timeout())
+                # A helper that exits early (tar -x on a full disk) stops reading, and the engine keeps the
+                # attached stream open: send in bounded waits, stop once the container has exited (its
+                # status and error are reported below), and give up after the connection's timeout.
+                raw.settimeout(min(STDIN_STALL, self.io_timeout()))
                 for chunk in chunks:  # an error of the source's own reading is not the helper's
                     with self._socket_errors("writing"):
-                        raw.sendall(chunk)
-                with self._socket_errors("writing"):
-                    raw.shutdown(socket.SHUT_WR)
+                        if not self._send(raw, cid, chunk):
+                            break
+                else:
+                    with self._socket_errors("writing"):
+                        raw.shutdown(socket.SHUT_WR)
             finally:
                 sock.close()
             with api_errors(self.subject), self._socket_errors("waiting for %s" % what):
@@ -1332,6 +1362,16 @@ def compressor(compression):
     if compression == "zstd":
         return _zstandard().ZstdCompressor(level=3).compressobj()
     return None
+
+
+def decompression_errors(compression):
+    """The exceptions decompressed() raises for damaged data of the compression."""
+    if compression == "gzip":
+        import zlib
+        return (zlib.error,)
+    if compression == "zstd":
+        return (_zstandard().ZstdError,)
+    return ()
 
 
 def decompressed(chunks, compression):
@@ -1626,9 +1666,14 @@ class ArchiveSource:
     def archive(self, checksum, entries, counter, pool=None):
         """The archive's tar stream, each member checked against the manifest before it is passed on."""
         entries.extend(self.doc["entries"])
-        yield from archive_check.checked_tar(self._chunks(counter), self.member_check())
+        yield from archive_check.checked_tar(self._chunks(counter), self.member_check(), "the archive %s" % self.path)
 
     def _chunks(self, counter):
-        for chunk in decompressed(file_chunks(self.path), self.compression):
-            counter[0] += len(chunk)
-            yield chunk
+        try:
+            for chunk in decompressed(file_chunks(self.path), self.compression):
+                counter[0] += len(chunk)
+                yield chunk
+        except decompression_errors(self.compression) as exc:
+            raise DockerError("the archive %s cannot be decompressed as %s (%s): it is damaged although its checksum "
+                              "file and manifest agree with it; nothing was restored, use another backup"
+                              % (self.path, self.compression, exc)) from None

@@ -208,6 +208,7 @@ actions:
   sample: ["set live-restore, log-opts in /etc/docker/daemon.json"]
 """
 
+import contextlib
 import os
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
@@ -365,19 +366,22 @@ class EngineConfigManager:
     def write(self, path, text, backup):
         module = self.dm.module
         directory = os.path.dirname(path) or "."
+        tmp = os.path.join(directory, ".%s.persist-docker.tmp" % os.path.basename(path))
         try:
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o755)
             if backup and os.path.exists(path):
                 self.backup_file = module.backup_local(path)
-            tmp = os.path.join(directory, ".%s.persist-docker.tmp" % os.path.basename(path))
             with open(tmp, "w", encoding="utf-8") as handle:
                 handle.write(text)
             if not os.path.exists(path):
                 os.chmod(tmp, 0o644)
             module.atomic_move(tmp, path)
         except OSError as exc:
-            raise DockerError("cannot write %s (%s); check the directory and its permissions" % (path, exc)) from None
+            with contextlib.suppress(OSError):  # a full disk leaves it behind
+                os.unlink(tmp)
+            raise DockerError("cannot write %s (%s); check the directory, its permissions and the free space"
+                              % (path, exc)) from None
 
 
 def main():

@@ -437,7 +437,13 @@ class RegistryManager:
 
     # -- reading ----------------------------------------------------------------------------------
     def inspect(self):
-        return get_or_none("container '%s'" % self.name, self.api.inspect_container, self.name)
+        existing = get_or_none("container '%s'" % self.name, self.api.inspect_container, self.name)
+        labels = ((existing or {}).get("Config") or {}).get("Labels") or {}
+        if existing and FINGERPRINT_LABEL not in labels and existing.get("Image") != self.image_id():
+            raise DockerError("container '%s' exists and is not a registry (image %s, no label %s); it was left "
+                              "alone: choose another name, or remove that container yourself"
+                              % (self.name, (existing.get("Config") or {}).get("Image"), FINGERPRINT_LABEL))
+        return existing
 
     def image_id(self):
         image = get_or_none("image '%s'" % self.params["image"], self.api.inspect_image, self.params["image"])

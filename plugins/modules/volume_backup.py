@@ -223,7 +223,6 @@ class VolumeBackupManager:
     def run(self):
         p = self.params
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
-        self.record = self.engine
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.backup()
 
@@ -235,13 +234,12 @@ class VolumeBackupManager:
         compression = transfer.pick_compression(path, p["compression"])
         if compression == "zstd":
             transfer._zstandard()
-        if not os.path.isdir(os.path.dirname(path) or "."):
-            raise DockerError("the directory of %s does not exist; create it first" % path)
+        check_archive_path(path, p["volume"])
         attrs = inspect_volume(api, p["volume"])
         if attrs is None:
             raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
                               % (p["volume"], self.dm.host))
-        recovered, errors = containers.recover(api, self.record, p["volume"], self.dm.check_mode)
+        recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
         side = transfer.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
@@ -270,7 +268,7 @@ class VolumeBackupManager:
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
             return self.with_diff(result, stored and stored["digest"], result["digest"])
-        with containers.held_still(api, self.record, p["volume"], containers.to_quiesce(users, how), how,
+        with containers.held_still(api, self.engine, p["volume"], containers.to_quiesce(users, how), how,
                                    "the backup of volume '%s'" % p["volume"]) as held:
             result["quiesced_containers"] = held
             result["stopped_containers"] = held if how == "stop" else []
@@ -325,6 +323,15 @@ class VolumeBackupManager:
             result["diff"] = dict(before={"path": result["path"], "digest": before},
                                   after={"path": result["path"], "digest": after})
         return result
+
+
+def check_archive_path(path, volume):
+    """Refuse an archive path whose directory is missing or that is a directory itself."""
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise DockerError("the directory of %s does not exist; create it first" % path)
+    if os.path.isdir(path):
+        raise DockerError("path %s is a directory; give the path of the archive file, for example %s"
+                          % (path, os.path.join(path, "%s.tar.gz" % volume)))
 
 
 def files_to_chmod(paths, mode):

@@ -312,6 +312,7 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
 )
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
+    check_driver,
     container_names,
     containers_using,
     inspect_volume,
@@ -358,7 +359,6 @@ class VolumeRelocateManager:
                         locking.engine_id(self.dst_api, "destination engine %s" % self.dst_host))
         keys = [(self.engines[0], "volume", src_name), (self.engines[1], "volume", dst_name)]
         # The records of held containers need each engine's full identity (engines may share an ID).
-        self.records = self.engines
         with locking.held_all(keys, timeout=p["lock_timeout"]):
             return self.relocate()
 
@@ -366,7 +366,7 @@ class VolumeRelocateManager:
         p = self.params
         src_name, dst_name = self.names
         recovered = []
-        for api, engine, name in ((self.src_api, self.records[0], src_name), (self.dst_api, self.records[1], dst_name)):
+        for api, engine, name in ((self.src_api, self.engines[0], src_name), (self.dst_api, self.engines[1], dst_name)):
             actions, errors = containers.recover(api, engine, name, self.dm.check_mode)
             recovered.extend(actions)
             for error in errors:
@@ -424,7 +424,7 @@ class VolumeRelocateManager:
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
                               "those containers first, or use mode: copy" % (src_name, container_names(users)))
-        same_engine = self.records[0] == self.records[1]
+        same_engine = self.engines[0] == self.engines[1]
         dest_users = [u for u in containers_using(self.dst_api, dst_name) if u["id"] not in stale
                       and not (same_engine and u["id"] in set(x["id"] for x in users))] if dst_attrs else []
         source = self.side(self.src_api, self.src_host, src_attrs) if src_attrs else None
@@ -496,10 +496,10 @@ class VolumeRelocateManager:
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         with contextlib.ExitStack() as still:
             stopped = still.enter_context(containers.held_still(
-                self.src_api, self.records[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
+                self.src_api, self.engines[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
             # The destination's data is replaced: its containers must not see it change under them either.
             stopped = stopped + still.enter_context(containers.held_still(
-                self.dst_api, self.records[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
+                self.dst_api, self.engines[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
                 subject))
             result["stopped_containers"] = stopped
             start = time.monotonic()
@@ -540,6 +540,7 @@ class VolumeRelocateManager:
         labels = dict(src_attrs.get("Labels") or {}) if self.params["copy_labels"] else {}
         labels.update((str(k), str(v)) for k, v in (d["labels"] or {}).items())
         opts = dict((str(k), str(v)) for k, v in (d["driver_opts"] or {}).items())
+        check_driver(self.dst_api, d["driver"])
         with api_errors("destination volume '%s' on %s" % (name, self.dst_host)):
             self.dst_api.create_volume(name, driver=d["driver"], driver_opts=opts or None, labels=labels or None)
         return inspect_volume(self.dst_api, name)

@@ -181,7 +181,7 @@ class VolumeRestoreManager:
         path, manifest_path, checksum_path = transfer.archive_files(self.params["path"])
         for f, what in ((path, "archive"), (manifest_path, "manifest"), (checksum_path, "checksum file")):
             if not os.path.isfile(f):
-                raise DockerError("the %s %s does not exist; give the path of an archive written by "
+                raise DockerError("the %s %s does not exist or is not a file; give the path of an archive written by "
                                   "persist.docker.volume_backup" % (what, f))
         try:
             with open(manifest_path) as f:
@@ -209,7 +209,6 @@ class VolumeRestoreManager:
         p = self.params
         doc, sha, compression = self.load_archive()
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
-        self.record = self.engine
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.restore(doc, sha, compression)
 
@@ -219,7 +218,7 @@ class VolumeRestoreManager:
         wanted = doc["entries"]
         checksum = all("sha256" in e for e in wanted if e["type"] == "file")
         level = "checksum" if checksum else "size"
-        recovered, errors = containers.recover(api, self.record, p["volume"], self.dm.check_mode)
+        recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
         result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=list(recovered),
@@ -251,7 +250,7 @@ class VolumeRestoreManager:
             result["method"] = dest.how
         how = "stop" if p["stop_containers"] else "none"
         users = containers.to_quiesce(containers_using(api, p["volume"]), how)
-        with containers.held_still(api, self.record, p["volume"], users, how,
+        with containers.held_still(api, self.engine, p["volume"], users, how,
                                    "the restore of volume '%s'" % p["volume"]) as stopped:
             result["stopped_containers"] = stopped
             start = time.monotonic()

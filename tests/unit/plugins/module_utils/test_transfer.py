@@ -438,10 +438,14 @@ class _Sock:
     def settimeout(self, value):
         self.timeout = value
 
-    def sendall(self, data):
+    def gettimeout(self):
+        return self.timeout
+
+    def send(self, data):
         if self.fail is not None:
             raise self.fail
         self.sent += len(data)
+        return len(data)
 
     def shutdown(self, how):
         pass
@@ -477,6 +481,9 @@ class _HelperApi:
         self.waited = timeout
         return {"StatusCode": 0}
 
+    def inspect_container(self, cid):
+        return {"State": {"Running": True}}
+
     def remove_container(self, cid, force=False):
         self.removed.append(cid)
 
@@ -484,7 +491,8 @@ class _HelperApi:
 def test_api_side_writes_and_waits_with_a_timeout():
     api = _HelperApi(_Sock())
     transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x" * 10]))
-    assert api.sock.timeout == 7 and api.waited == 7 and api.sock.sent == 10 and api.removed == ["helper"]
+    assert api.sock.timeout == transfer.STDIN_STALL and api.waited == 7 and api.sock.sent == 10
+    assert api.removed == ["helper"]
 
 
 @pytest.mark.parametrize("error,cause", [
