@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 
-from ansible_collections.persist.docker.plugins.module_utils import locking
+from ansible_collections.persist.docker.plugins.module_utils import atomic, locking
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
 
 STATE_DIR = "/var/lib/persist-docker/quiesced"
@@ -77,13 +77,7 @@ def record_path(engine_key, volume):
 def _write_record(path, how, users):
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(dict(how=how, containers=[dict(id=u["id"], name=u["name"]) for u in users]), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        atomic.write_text(path, json.dumps(dict(how=how, containers=[dict(id=u["id"], name=u["name"]) for u in users])))
     except OSError as exc:
         raise DockerError("cannot record the containers to %s in %s (%s); nothing was stopped. Make the directory "
                           "writable or set %s" % (how, path, exc.strerror or exc, STATE_DIR_ENV)) from None

@@ -566,56 +566,57 @@ class LocalSide:
     def archive(self, checksum, entries, counter, pool=None):
         return local_tar(self.root, entries, checksum, self.ids, counter, pool)
 
+    def _staging_dir(self, rel=""):
+        """The staging directory (or rel below it) opened by descriptor: a symlink planted there is refused."""
+        return fdtree.open_below(self.root, STAGING + ("/" + rel if rel else ""))
+
     def state(self):
-        if not os.path.isdir(self.staging):
-            return None
         try:
-            with open(os.path.join(self.staging, STATE)) as f:
-                return parse_state(f.read())
-        except OSError:
-            return parse_state(None)
+            st = os.lstat(self.staging)
+        except FileNotFoundError:
+            return None
+        with self._guard("reading the staging state"):
+            if not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, "not a directory (a container may have put it there); remove it",
+                              self.staging)
+            staging = self._staging_dir()
+            try:
+                fd = os.open(STATE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=staging.fd)
+            except OSError:
+                return parse_state(None)
+            with os.fdopen(fd) as f:
+                return parse_state(f.read(256))
 
     def reset_staging(self):
+        self.remove_staging()
         with self._guard("resetting the staging directory"):
-            if os.path.lexists(self.staging):
-                shutil.rmtree(self.staging)
             os.mkdir(self.staging, 0o700)
 
     def set_state(self, word, digest):
         with self._guard("writing the staging state"):
-            tmp = os.path.join(self.staging, STATE + ".tmp")
-            with open(tmp, "w") as f:
-                f.write("%s %s\n" % (word, digest))
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, os.path.join(self.staging, STATE))
-            _fsync_dir(self.staging)
+            atomic.write_text_in(self._staging_dir(), STATE, "%s %s\n" % (word, digest))
 
     def clear_root(self):
         with self._guard("removing the old data"):
             for name in os.listdir(self.root):
-                if name == STAGING:
-                    continue
-                path = os.path.join(self.root, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.unlink(path)
+                if name != STAGING:
+                    _remove_entry(os.path.join(self.root, name))
 
     def promote(self, root_entry):
         with self._guard("moving the verified copy into place"):
-            if os.path.isdir(self.data):
-                for name in os.listdir(self.data):
-                    os.rename(os.path.join(self.data, name), os.path.join(self.root, name))
+            root = fdtree.open_root(self.root)
+            if os.path.lexists(self.data):
+                data = self._staging_dir(DATA)
+                for name in os.listdir(data.fd):
+                    os.rename(name, name, src_dir_fd=data.fd, dst_dir_fd=root.fd)
             uid, gid = (self.to_host or _same)(root_entry["uid"], root_entry["gid"])
-            os.lchown(self.root, uid, gid)
-            os.chmod(self.root, root_entry["mode"])
-            _fsync_dir(self.root)
+            os.fchown(root.fd, uid, gid)
+            os.fchmod(root.fd, root_entry["mode"])
+            os.fsync(root.fd)
 
     def remove_staging(self):
         with self._guard("removing the staging directory"):
-            if os.path.lexists(self.staging):
-                shutil.rmtree(self.staging)
+            _remove_entry(self.staging)
 
     def finish(self, state, root_entry):
         """Steps 2-4 of the staging protocol from state ('verified'/'moving', digest) on."""
@@ -662,16 +663,21 @@ class LocalSide:
         return entries
 
 
+def _remove_entry(path):
+    """Remove path if it exists: a real directory with its tree (shutil.rmtree follows no symlink on the way),
+    anything else (a symlink too) by unlinking the entry itself."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
 def _same(uid, gid):
     return uid, gid
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _os_errors(subject):

@@ -331,6 +331,42 @@ def test_local_side_receive_names_an_unreadable_archive(tmp_path):
         side.receive(iter([b"not a tar archive " * 100]))
 
 
+def _volume_with_staging(tmp_path):
+    root = tmp_path / "volume"
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "passwd").write_text("keep\n")
+    side = transfer.LocalSide(str(root), "v")
+    root.mkdir()
+    side.reset_staging()
+    return root, outside, side
+
+
+def test_staging_state_is_not_written_through_a_planted_symlink(tmp_path):
+    root, outside, side = _volume_with_staging(tmp_path)
+    os.symlink(outside / "passwd", root / manifest.STAGING / (transfer.STATE + ".tmp"))
+    os.symlink(outside / "passwd", root / manifest.STAGING / transfer.STATE)
+    with pytest.raises(transfer.DockerError, match="state.tmp is a symbolic link"):
+        side.set_state("verified", "sha256:x")
+    assert (outside / "passwd").read_text() == "keep\n"
+    assert side.state() == ("partial", None)  # the planted state is not read through the link either
+
+
+def test_a_staging_directory_swapped_for_a_symlink_is_refused(tmp_path):
+    root, outside, side = _volume_with_staging(tmp_path)
+    (outside / "data").mkdir()
+    (outside / "data" / "secret").write_text("host\n")
+    side.remove_staging()
+    os.symlink(outside, root / manifest.STAGING)
+    with pytest.raises(transfer.DockerError, match="not a directory"):
+        side.state()
+    with pytest.raises(transfer.DockerError):
+        side.promote(manifest.make_entry("", "dir", 0o755, 0, 0, mtime=1))
+    assert not (root / "secret").exists() and (outside / "data" / "secret").exists()
+    side.remove_staging()  # removes the link, not what it points at
+    assert not os.path.lexists(root / manifest.STAGING) and (outside / "data" / "secret").exists()
+
+
 # ---- the staging protocol with fake sides: what is resumed, and that it is verified first
 
 def _entries(content):
