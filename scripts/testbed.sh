@@ -15,7 +15,8 @@
 #                                 its settings are in $S3_ENV (mode 0600)
 #   scripts/testbed.sh ssh        start an sshd on 127.0.0.1:$SSH_PORT for the
 #                                 ssh:// engine tests, with keys made for it, and
-#                                 the host alias $SSH_ALIAS in root's ssh config
+#                                 the host alias $SSH_ALIAS in root's ssh config;
+#                                 on port $SSH_PORT_B it hands out engine B
 set -euo pipefail
 
 ENGINE_B_SOCK=/run/docker-b.sock
@@ -26,6 +27,7 @@ S3_ENV=/run/persist-docker-testbed/s3.env
 S3_BUCKETS=(pd-registry pd-backup)
 WEED="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/weed"
 SSH_PORT=2222
+SSH_PORT_B=2223
 SSH_ALIAS=persist-docker-testbed
 SSH_DIR=/var/lib/persist-docker-testbed/ssh
 APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client)
@@ -221,6 +223,7 @@ start_ssh() {
   chmod 600 "$SSH_DIR/authorized_keys"
   cat > "$conf" <<CONF
 Port $SSH_PORT
+Port $SSH_PORT_B
 ListenAddress 127.0.0.1
 HostKey $SSH_DIR/host_ed25519
 AuthorizedKeysFile $SSH_DIR/authorized_keys
@@ -231,6 +234,9 @@ UsePAM no
 PidFile $SSH_DIR/sshd.pid
 MaxSessions 50
 MaxStartups 50:30:100
+# ssh://root@$SSH_ALIAS:$SSH_PORT_B is engine B: docker system dial-stdio reads DOCKER_HOST
+Match LocalPort $SSH_PORT_B
+  SetEnv DOCKER_HOST=unix://$ENGINE_B_SOCK
 CONF
   /usr/sbin/sshd -f "$conf" -E /var/log/persist-docker-sshd.log
   touch /root/.ssh/config /root/.ssh/known_hosts
@@ -238,8 +244,10 @@ CONF
   sed -i "/^# >>> $SSH_ALIAS/,/^# <<< $SSH_ALIAS/d" /root/.ssh/config
   printf '# >>> %s (scripts/testbed.sh)\nHost %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n# <<< %s\n' \
     "$SSH_ALIAS" "$SSH_ALIAS" "$SSH_PORT" "$SSH_DIR/id_ed25519" "$SSH_ALIAS" >> /root/.ssh/config
-  sed -i "/^\[127.0.0.1\]:$SSH_PORT /d" /root/.ssh/known_hosts
-  printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSH_DIR/host_ed25519.pub")" >> /root/.ssh/known_hosts
+  for port in "$SSH_PORT" "$SSH_PORT_B"; do
+    sed -i "/^\[127.0.0.1\]:$port /d" /root/.ssh/known_hosts
+    printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$SSH_DIR/host_ed25519.pub")" >> /root/.ssh/known_hosts
+  done
   ssh -o BatchMode=yes "$SSH_ALIAS" true || { echo "testbed: cannot log in to $SSH_ALIAS; see /var/log/persist-docker-sshd.log" >&2; exit 1; }
 }
 

@@ -1204,7 +1204,7 @@ class ApiSide:
                             break
                 else:
                     with self._socket_errors("writing"):
-                        raw.shutdown(socket.SHUT_WR)
+                        _close_write(raw)
             finally:
                 sock.close()
             with api_errors(self.subject), self._socket_errors("waiting for %s" % what):
@@ -1215,6 +1215,20 @@ class ApiSide:
                                       % (self.subject, what, status, err[-300:]))
         finally:
             self._remove(cid)
+
+
+def _close_write(raw):
+    """End the helper's stdin: half-close the attached socket.
+
+    The Docker SDK's socket for ``use_ssh_client`` is an ssh process's pipes, never a connected
+    socket (shutdown() fails with ENOTCONN): there the end is closing ssh's stdin, which ssh passes
+    on as EOF and ``docker system dial-stdio`` on the engine's host as a half-close.
+    """
+    proc = getattr(raw, "proc", None)
+    if proc is not None and getattr(proc, "stdin", None) is not None:
+        proc.stdin.close()
+    else:
+        raw.shutdown(socket.SHUT_WR)
 
 
 def stale_helpers(api, volume):
