@@ -15,7 +15,7 @@
 #
 # Inputs are cached and rebuilt when they change: the host image carries the hash of its build
 # inputs as the label $HASH_LABEL, the wheelhouse is keyed by the hash of requirements.txt.
-# The run's state (SSH key, known_hosts, test image archive) is in $FLEET_DIR.
+# The run's state (SSH keys, known_hosts, test image archive) is in $FLEET_DIR.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -134,6 +134,9 @@ ensure_key() {
   chmod 700 "$FLEET_DIR/ssh"
   [ -f "$FLEET_DIR/ssh/id_ed25519" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "persist-docker fleet run" -f "$FLEET_DIR/ssh/id_ed25519"
+  # The hosts' own key, for ssh from host to host (ssh:// engines); prepare installs it.
+  [ -f "$FLEET_DIR/ssh/hosts_ed25519" ] ||
+    ssh-keygen -q -t ed25519 -N '' -C "persist-docker fleet hosts" -f "$FLEET_DIR/ssh/hosts_ed25519"
 }
 
 host_ip() {
@@ -163,7 +166,8 @@ start_host() {
     "$IMAGE" >/dev/null
 }
 
-# Wait for systemd to finish starting, then install the run's key and record the host key.
+# Wait for systemd to finish starting, then install the run's key and record the host key (by
+# name and address: the hosts use the same known_hosts for each other).
 wait_host() {
   local name=$1 ip state i
   ip=$(host_ip "$name")
@@ -173,7 +177,7 @@ wait_host() {
     die "$name: systemd says '${state:-nothing}' after ${BOOT_TIMEOUT}s (wanted running)"
   fi
   docker exec -i "pd-$name" sh -c 'umask 077; cat > /root/.ssh/authorized_keys' < "$FLEET_DIR/ssh/id_ed25519.pub"
-  printf '%s %s\n' "$ip" "$(docker exec "pd-$name" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" \
+  printf '%s,%s %s\n' "$name" "$ip" "$(docker exec "pd-$name" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" \
     >> "$FLEET_DIR/ssh/known_hosts"
   for ((i = 0; i < 40; i++)); do
     ssh -o BatchMode=yes -o IdentitiesOnly=yes -i "$FLEET_DIR/ssh/id_ed25519" \
