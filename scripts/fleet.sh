@@ -147,6 +147,8 @@ host_ip() {
   return 1
 }
 
+# What the hosts cannot download is mounted read-only in /var/cache/persist-docker: the wheelhouse
+# (wheels/) and the test images (test-images.tar).
 # systemd as PID 1 without --privileged (which these machines refuse: they withhold
 # CAP_SYS_RESOURCE). systempaths=unconfined leaves /proc without Docker's masks: an engine with
 # userns-remap inside mounts a fresh proc for its containers, which the kernel refuses in a user
@@ -163,6 +165,8 @@ start_host() {
     --stop-signal SIGRTMIN+3 \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
     -v "pd-$name-docker:/var/lib/docker" -v "pd-$name-data:/srv/docker" \
+    -v "$(readlink -f "$FLEET_DIR/wheelhouse"):/var/cache/persist-docker/wheels:ro" \
+    -v "$FLEET_DIR/test-images.tar:/var/cache/persist-docker/test-images.tar:ro" \
     "$IMAGE" >/dev/null
 }
 
