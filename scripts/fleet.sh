@@ -65,6 +65,7 @@ apt_mirror() {
 
 # What is done to the root file system after the packages (mmdebstrap customize hooks, run
 # with the root as $1): ssh host keys are not in the image, each host makes its own at boot.
+# shellcheck disable=SC2016 # $1 is mmdebstrap's, expanded when the hook runs
 HOOKS=(
   'rm -f "$1"/etc/ssh/ssh_host_*'
   'mkdir -p "$1/etc/systemd/system/ssh.service.d"'
