@@ -43,9 +43,11 @@ die() {
 }
 
 # The Debian mirror apt uses on this machine: the first deb822 URIs line (or the first
-# one-line "deb" entry) that serves the suite. Read at run time, never written anywhere.
+# one-line "deb" entry) that serves the suite, or $PERSIST_FLEET_MIRROR on a machine whose apt
+# has no Debian source. Read at run time, never written anywhere.
 apt_mirror() {
   local f uri
+  [ -z "${PERSIST_FLEET_MIRROR:-}" ] || { echo "$PERSIST_FLEET_MIRROR"; return 0; }
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
     uri=$(awk -v s="$SUITE" '
@@ -60,7 +62,7 @@ apt_mirror() {
     uri=$(awk -v s="$SUITE" '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i ~ /:\/\//) { if ($(i + 1) == s) { print $i; exit } } }' "$f")
     [ -n "$uri" ] && { echo "$uri"; return 0; }
   done
-  die "found no Debian mirror for $SUITE in apt's sources (/etc/apt/sources.list.d/*.sources, sources.list)"
+  die "found no Debian mirror for $SUITE in apt's sources (/etc/apt/sources.list.d/*.sources, sources.list); set PERSIST_FLEET_MIRROR to one"
 }
 
 # What is done to the root file system after the packages (mmdebstrap customize hooks, run
