@@ -9,7 +9,7 @@ COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit unit-matrix sanity-newest integration molecule collection-test docs bench changelog build clean
+.PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit unit-matrix sanity-newest integration molecule fleet collection-test docs bench changelog build clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ demo: setup ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
 test: ## everything CI runs, each step timed
-	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration molecule collection-test
+	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration molecule fleet collection-test
 
 quick: venv collection ## the edit loop: lint, sanity of the changed files (one Python), unit
 	@scripts/steps.sh lint sanity-changed unit
@@ -68,6 +68,9 @@ integration: setup ## ansible-test integration against the real engines
 
 molecule: setup ## the roles' Molecule scenarios (converge, idempotence, verify) on this host
 	scripts/molecule.sh $(SCENARIOS)
+
+fleet: setup ## the roles on three Debian 12 hosts with systemd, reached over ssh (docs/fleet.md)
+	scripts/molecule.sh fleet
 
 bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
 	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" $(BENCH_ARGS) || exit 1; fi; done
