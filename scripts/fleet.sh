@@ -152,7 +152,7 @@ host_ip() {
 
 # What the hosts cannot download is mounted read-only in /var/cache/persist-docker: the wheelhouse
 # (wheels/) and the test images (test-images.tar).
-# systemd as PID 1 without --privileged (which these machines refuse: they withhold
+# systemd as PID 1 without privileged mode (which these machines refuse: they withhold
 # CAP_SYS_RESOURCE). systempaths=unconfined leaves /proc without Docker's masks: an engine with
 # userns-remap inside mounts a fresh proc for its containers, which the kernel refuses in a user
 # namespace while parts of the outer proc are covered.
