@@ -1175,9 +1175,12 @@ class ApiSide:
             try:
                 sent = raw.send(view)
             except socket.timeout:
-                with api_errors(self.subject):
-                    if not self.api.inspect_container(cid)["State"]["Running"]:
-                        return False
+                helper = get_or_none("the helper container of %s" % self.subject, self.api.inspect_container, cid)
+                if helper is None:
+                    raise DockerError("%s: lost the helper container while writing (it was removed); the run "
+                                      "stopped and the next run finishes the job" % self.subject) from None
+                if not helper["State"]["Running"]:
+                    return False
                 stalled += raw.gettimeout() or STDIN_STALL
                 if stalled >= self.io_timeout():
                     raise

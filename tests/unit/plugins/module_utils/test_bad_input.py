@@ -84,6 +84,19 @@ class FakeApi:
         return {"State": {"Running": self.running}}
 
 
+class GoneApi:
+    def inspect_container(self, cid):
+        from docker.errors import NotFound
+
+        raise NotFound("No such container: %s" % cid)
+
+
+def test_send_to_a_helper_that_was_removed_names_it():
+    side = transfer.ApiSide(GoneApi(), "v", "busybox:latest")
+    with pytest.raises(DockerError, match="volume 'v' .*lost the helper container while writing"):
+        side._send(StalledSocket(), "cid", b"abc")
+
+
 class StalledSocket:
     """A socket whose peer stopped reading: every send times out."""
 
