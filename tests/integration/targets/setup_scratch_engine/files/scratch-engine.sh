@@ -59,6 +59,18 @@ start() {
   echo "$HOST"
 }
 
+unmount_below() {  # every mount at or below $1, deepest first; lazily when one stays busy
+  local dir=$1 m round
+  for round in 1 2 3 4 5; do
+    mapfile -t mounts < <(awk -v d="$dir" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+    [ "${#mounts[@]}" -eq 0 ] && return 0
+    for m in "${mounts[@]}"; do
+      if [ "$round" -lt 5 ]; then umount "$m" 2>/dev/null || true; else umount -l "$m" || true; fi
+    done
+    sleep 0.2
+  done
+}
+
 stop() {
   if [ -f "$PIDFILE" ]; then
     local pid
@@ -77,7 +89,8 @@ stop() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link delete "$BRIDGE"
   fi
-  while mountpoint -q "$DATA"; do umount "$DATA"; done  # a dockerd that failed to start leaves it mounted
+  unmount_below "$DATA"  # userns-remap bind-mounts DATA/UID.GID onto itself; a failed start leaves DATA mounted
+  unmount_below "$EXEC"
   rm -rf "$DATA" "$EXEC" "$SOCK" "$PIDFILE"
 }
 
