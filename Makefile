@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 COLLECTION_LINK := .tmp/collections/ansible_collections/persist/docker
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# scripts/steps.sh sets PD_SETUP_DONE after its setup step, so that the steps after it (two of
+# them at once, sometimes) do not run the set-up again.
+SETUP := $(if $(PD_SETUP_DONE),,setup)
 
 .PHONY: help setup testbed s3 venv collection demo test quick sanity-changed lint sanity unit unit-matrix sanity-newest integration molecule fleet collection-test docs bench changelog build clean
 
@@ -33,11 +36,11 @@ collection: ## make this checkout importable as persist.docker
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@ln -sfn ../../../.. $(COLLECTION_LINK)
 
-demo: setup ## run playbooks/demo.yml on the local engine
+demo: $(SETUP) ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
 test: ## everything CI runs, each step timed
-	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration molecule fleet collection-test
+	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration+fleet molecule collection-test
 
 quick: venv collection ## the edit loop: lint, sanity of the changed files (one Python), unit
 	@scripts/steps.sh lint sanity-changed unit
@@ -63,22 +66,22 @@ unit-matrix: venv collection ## the unit tests on every supported ansible-core r
 sanity-newest: unit-matrix ## ansible-test sanity of the newest supported ansible-core (2.21, Python 3.13)
 	SANITY_VENV=$(CURDIR)/.tmp/unit-core-2.21 SANITY_PYTHON=3.13 scripts/sanity.sh
 
-integration: setup ## ansible-test integration against the real engines
+integration: $(SETUP) ## ansible-test integration against the real engines
 	scripts/integration.sh $(TARGETS)
 
-molecule: setup ## the roles' Molecule scenarios (converge, idempotence, verify) on this host
+molecule: $(SETUP) ## the roles' Molecule scenarios (converge, idempotence, verify) on this host
 	scripts/molecule.sh $(SCENARIOS)
 
-fleet: setup ## the roles on three Debian 12 hosts with systemd, reached over ssh (docs/fleet.md)
+fleet: $(SETUP) ## the roles on three Debian 12 hosts with systemd, reached over ssh (docs/fleet.md)
 	scripts/molecule.sh fleet
 
-bench: setup ## benchmarks (not tests): figures as ratios against the plain tools
+bench: $(SETUP) ## benchmarks (not tests): figures as ratios against the plain tools
 	@for b in bench/*; do if [ -f "$$b" ] && [ -x "$$b" ]; then echo "== $$b"; $(BIN)/python "$$b" $(BENCH_ARGS) || exit 1; fi; done
 
 changelog: venv ## render CHANGELOG.md from the fragments
 	$(BIN)/antsibull-changelog release
 
-collection-test: setup ## build the tarball, install it into a clean directory, run ansible-doc, the demo, ansible-builder
+collection-test: $(SETUP) ## build the tarball, install it into a clean directory, run ansible-doc, the demo, ansible-builder
 	scripts/collection-test.sh
 
 docs: venv ## render docs/modules and docs/roles from the specs (make unit fails when they are stale)

@@ -1,15 +1,33 @@
 #!/usr/bin/env bash
 # Run make targets one after the other and print how long each took, also when one fails.
 #   scripts/steps.sh STEP [STEP ...]     e.g. scripts/steps.sh setup lint sanity unit
+# A step written A+B runs the targets A and B at the same time (they must share nothing): A's
+# output comes as it goes, B's goes to .tmp/step-B.log and is printed when both have ended.
 # Stops at the first step that fails (its exit status is this script's).
 set -uo pipefail
 names=()
 times=()
 status=0
+mkdir -p .tmp
 for step in "$@"; do
   start=$(date +%s)
-  make --no-print-directory "$step"
-  status=$?
+  if [[ $step == *+* ]]; then
+    first=${step%%+*}
+    second=${step#*+}
+    make --no-print-directory "$second" >".tmp/step-$second.log" 2>&1 &
+    pid=$!
+    make --no-print-directory "$first"
+    status=$?
+    wait "$pid"
+    second_status=$?
+    echo "== $second (ran beside $first), from .tmp/step-$second.log:"
+    cat ".tmp/step-$second.log"
+    [ "$status" -eq 0 ] && status=$second_status
+  else
+    make --no-print-directory "$step"
+    status=$?
+  fi
+  [ "$step" = setup ] && [ "$status" -eq 0 ] && export PD_SETUP_DONE=1
   names+=("$step")
   times+=($(($(date +%s) - start)))
   [ "$status" -eq 0 ] || break
@@ -18,8 +36,8 @@ echo
 echo "step durations:"
 total=0
 for i in "${!names[@]}"; do
-  printf '  %-16s %4dm %02ds\n' "${names[$i]}" $((times[i] / 60)) $((times[i] % 60))
+  printf '  %-24s %4dm %02ds\n' "${names[$i]}" $((times[i] / 60)) $((times[i] % 60))
   total=$((total + times[i]))
 done
-printf '  %-16s %4dm %02ds%s\n' total $((total / 60)) $((total % 60)) "$([ "$status" -eq 0 ] || echo "  (stopped: ${names[-1]} failed)")"
+printf '  %-24s %4dm %02ds%s\n' total $((total / 60)) $((total % 60)) "$([ "$status" -eq 0 ] || echo "  (stopped: ${names[-1]} failed)")"
 exit "$status"
