@@ -333,6 +333,7 @@ import grp
 import os
 import pwd
 
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
 
@@ -424,7 +425,7 @@ class VolumeManager:
             vu.check_driver(self.api, driver, info)
         self.maps = (None, None)
         if any(self.wants_ownership(w) for w in wanted):
-            uid_map, gid_map, _note = vu.engine_id_maps(self.api, self.dm.host, info)
+            uid_map, gid_map, _note = va.engine_id_maps(self.api, self.dm.host, info)
             self.maps = (uid_map, gid_map)
         plans = []
         refusals = []
@@ -470,8 +471,8 @@ class VolumeManager:
                 and any(w[k] is not None for k in ("owner", "group", "mode")))
 
     def root(self, attrs):
-        return vu.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
-                              root_access=self.params["root_access"], host_userns=self.maps[0] is not None)
+        return va.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
+                              method=va.method_of(self.params["root_access"]), host_userns=self.maps[0] is not None)
 
     def host_ids(self, w):
         return vu.host_ids(w["owner"], w["group"], self.maps[0], self.maps[1])
@@ -482,8 +483,8 @@ class VolumeManager:
         plan["bind_dir"] = None
         if w["state"] == "absent":
             return
-        if (w["kind"] == "bind" and plan["action"] != "keep-drift" and vu.is_local_engine(self.dm.host)
-                and self.params["root_access"] != "container"):
+        if (w["kind"] == "bind" and plan["action"] != "keep-drift" and va.is_local_engine(self.dm.host)
+                and va.method_of(self.params["root_access"]) != "api"):
             path = w["driver_opts"]["device"]
             plan["bind_dir"] = path if not os.path.lexists(path) else None
         if not self.wants_ownership(w):
@@ -493,7 +494,7 @@ class VolumeManager:
         if plan["action"] in ("none", "keep-drift") or w["kind"] == "bind":
             target = current if plan["action"] in ("none", "keep-drift") else self.future_attrs(w)
             root = self.root(target)
-            if isinstance(root, vu.LocalRoot) and not os.path.lexists(root.path):
+            if isinstance(root, va.LocalRoot) and not os.path.lexists(root.path):
                 plan["ownership"] = self.predict_new(uid, gid, w["mode"], (0, 0))
                 return
             plan["root_before"] = root.stat()
@@ -659,7 +660,7 @@ def main():
         recreate=dict(type="str", choices=["never", "options-changed", "always"]),
         force=dict(type="bool"),
         volumes=dict(type="list", elements="dict", options=volume_item_spec()),
-        helper_image=dict(type="str", default=vu.DEFAULT_HELPER_IMAGE),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
     )
     DockerModule(spec, mutually_exclusive=[("name", "volumes")],

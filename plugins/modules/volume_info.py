@@ -170,6 +170,7 @@ volumes:
       sample: {size: 4096, files: 1, entries: 2}
 """
 
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
 
@@ -196,7 +197,7 @@ class VolumeInfoManager:
             users = vu.containers_by_volume(self.api)
         self.maps = (None, None)
         if found and p["ownership"]:
-            uid_map, gid_map, _note = vu.engine_id_maps(self.api, self.dm.host)
+            uid_map, gid_map, _note = va.engine_id_maps(self.api, self.dm.host)
             self.maps = (uid_map, gid_map)
         items = [self.describe(attrs, users.get(attrs["Name"], [])) for attrs in found]
         result = dict(changed=False, volumes=items)
@@ -230,8 +231,8 @@ class VolumeInfoManager:
                                   "ask for it by name" % item["kind"])
             return item
         try:
-            root = vu.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
-                                  root_access=self.params["root_access"], host_userns=self.maps[0] is not None)
+            root = va.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
+                                  method=va.method_of(self.params["root_access"]), host_userns=self.maps[0] is not None)
             if self.params["ownership"]:
                 st = root.stat()
                 if st["exists"]:
@@ -240,7 +241,7 @@ class VolumeInfoManager:
             if self.params["usage"]:
                 item["usage"] = root.usage()
         except DockerError as exc:
-            if self.params["name"] is not None and self.params["root_access"] == "host":
+            if self.params["name"] is not None and va.method_of(self.params["root_access"]) == "local":
                 raise
             item["root_error"] = str(exc)
         return item
@@ -251,7 +252,7 @@ def main():
         name=dict(type="str", aliases=["volume_name"]),
         usage=dict(type="bool", default=False),
         ownership=dict(type="bool", default=True),
-        helper_image=dict(type="str", default=vu.DEFAULT_HELPER_IMAGE),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
     )
     DockerModule(spec).run(VolumeInfoManager)
