@@ -28,7 +28,7 @@ import os
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
-from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, tar_path
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, member_pieces, tar_path
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader, bad_path, member_header
 
 _KINDS = {
@@ -166,7 +166,6 @@ def checked_tar(chunks, check, subject="the archive"):
 
 def _checked_members(stream, check):
     buf = bytearray(BUFFER)
-    view = memoryview(buf)
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
             if check(member) is None:
@@ -180,12 +179,7 @@ def _checked_members(stream, check):
                                 member.size if member.isreg() else 0, member.linkname if member.issym() else "",
                                 rdev=_rdev(member))
             if member.isreg():
-                f = archive.extractfile(member)
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    yield view[:n]
+                yield from member_pieces(archive, member, buf)
                 if member.size % tarfile.BLOCKSIZE:
                     yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 

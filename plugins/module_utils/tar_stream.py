@@ -88,7 +88,6 @@ def tee_tar(chunks, builder, checksum, counter, ids=None):  # noqa: PLR0912
     """
     tee = _Tee(chunks)
     buf = bytearray(BUFFER)
-    view = memoryview(buf)
     archive = tarfile.open(fileobj=io.BufferedReader(tee, BUFFER), mode="r|", bufsize=BUFFER)  # noqa: SIM115
     for member in archive:
         sha = None
@@ -99,16 +98,12 @@ def tee_tar(chunks, builder, checksum, counter, ids=None):  # noqa: PLR0912
             yield _tar_header(member)
         if member.isreg():
             h = hashlib.sha256() if checksum else None
-            f = archive.extractfile(member)
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
+            for piece in manifest.member_pieces(archive, member, buf):
                 if h:
-                    h.update(view[:n])
-                counter[0] += n
+                    h.update(piece)
+                counter[0] += len(piece)
                 if ids is not None:
-                    yield bytes(view[:n])
+                    yield bytes(piece)
                     continue
                 data = tee.drain()
                 if data:
@@ -283,15 +278,11 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
     manifest.link_groups(entries, groups.values())
 
 
-def _write_member(member_file, fd, *, buf):
-    view = memoryview(buf)
-    while True:
-        n = member_file.readinto(buf)
-        if not n:
-            return
+def _write_member(archive, member, fd, *, buf):
+    for piece in manifest.member_pieces(archive, member, buf):
         done = 0
-        while done < n:
-            done += os.write(fd, view[done:n])
+        while done < len(piece):
+            done += os.write(fd, piece[done:])
 
 
 def _member_path(name, what="member"):
@@ -323,7 +314,7 @@ def extract_tar(chunks, root, ids=None, check=None):
     buf = bytearray(BUFFER)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
         return _extract(archive, root, ids, lambda member: functools.partial(
-            _write_member, archive.extractfile(member), buf=buf), check)
+            _write_member, archive, member, buf=buf), check)
 
 
 def extract_tar_file(path, root, ids=None, counter=None, check=None):
