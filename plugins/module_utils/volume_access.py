@@ -68,8 +68,9 @@ HELPER_MOUNT = "/persist_docker_root"
 
 # How a volume's files are reached: the modules' option method.
 METHODS = ("auto", "local", "api")
-# The same ways in the words of the option root_access (deprecated alias of method, removed in 2.0.0).
+# The words of the option root_access, now a deprecated alias of method (volume, volume_info, data_ownership).
 ROOT_ACCESS = {"auto": "auto", "host": "local", "container": "api"}
+ROOT_ACCESS_REMOVED_IN = "2.0.0"
 
 # What to do about an OSError: of the root operations, and of a staged copy.
 ROOT_HINT = "run the module as root (become: true) or set method: api"
@@ -85,9 +86,27 @@ _SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || con
 STDIN_STALL = 5
 
 
-def method_of(value):
-    """The method (METHODS) of an option value, which may be one of the old root_access words."""
-    return ROOT_ACCESS.get(value, value)
+def method_argument(root_access=False):
+    """The argument spec of the option method; with root_access, that old name as a deprecated alias
+    and its words host and container as choices."""
+    spec = dict(type="str", default="auto", choices=list(METHODS))
+    if root_access:
+        spec.update(choices=list(METHODS) + ["host", "container"], aliases=["root_access"],
+                    deprecated_aliases=[dict(name="root_access", version=ROOT_ACCESS_REMOVED_IN,
+                                             collection_name="persist.docker")])
+    return spec
+
+
+def method_of(dm):
+    """The option method of a module (a DockerModule), its old words (host, container) mapped to local and
+    api once, with a deprecation warning."""
+    value = dm.params["method"]
+    if value in ("host", "container"):
+        dm.module.deprecate("method: %s (a value of the old option root_access) is deprecated; write method: %s"
+                            % (value, ROOT_ACCESS[value]), version=ROOT_ACCESS_REMOVED_IN,
+                            collection_name="persist.docker")
+        value = dm.params["method"] = ROOT_ACCESS[value]
+    return value
 
 
 def is_local_engine(docker_host):

@@ -30,7 +30,6 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
     get_or_none,
 )
 
-ROOT_ACCESS_CHOICES = ("auto", "host", "container")
 RECREATE_CHOICES = ("never", "options-changed", "always")
 
 # Docker's volume name grammar (daemon/names.RestrictedNamePattern).

@@ -22,7 +22,7 @@ description:
     P(persist.docker.userns_host_id#filter) gives the same mapping to templates.
   - The root is reached through the local file system when the engine is on a local Unix socket
     and the module runs as root, otherwise through a short-lived helper container (run with the
-    host's user namespace); see O(root_access).
+    host's user namespace); see O(method).
   - Through the local file system, every entry is changed relative to the descriptor of its directory
     and never through a symbolic link, so a container that changes the tree meanwhile cannot lead the
     change onto other files of the host; a root that is itself a symbolic link is refused.
@@ -88,14 +88,17 @@ options:
       - Image of the helper container used when the root cannot be reached directly.
     type: str
     default: busybox:latest
-  root_access:
+  method:
     description:
       - How the root is reached. V(auto) uses the local file system when the engine is local and
-        the module runs as root, else a helper container; V(host) insists on the local file
-        system; V(container) always uses a helper container.
+        the module runs as root, else a helper container; V(local) insists on the local file
+        system; V(api) always uses a helper container (through the Engine API).
+      - V(host) and V(container) are the words of the old name O(root_access) for V(local) and
+        V(api); they still work, are deprecated with that name and go in version 2.0.0.
     type: str
-    choices: [auto, host, container]
+    choices: [auto, local, api, host, container]
     default: auto
+    aliases: [root_access]
 notes:
   - A tmpfs volume is owned through its mount options; set them with M(persist.docker.volume).
 seealso:
@@ -321,7 +324,7 @@ class DataOwnershipManager:
 
     def root(self, host_userns):
         p = self.params
-        kwargs = dict(helper_image=p["helper_image"], method=va.method_of(p["root_access"]), host_userns=host_userns)
+        kwargs = dict(helper_image=p["helper_image"], method=va.method_of(self.dm), host_userns=host_userns)
         if p["path"] is not None:
             return va.path_root(self.api, self.dm.host, p["path"], **kwargs)
         attrs = vu.inspect_volume(self.api, p["volume"])
@@ -366,7 +369,7 @@ def main():
         recursive=dict(type="bool", default=False),
         map_userns=dict(type="bool", default=True),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
-        root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
+        method=va.method_argument(root_access=True),
     )
     DockerModule(spec,
                  mutually_exclusive=[("volume", "path"), ("as_user_of_image", "owner"), ("as_user_of_image", "group"),

@@ -373,7 +373,7 @@ def main():
         quiesce=dict(type="str", choices=list(containers.HOW)),
         stop_containers=dict(type="bool"),
         force=dict(type="bool", default=False),
-        method=dict(type="str", default="auto", choices=list(va.METHODS)),
+        method=va.method_argument(),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
         mode=dict(type="raw", default="0600"),

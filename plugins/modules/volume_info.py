@@ -18,7 +18,7 @@ description:
     mount each one in a helper container); ask for such a volume by O(name).
   - On an engine with C(userns-remap), owner and group are the ids containers see.
   - The root is read through its mountpoint when the engine is local and the module runs as root,
-    otherwise through a short-lived helper container; see O(root_access).
+    otherwise through a short-lived helper container; see O(method).
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:
@@ -53,14 +53,17 @@ options:
       - Image of the helper container used when a volume root cannot be read directly.
     type: str
     default: busybox:latest
-  root_access:
+  method:
     description:
       - How volume roots are read. V(auto) uses the mountpoint when the engine is local and the
-        module runs as root, else a helper container; V(host) insists on the mountpoint;
-        V(container) always uses a helper container.
+        module runs as root, else a helper container; V(local) insists on the mountpoint;
+        V(api) always uses a helper container (through the Engine API).
+      - V(host) and V(container) are the words of the old name O(root_access) for V(local) and
+        V(api); they still work, are deprecated with that name and go in version 2.0.0.
     type: str
-    choices: [auto, host, container]
+    choices: [auto, local, api, host, container]
     default: auto
+    aliases: [root_access]
 seealso:
   - module: persist.docker.volume
 author:
@@ -232,7 +235,7 @@ class VolumeInfoManager:
             return item
         try:
             root = va.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
-                                  method=va.method_of(self.params["root_access"]), host_userns=self.maps[0] is not None)
+                                  method=va.method_of(self.dm), host_userns=self.maps[0] is not None)
             if self.params["ownership"]:
                 st = root.stat()
                 if st["exists"]:
@@ -241,7 +244,7 @@ class VolumeInfoManager:
             if self.params["usage"]:
                 item["usage"] = root.usage()
         except DockerError as exc:
-            if self.params["name"] is not None and va.method_of(self.params["root_access"]) == "local":
+            if self.params["name"] is not None and va.method_of(self.dm) == "local":
                 raise
             item["root_error"] = str(exc)
         return item
@@ -253,7 +256,7 @@ def main():
         usage=dict(type="bool", default=False),
         ownership=dict(type="bool", default=True),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
-        root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
+        method=va.method_argument(root_access=True),
     )
     DockerModule(spec).run(VolumeInfoManager)
 

@@ -563,7 +563,7 @@ def main():
         stop_containers=dict(type="bool", default=True),
         copy_labels=dict(type="bool", default=True),
         force=dict(type="bool", default=False),
-        method=dict(type="str", default="auto", choices=list(va.METHODS)),
+        method=va.method_argument(),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
     )

@@ -303,7 +303,7 @@ def main():
         compression=dict(type="str", default="auto", choices=list(archive.COMPRESSIONS)),
         force=dict(type="bool", default=False),
         stop_containers=dict(type="bool", default=True),
-        method=dict(type="str", default="auto", choices=list(va.METHODS)),
+        method=va.method_argument(),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
     )

@@ -76,3 +76,37 @@ def test_volume_root_choice(tmp_path):
     assert root.how == local and (local == "api" or root.path == str(tmp_path))
     with pytest.raises(DockerError, match="only inside containers"):
         va.volume_root(None, "unix:///s", tmpfs, method="local")
+
+
+class FakeModule:
+    def __init__(self):
+        self.deprecations = []
+
+    def deprecate(self, msg, version=None, collection_name=None):
+        self.deprecations.append((msg, version, collection_name))
+
+
+class FakeDockerModule:
+    def __init__(self, method):
+        self.params = {"method": method}
+        self.module = FakeModule()
+
+
+@pytest.mark.parametrize(("given", "method", "deprecated"), [
+    ("auto", "auto", False), ("local", "local", False), ("api", "api", False),
+    ("host", "local", True), ("container", "api", True),
+])
+def test_method_of_maps_the_old_root_access_words_once(given, method, deprecated):
+    dm = FakeDockerModule(given)
+    assert va.method_of(dm) == method
+    assert va.method_of(dm) == method  # the second ask warns no more
+    assert dm.module.deprecations == ([("method: %s (a value of the old option root_access) is deprecated; write "
+                                        "method: %s" % (given, method), "2.0.0", "persist.docker")]
+                                      if deprecated else [])
+
+
+def test_method_argument():
+    assert va.method_argument() == dict(type="str", default="auto", choices=["auto", "local", "api"])
+    old = va.method_argument(root_access=True)
+    assert old["aliases"] == ["root_access"] and old["choices"] == ["auto", "local", "api", "host", "container"]
+    assert old["deprecated_aliases"] == [dict(name="root_access", version="2.0.0", collection_name="persist.docker")]
