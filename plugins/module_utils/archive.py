@@ -53,6 +53,7 @@ def pick_compression(path, compression):
 
 
 def require_zstandard():
+    """The zstandard module; DockerError saying what to install when it is missing."""
     try:
         import zstandard
     except ImportError:

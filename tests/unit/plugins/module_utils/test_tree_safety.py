@@ -93,8 +93,8 @@ def restore(path, volume, compression):
                                 volume_access.LocalRoot(str(volume), "v"), "checksum")
 
 
-class RecordingApiSide(volume_access.ApiRoot):
-    """An ApiSide whose helper containers are replaced by a record of what they would have been given."""
+class RecordingApiRoot(volume_access.ApiRoot):
+    """An ApiRoot whose helper containers are replaced by a record of what they would have been given."""
 
     def __init__(self):
         self.name, self.subject, self.sent, self.scripts = "v", "volume 'v'", [], []
@@ -162,7 +162,7 @@ def test_forged_backup_through_the_engine_api_sends_nothing_refused(tmp_path, se
     path = forge(tmp_path, members, "gzip", leave_out=("d/a/b/new",))
     with open(path + ".manifest.json") as f:
         doc = manifest.load(f.read())
-    dest = RecordingApiSide()
+    dest = RecordingApiRoot()
     with pytest.raises(DockerError, match=r"volume 'v': archive member './d/a/b/new' is not in the backup's manifest"):
         transfer.copy_into(archive.ArchiveSource(path, "gzip", doc), dest, True, [0])
     with tarfile.open(fileobj=io.BytesIO(b"".join(dest.sent)), mode="r:") as sent:
@@ -196,7 +196,7 @@ def test_backups_of_version_0_1_0_still_restore(tmp_path, name):
     result = restore(path, volume, compression)
     assert result["digest"] == doc["digest"] == manifest.digest(manifest.from_directory(str(volume)))
     assert os.readlink(str(volume / "abs-link")) == "/etc" and (volume / "d" / "sub" / "file").stat().st_uid == 1234
-    dest = RecordingApiSide()
+    dest = RecordingApiRoot()
     transfer.copy_into(archive.ArchiveSource(path, compression, doc), dest, True, [0])
     assert manifest.digest(manifest.from_tar_stream(io.BytesIO(b"".join(dest.sent)))) == doc["digest"]
 
