@@ -28,7 +28,8 @@ import os
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
-from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, tar_path
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, member_pieces, tar_path
+from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader, bad_path, member_header
 
 _KINDS = {
     tarfile.REGTYPE: "file",
@@ -47,20 +48,6 @@ _REFUSED = "; the archive is refused and nothing of it is kept"
 
 class Refused(DockerError):
     """An archive (or its manifest) that a restore must not write."""
-
-
-def bad_path(path):
-    """Why a manifest path or normalised member name cannot be in a volume's tree, or None."""
-    if path.startswith("/"):
-        return "it is absolute"
-    parts = path.split("/")
-    if ".." in parts:
-        return "it leads up with '..'"
-    if "" in parts or "." in parts:
-        return "it has an empty or '.' component"
-    if "\0" in path:
-        return "it holds a NUL byte"
-    return None
 
 
 def index(entries):
@@ -168,13 +155,8 @@ def checked_tar(chunks, check, subject="the archive"):
     stream is not a tar archive: a receiver has then seen only members that passed. A chunk is
     valid until the next one is asked for (the content is passed on in one reused buffer).
     """
-    from ansible_collections.persist.docker.plugins.module_utils.transfer import (  # noqa: PLC0415 - transfer imports this file
-        ChunkReader,
-        member_header,
-    )
-
     try:
-        yield from _checked_members(io.BufferedReader(ChunkReader(chunks), BUFFER), check, member_header)
+        yield from _checked_members(io.BufferedReader(ChunkReader(chunks), BUFFER), check)
     except tarfile.TarError as exc:
         raise DockerError("%s is not a valid tar archive (%s): it is damaged although its checksum file and "
                           "manifest agree with it; nothing of it is kept, use another backup"
@@ -182,9 +164,8 @@ def checked_tar(chunks, check, subject="the archive"):
     yield bytes(tarfile.BLOCKSIZE * 2)
 
 
-def _checked_members(stream, check, member_header):
+def _checked_members(stream, check):
     buf = bytearray(BUFFER)
-    view = memoryview(buf)
     with tarfile.open(fileobj=stream, mode="r|") as archive:
         for member in archive:
             if check(member) is None:
@@ -198,12 +179,7 @@ def _checked_members(stream, check, member_header):
                                 member.size if member.isreg() else 0, member.linkname if member.issym() else "",
                                 rdev=_rdev(member))
             if member.isreg():
-                f = archive.extractfile(member)
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    yield view[:n]
+                yield from member_pieces(archive, member, buf)
                 if member.size % tarfile.BLOCKSIZE:
                     yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 
+from ansible_collections.persist.docker.plugins.module_utils import idmap
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
@@ -295,17 +296,11 @@ def parse_userns_remap(value):
 
 
 def parse_subids(text, path):
-    """[(name, start, count)] of an /etc/subuid or /etc/subgid text (comments and blanks skipped)."""
-    entries = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(":")
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
-            raise DockerError("%s line %d '%s' is not name:start:count; fix the file first" % (path, number, line))
-        entries.append((parts[0], int(parts[1]), int(parts[2])))
-    return entries
+    """[(name, start, count)] of an /etc/subuid or /etc/subgid text (idmap.subid_entries)."""
+    try:
+        return idmap.subid_entries(text)
+    except idmap.IdMapError as exc:
+        raise DockerError("%s %s; fix the file first" % (path, exc)) from None
 
 
 def plan_subids(text, name, start, count, path):

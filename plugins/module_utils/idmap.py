@@ -24,34 +24,47 @@ class IdMapError(ValueError):
     """An id that cannot be mapped, or a malformed subordinate id file."""
 
 
-def parse_subid(text, user, user_id=None):
-    """The ranges of ``user`` in the text of /etc/subuid or /etc/subgid.
+def subid_entries(text):
+    """The entries of an /etc/subuid or /etc/subgid text: ``[(name, start, count)]`` in file order.
 
-    Lines read ``name-or-id:start:count``; a line for the user's numeric id
-    (``user_id``) counts too, as for dockerd. Returns ``[(start, count)]``
-    sorted by start, as dockerd lays them out.
+    Lines read ``name-or-id:start:count``; comments and blank lines are
+    skipped. IdMapError names the first line that is not such an entry.
+    This is the one parser of those files.
     """
-    ranges = []
-    names = {str(user)}
-    if user_id is not None:
-        names.add(str(user_id))
+    entries = []
     for number, raw in enumerate((text or "").splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         parts = line.split(":")
         if len(parts) != 3:
-            raise IdMapError("line %d of the subordinate id file is not name:start:count: %r" % (number, line))
-        if parts[0] not in names:
-            continue
+            raise IdMapError("line %d %r is not name:start:count" % (number, line))
         try:
             start, count = int(parts[1]), int(parts[2])
         except ValueError:
-            raise IdMapError("line %d of the subordinate id file has a non-numeric start or count: %r"
-                             % (number, line)) from None
-        if start < 0 or count <= 0:
-            raise IdMapError("line %d of the subordinate id file has a negative start or an empty range: %r"
-                             % (number, line))
+            raise IdMapError("line %d %r has a non-numeric start or count" % (number, line)) from None
+        if start < 0 or count < 0:
+            raise IdMapError("line %d %r has a negative start or count" % (number, line))
+        entries.append((parts[0], start, count))
+    return entries
+
+
+def parse_subid(text, user, user_id=None):
+    """The ranges of ``user`` in the text of /etc/subuid or /etc/subgid.
+
+    A line for the user's numeric id (``user_id``) counts too, as for
+    dockerd. Returns ``[(start, count)]`` sorted by start, as dockerd lays
+    them out.
+    """
+    names = {str(user)}
+    if user_id is not None:
+        names.add(str(user_id))
+    ranges = []
+    for name, start, count in subid_entries(text):
+        if name not in names:
+            continue
+        if count <= 0:
+            raise IdMapError("the subordinate id file has an empty range for %s: %s:%d:%d" % (name, name, start, count))
         ranges.append((start, count))
     return sorted(ranges)
 
@@ -81,33 +94,36 @@ def normalize_map(value):
     return sorted((int(a), int(b), int(c)) for a, b, c in items)
 
 
+# Why an id cannot be mapped, by direction (outward: container to host).
+_OUTSIDE = {
+    True: "id %d is outside the user namespace's ranges (%s): no host id corresponds to it",
+    False: "host id %d is outside the user namespace's ranges (%s): containers see it as nobody",
+}
+
+
 def _shift(an_id, id_map, outward):
-    """an_id through the map's ranges, container to host when outward; None when no range holds it."""
+    """an_id through the map's ranges, container to host when outward; itself without a map.
+
+    IdMapError when no range holds it.
+    """
+    an_id = int(an_id)
+    if not id_map:
+        return an_id
     for c_start, h_start, size in id_map:
         start, target = (c_start, h_start) if outward else (h_start, c_start)
         if start <= an_id < start + size:
             return target + an_id - start
-    return None
+    raise IdMapError(_OUTSIDE[outward] % (an_id, describe(id_map)))
 
 
 def to_host(container_id, id_map):
     """The host id of ``container_id``; the identity when the map is empty."""
-    container_id = int(container_id)
-    host_id = _shift(container_id, id_map, True) if id_map else container_id
-    if host_id is None:
-        raise IdMapError("id %d is outside the user namespace's ranges (%s): no host id corresponds to it"
-                         % (container_id, describe(id_map)))
-    return host_id
+    return _shift(container_id, id_map, True)
 
 
 def to_container(host_id, id_map):
     """The container id that is ``host_id`` on the host; the identity when the map is empty."""
-    host_id = int(host_id)
-    container_id = _shift(host_id, id_map, False) if id_map else host_id
-    if container_id is None:
-        raise IdMapError("host id %d is outside the user namespace's ranges (%s): containers see it as nobody"
-                         % (host_id, describe(id_map)))
-    return container_id
+    return _shift(host_id, id_map, False)
 
 
 def to_container_or_none(host_id, id_map):
@@ -141,11 +157,8 @@ def userns_enabled(security_options):
 def find_remap_user(text, host_root_id):
     """The name in /etc/subuid (or subgid) text whose lowest range starts at host_root_id."""
     owners = {}
-    for line in (text or "").splitlines():
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[1].isdigit():
-            start = int(parts[1])
-            owners[parts[0]] = min(start, owners.get(parts[0], start))
+    for name, start, _count in subid_entries(text):
+        owners[name] = min(start, owners.get(name, start))
     matches = sorted(name for name, start in owners.items() if start == host_root_id)
     if DEFAULT_REMAP_USER in matches:
         return DEFAULT_REMAP_USER

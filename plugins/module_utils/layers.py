@@ -11,6 +11,7 @@ import os
 import stat
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
 
 # Kind codes of GET /containers/{id}/changes, as `docker diff` prints them.
 CHANGE_KINDS = {0: "C", 1: "A", 2: "D"}
@@ -100,7 +101,7 @@ def local_upper_dir(attrs, docker_host):
     Only for an engine on a local Unix socket with the overlay2 driver: its
     UpperDir is then a directory of this very file system.
     """
-    if not docker_host.startswith("unix://"):
+    if not is_local_engine(docker_host):
         return None
     driver = attrs.get("GraphDriver") or {}
     upper = (driver.get("Data") or {}).get("UpperDir")

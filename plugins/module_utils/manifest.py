@@ -342,11 +342,23 @@ class TarManifest:
         return link_groups(list(self.entries.values()), groups)
 
 
+def member_pieces(archive, member, buf):
+    """The content of the regular file member of the tarfile archive, read into buf (a bytearray) piece by
+    piece: each piece is a view of buf, valid until the next one is asked for. The one read loop of tar
+    members."""
+    f = archive.extractfile(member)
+    view = memoryview(buf)
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            return
+        yield view[:n]
+
+
 def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None):
     """The manifest of a tar archive read from a stream (no seeking); ids maps its (uid, gid) if given."""
     builder = TarManifest(prefix)
     buf = bytearray(BUFFER)
-    view = memoryview(buf)
     with tarfile.open(fileobj=fileobj, mode="r|") as archive:
         for member in archive:
             if ids is not None:
@@ -354,12 +366,8 @@ def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None):
             sha = None
             if member.isreg() and checksum:
                 h = hashlib.sha256()
-                f = archive.extractfile(member)
-                while True:
-                    n = f.readinto(buf)
-                    if not n:
-                        break
-                    h.update(view[:n])
+                for piece in member_pieces(archive, member, buf):
+                    h.update(piece)
                 sha = h.hexdigest()
             builder.add(member, sha)
     return builder.result()

@@ -8,13 +8,11 @@ Reusable by every module that handles volumes:
 * :func:`inspect_volume`, :func:`list_volumes` -- the Engine's view of volumes.
 * :func:`containers_using`, :func:`containers_by_volume` -- which containers
   mount a volume and whether they run.
-* :func:`volume_root` / :func:`path_root` -- the ONE place that decides how a
-  volume's root (or a host path) is read and changed: through the local
-  mountpoint when the engine is local and this process may use it, otherwise
-  through a short-lived helper container. Both return a root object with
-  ``stat()``, ``holds_data()``, ``usage()`` and ``apply_ownership()``.
 * :func:`data_at_risk` -- whether removing a volume would delete data.
-* :func:`engine_id_maps` -- the engine's userns-remap id maps (or none).
+* :func:`host_ids`, :func:`container_view` -- ids through the engine's userns-remap maps.
+
+How a volume's root (or a host path) is read and changed, locally or through a
+helper container, is volume_access.py.
 
 The pure functions (validation, the local driver shortcuts, drift, the plan,
 the refusal message) take plain data and are unit-tested without a daemon.
@@ -24,24 +22,14 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import stat as stat_module
 
-from ansible_collections.persist.docker.plugins.module_utils import fdtree, idmap
+from ansible_collections.persist.docker.plugins.module_utils import idmap
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     DockerError,
     api_errors,
     get_or_none,
-    os_errors,
 )
 
-DEFAULT_HELPER_IMAGE = "busybox:latest"
-# Label on helper containers, so that a leftover one is easy to find.
-HELPER_LABEL = "persist.docker.helper"
-# Where a helper container sees the volume root or host path.
-HELPER_MOUNT = "/persist_docker_root"
-
-ROOT_ACCESS_CHOICES = ("auto", "host", "container")
 RECREATE_CHOICES = ("never", "options-changed", "always")
 
 # Docker's volume name grammar (daemon/names.RestrictedNamePattern).
@@ -396,260 +384,6 @@ def check_driver(api, driver, info=None):
     if driver not in known:
         raise DockerError("unknown volume driver %r: the engine knows %s; install the plugin first (docker plugin "
                           "install) or use driver local" % (driver, ", ".join(sorted(known)) or "none"))
-
-
-def _read_text(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def engine_id_maps(api, docker_host, info=None):
-    """The engine's user namespace maps: (uid_map, gid_map, note).
-
-    Maps are lists of (container_start, host_start, size), or None when the
-    engine does not remap ids. The ranges come from /etc/subuid and
-    /etc/subgid of this host when the engine is local.
-    """
-    info = info or engine_info(api)
-    local = is_local_engine(docker_host)
-    try:
-        return idmap.engine_maps(info.get("SecurityOptions"), info.get("DockerRootDir"),
-                                 _read_text("/etc/subuid") if local else None,
-                                 _read_text("/etc/subgid") if local else None)
-    except idmap.IdMapError as exc:
-        raise DockerError("user namespace of the engine at %s: %s" % (docker_host, exc)) from None
-
-
-# ---------------------------------------------------------------- volume roots: local or helper
-
-def is_local_engine(docker_host):
-    return (docker_host or "").startswith("unix://") or (docker_host or "").startswith("/")
-
-
-class LocalRoot:
-    """A volume root or host path that this process reads and changes directly."""
-
-    how = "host"
-
-    def __init__(self, path):
-        self.path = path
-
-    def describe(self):
-        return self.path
-
-    def _entries(self, recursive, follow=False):
-        """fdtree.walk() of the root (refused when it is a symlink unless follow), or only the root unless recursive."""
-        root = fdtree.open_root(self.path, follow)
-        if recursive:
-            return fdtree.walk(root)
-        return iter([("", root, ".", os.fstat(root.fd))])
-
-    def _guard(self, what):
-        return _os_errors("%s of %s" % (what, self.path))
-
-    def stat(self):
-        """{'uid', 'gid', 'mode', 'exists'} of the root (host ids)."""
-        with self._guard("stat"):
-            if not os.path.lexists(self.path):
-                return dict(uid=None, gid=None, mode=None, exists=False)
-            st = os.stat(self.path)
-        return dict(uid=st.st_uid, gid=st.st_gid, mode=stat_module.S_IMODE(st.st_mode), exists=True)
-
-    def holds_data(self):
-        with self._guard("listing"):
-            if not os.path.isdir(self.path):
-                return False
-            with os.scandir(self.path) as found:
-                return next(iter(found), None) is not None
-
-    def usage(self):
-        """{'size': bytes of regular files, 'files': regular files, 'entries': all entries below the root}."""
-        size = files = entries = 0
-        with self._guard("usage"):
-            if not os.path.isdir(self.path):
-                return dict(size=0, files=0, entries=0)
-            for path, _parent, _name, st in self._entries(True, follow=True):
-                if not path:
-                    continue
-                entries += 1
-                if stat_module.S_ISREG(st.st_mode):
-                    files += 1
-                    size += st.st_size
-        return dict(size=size, files=files, entries=entries)
-
-    def apply_ownership(self, uid, gid, mode, recursive, check_mode):
-        """chown (only what differs) and chmod the root; returns {'chown': n, 'chmod': n}.
-
-        Every entry is changed relative to the descriptor of its directory, never
-        through a symlink (fdtree), so a tree that changes meanwhile cannot lead
-        the chown onto other files; a root that is a symlink is refused.
-        """
-        with self._guard("ownership"):
-            if not os.path.lexists(self.path):
-                if check_mode:
-                    umask = os.umask(0o022)
-                    os.umask(umask)
-                    new = [(self.path, os.geteuid(), os.getegid(), 0o777 & ~umask)]
-                    count, chmod = ownership_counts(new, uid, gid, mode)
-                    return dict(chown=count, chmod=1 if chmod else 0)
-                os.makedirs(self.path)
-            entries = []
-            root = None
-            for path, parent, name, st in self._entries(recursive):
-                entries.append((path, st.st_uid, st.st_gid, stat_module.S_IMODE(st.st_mode)))
-                if not path:
-                    root = parent
-                differs = (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
-                if differs and not check_mode:
-                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=parent.fd,
-                             follow_symlinks=False)
-            count, chmod = ownership_counts(entries, uid, gid, mode)
-            if chmod and not check_mode:
-                os.fchmod(root.fd, mode)
-        return dict(chown=count, chmod=1 if chmod else 0)
-
-
-def _os_errors(subject):
-    return os_errors(subject, "run the module as root (become: true) or set root_access: container")
-
-
-class HelperRoot:
-    """A volume root or host path reached through a short-lived helper container.
-
-    The helper runs ``helper_image`` (it needs a POSIX shell with find, stat,
-    chown, chmod, wc and awk, as busybox has) as root, without network, and
-    with the host's user namespace when the engine remaps ids, so that it
-    sees and sets host ids as LocalRoot does.
-    """
-
-    how = "container"
-
-    def __init__(self, api, source, helper_image, *, host_userns=False, is_path=False):
-        self.api = api
-        self.source = source
-        self.helper_image = helper_image
-        self.host_userns = host_userns
-        self.is_path = is_path
-
-    def describe(self):
-        return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
-
-    def run(self, script):
-        """Run ``script`` with sh in a helper container; return its stdout."""
-        api = self.api
-        subject = "helper container (%s) for %s" % (self.helper_image, self.describe())
-        if get_or_none("image '%s'" % self.helper_image, api.inspect_image, self.helper_image) is None:
-            raise DockerError("helper image %s is not on the engine; pull or load it there, or set helper_image to "
-                              "an image with a POSIX shell and find/stat/chown (busybox)" % self.helper_image)
-        with api_errors(subject):
-            # Mounts, not Binds: a missing host path is an error rather than created (also in check mode),
-            # and an empty volume is not filled from the image.
-            mount = {"Target": HELPER_MOUNT, "Source": self.source, "ReadOnly": False,
-                     "Type": "bind" if self.is_path else "volume"}
-            if not self.is_path:
-                mount["VolumeOptions"] = {"NoCopy": True}
-            host_config = api.create_host_config(mounts=[mount], network_mode="none",
-                                                 userns_mode="host" if self.host_userns else None)
-            created = api.create_container(self.helper_image, command=["sh", "-c", script], user="0:0",
-                                           entrypoint=[], host_config=host_config, labels={HELPER_LABEL: "volume-root"})
-            try:
-                api.start(created["Id"])
-                status = api.wait(created["Id"]).get("StatusCode", 1)
-                out = api.logs(created["Id"], stdout=True, stderr=False).decode("utf-8", "replace")
-                err = api.logs(created["Id"], stdout=False, stderr=True).decode("utf-8", "replace")
-            finally:
-                api.remove_container(created["Id"], force=True)
-        if status != 0 and "no such file" in (err or out).lower() and self.is_path:
-            raise DockerError("host path %s does not exist on the engine's host; create it first" % self.source)
-        if status != 0:
-            raise DockerError("%s failed with status %s: %s" % (subject, status, (err or out).strip()[-300:]))
-        return out
-
-    def stat(self):
-        out = self.run("stat -c '%%u %%g %%a' %s" % HELPER_MOUNT).split()
-        return dict(uid=int(out[0]), gid=int(out[1]), mode=int(out[2], 8), exists=True)
-
-    def holds_data(self):
-        out = self.run("ls -A %s | head -n 1 | wc -l" % HELPER_MOUNT)
-        return out.strip() not in ("", "0")
-
-    def usage(self):
-        r = HELPER_MOUNT
-        out = self.run("find %s -mindepth 1 | wc -l; find %s -type f | wc -l; "
-                       "find %s -type f -exec stat -c %%s {} + | awk '{s+=$1} END {print s+0}'" % (r, r, r)).split()
-        return dict(entries=int(out[0]), files=int(out[1]), size=int(float(out[2])))
-
-    def apply_ownership(self, uid, gid, mode, recursive, check_mode):
-        r = HELPER_MOUNT
-        conditions = []
-        if uid is not None:
-            conditions.append("! -user %d" % uid)
-        if gid is not None:
-            conditions.append("! -group %d" % gid)
-        depth = "" if recursive else "-maxdepth 0 "
-        lines = []
-        if conditions:
-            expr = "%s %s\\( %s \\)" % (r, depth, " -o ".join(conditions))
-            lines.append("find %s | wc -l" % expr)
-            if not check_mode:
-                spec = "%s%s" % ("" if uid is None else uid, "" if gid is None else ":%d" % gid)
-                lines.append("find %s -exec chown -h %s {} +" % (expr, shlex.quote(spec)))
-        else:
-            lines.append("echo 0")
-        if mode is not None:
-            lines.append("m=$(stat -c %%a %s); if [ $((0$m)) -ne %d ]; then echo 1; %s else echo 0; fi"
-                         % (r, mode, "" if check_mode else "chmod %o %s;" % (mode, r)))
-        else:
-            lines.append("echo 0")
-        out = self.run("set -e; " + "; ".join(lines)).split()
-        return dict(chown=int(out[0]), chmod=int(out[1]))
-
-
-def _usable_locally(docker_host, path, root_access):
-    if root_access == "container":
-        return False
-    usable = is_local_engine(docker_host) and os.geteuid() == 0 and os.path.isabs(path or "")
-    if root_access == "host" and not usable:
-        raise DockerError("root_access is host but %s is not a directory this module can change as root on a local "
-                          "engine; use root_access: auto or container" % path)
-    return usable
-
-
-def volume_root(api, docker_host, attrs, *, helper_image=DEFAULT_HELPER_IMAGE, root_access="auto", host_userns=False):
-    """How to reach the root of the volume ``attrs`` (inspect dict): a LocalRoot or a HelperRoot.
-
-    Local mountpoint when the engine is on a local Unix socket, this process
-    is root and the directory exists here (plain local volumes), or the bind
-    path of a local bind volume; otherwise a helper container that mounts the
-    volume (this also mounts nfs, tmpfs and plugin volumes).
-    """
-    kind = volume_kind(attrs)
-    if kind == "bind":
-        return path_root(api, docker_host, attrs["Options"]["device"], helper_image=helper_image,
-                         root_access=root_access, host_userns=host_userns)
-    if kind == "plain" and root_access != "container":
-        mountpoint = attrs.get("Mountpoint")
-        if _usable_locally(docker_host, mountpoint, root_access) and os.path.isdir(mountpoint):
-            return LocalRoot(mountpoint)
-    elif root_access == "host":
-        raise DockerError("volume '%s' (%s) is mounted only inside containers; use root_access: auto or container"
-                          % (attrs.get("Name"), kind))
-    return HelperRoot(api, attrs["Name"], helper_image, host_userns=host_userns)
-
-
-def path_root(api, docker_host, path, *, helper_image=DEFAULT_HELPER_IMAGE, root_access="auto", host_userns=False):
-    """How to reach host path ``path`` of the engine's host: a LocalRoot or a HelperRoot.
-
-    A helper container bind-mounts the path (the Engine creates it if missing).
-    """
-    if not os.path.isabs(path or ""):
-        raise DockerError("path %r is not absolute; give the full host path" % (path,))
-    if _usable_locally(docker_host, path, root_access):
-        return LocalRoot(os.path.normpath(path))
-    return HelperRoot(api, os.path.normpath(path), helper_image, host_userns=host_userns, is_path=True)
 
 
 def container_view(value, id_map):

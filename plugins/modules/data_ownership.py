@@ -22,7 +22,7 @@ description:
     P(persist.docker.userns_host_id#filter) gives the same mapping to templates.
   - The root is reached through the local file system when the engine is on a local Unix socket
     and the module runs as root, otherwise through a short-lived helper container (run with the
-    host's user namespace); see O(root_access).
+    host's user namespace); see O(method).
   - Through the local file system, every entry is changed relative to the descriptor of its directory
     and never through a symbolic link, so a container that changes the tree meanwhile cannot lead the
     change onto other files of the host; a root that is itself a symbolic link is refused.
@@ -88,14 +88,17 @@ options:
       - Image of the helper container used when the root cannot be reached directly.
     type: str
     default: busybox:latest
-  root_access:
+  method:
     description:
       - How the root is reached. V(auto) uses the local file system when the engine is local and
-        the module runs as root, else a helper container; V(host) insists on the local file
-        system; V(container) always uses a helper container.
+        the module runs as root, else a helper container; V(local) insists on the local file
+        system; V(api) always uses a helper container (through the Engine API).
+      - V(host) and V(container) are the words of the old name O(root_access) for V(local) and
+        V(api); they still work, are deprecated with that name and go in version 2.0.0.
     type: str
-    choices: [auto, host, container]
+    choices: [auto, local, api, host, container]
     default: auto
+    aliases: [root_access]
 notes:
   - A tmpfs volume is owned through its mount options; set them with M(persist.docker.volume).
 seealso:
@@ -208,8 +211,12 @@ import os
 import pwd
 
 from ansible_collections.persist.docker.plugins.module_utils import ownership
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+
+# The result's root.access keeps the words it has always had.
+ACCESS = {"local": "host", "api": "container"}
 
 
 class DataOwnershipManager:
@@ -235,7 +242,7 @@ class DataOwnershipManager:
         uid_map = gid_map = None
         note = "ids not mapped (map_userns is false)"
         if p["map_userns"]:
-            uid_map, gid_map, note = vu.engine_id_maps(self.api, self.dm.host)
+            uid_map, gid_map, note = va.engine_id_maps(self.api, self.dm.host)
         host_uid, host_gid = vu.host_ids(uid, gid, uid_map, gid_map)
 
         root = self.root(uid_map is not None)
@@ -261,7 +268,7 @@ class DataOwnershipManager:
             changed_entries=counts["chown"],
             mode_changed=bool(counts["chmod"]),
             created=not before["exists"],
-            root=dict(volume=p["volume"], path=getattr(root, "path", None) or p["path"], access=root.how),
+            root=dict(volume=p["volume"], path=getattr(root, "path", None) or p["path"], access=ACCESS[root.how]),
             userns=dict(enabled=uid_map is not None, uid_map=[list(r) for r in uid_map or []],
                         gid_map=[list(r) for r in gid_map or []], note=note),
             actions=actions,
@@ -317,16 +324,16 @@ class DataOwnershipManager:
 
     def root(self, host_userns):
         p = self.params
-        kwargs = dict(helper_image=p["helper_image"], root_access=p["root_access"], host_userns=host_userns)
+        kwargs = dict(helper_image=p["helper_image"], method=va.method_of(self.dm), host_userns=host_userns)
         if p["path"] is not None:
-            return vu.path_root(self.api, self.dm.host, p["path"], **kwargs)
+            return va.path_root(self.api, self.dm.host, p["path"], **kwargs)
         attrs = vu.inspect_volume(self.api, p["volume"])
         if attrs is None:
             raise DockerError("volume '%s' does not exist; create it first (persist.docker.volume)" % p["volume"])
         if vu.volume_kind(attrs) == "tmpfs":
             raise DockerError("volume '%s' is a tmpfs volume: its root exists only while mounted; set its owner and "
                               "mode as mount options with persist.docker.volume (tmpfs, owner, group)" % p["volume"])
-        return vu.volume_root(self.api, self.dm.host, attrs, **kwargs)
+        return va.volume_root(self.api, self.dm.host, attrs, **kwargs)
 
 
 def show(value):
@@ -361,8 +368,8 @@ def main():
         mode=dict(type="raw"),
         recursive=dict(type="bool", default=False),
         map_userns=dict(type="bool", default=True),
-        helper_image=dict(type="str", default=vu.DEFAULT_HELPER_IMAGE),
-        root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(root_access=True),
     )
     DockerModule(spec,
                  mutually_exclusive=[("volume", "path"), ("as_user_of_image", "owner"), ("as_user_of_image", "group"),

@@ -420,7 +420,8 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_storage im
     plan_storage,
     storage_label,
 )
-from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using, is_local_engine
+from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
+from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
 
 
 class RegistryManager:

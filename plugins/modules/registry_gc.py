@@ -209,7 +209,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_gc import 
     readonly_config,
     still_deletable,
 )
-from ansible_collections.persist.docker.plugins.module_utils.volumes import is_local_engine
+from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
 
 BLOBS = "docker/registry/v2/blobs"
 

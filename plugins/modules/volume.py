@@ -24,7 +24,7 @@ description:
   - Manages a whole set of volumes in one call with O(volumes).
   - The volume root is read and changed through its mountpoint when the engine is on a local
     Unix socket and the module runs as root, otherwise through a short-lived helper container
-    (O(helper_image)); see O(root_access).
+    (O(helper_image)); see O(method).
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:
@@ -209,14 +209,17 @@ options:
         needs C(sh), C(find), C(stat), C(chown), C(chmod) and C(awk), as busybox has.
     type: str
     default: busybox:latest
-  root_access:
+  method:
     description:
       - How the volume root is reached. V(auto) uses the mountpoint when the engine is local and
-        the module runs as root, else a helper container; V(host) insists on the mountpoint;
-        V(container) always uses a helper container.
+        the module runs as root, else a helper container; V(local) insists on the mountpoint;
+        V(api) always uses a helper container (through the Engine API).
+      - V(host) and V(container) are the words of the old name O(root_access) for V(local) and
+        V(api); they still work, are deprecated with that name and go in version 2.0.0.
     type: str
-    choices: [auto, host, container]
+    choices: [auto, local, api, host, container]
     default: auto
+    aliases: [root_access]
 notes:
   - A tmpfs volume's root exists only while a container mounts it; its ownership is set through
     the mount options.
@@ -333,6 +336,7 @@ import grp
 import os
 import pwd
 
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
 
@@ -424,7 +428,7 @@ class VolumeManager:
             vu.check_driver(self.api, driver, info)
         self.maps = (None, None)
         if any(self.wants_ownership(w) for w in wanted):
-            uid_map, gid_map, _note = vu.engine_id_maps(self.api, self.dm.host, info)
+            uid_map, gid_map, _note = va.engine_id_maps(self.api, self.dm.host, info)
             self.maps = (uid_map, gid_map)
         plans = []
         refusals = []
@@ -470,8 +474,8 @@ class VolumeManager:
                 and any(w[k] is not None for k in ("owner", "group", "mode")))
 
     def root(self, attrs):
-        return vu.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
-                              root_access=self.params["root_access"], host_userns=self.maps[0] is not None)
+        return va.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
+                              method=va.method_of(self.dm), host_userns=self.maps[0] is not None)
 
     def host_ids(self, w):
         return vu.host_ids(w["owner"], w["group"], self.maps[0], self.maps[1])
@@ -482,8 +486,8 @@ class VolumeManager:
         plan["bind_dir"] = None
         if w["state"] == "absent":
             return
-        if (w["kind"] == "bind" and plan["action"] != "keep-drift" and vu.is_local_engine(self.dm.host)
-                and self.params["root_access"] != "container"):
+        if (w["kind"] == "bind" and plan["action"] != "keep-drift" and va.is_local_engine(self.dm.host)
+                and va.method_of(self.dm) != "api"):
             path = w["driver_opts"]["device"]
             plan["bind_dir"] = path if not os.path.lexists(path) else None
         if not self.wants_ownership(w):
@@ -493,7 +497,7 @@ class VolumeManager:
         if plan["action"] in ("none", "keep-drift") or w["kind"] == "bind":
             target = current if plan["action"] in ("none", "keep-drift") else self.future_attrs(w)
             root = self.root(target)
-            if isinstance(root, vu.LocalRoot) and not os.path.lexists(root.path):
+            if isinstance(root, va.LocalRoot) and not os.path.lexists(root.path):
                 plan["ownership"] = self.predict_new(uid, gid, w["mode"], (0, 0))
                 return
             plan["root_before"] = root.stat()
@@ -659,8 +663,8 @@ def main():
         recreate=dict(type="str", choices=["never", "options-changed", "always"]),
         force=dict(type="bool"),
         volumes=dict(type="list", elements="dict", options=volume_item_spec()),
-        helper_image=dict(type="str", default=vu.DEFAULT_HELPER_IMAGE),
-        root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(root_access=True),
     )
     DockerModule(spec, mutually_exclusive=[("name", "volumes")],
                  required_one_of=[("name", "volumes")]).run(VolumeManager)

@@ -204,10 +204,18 @@ import os
 import stat
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import atomic, containers, locking, manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
+    atomic,
+    buffers,
+    containers,
+    locking,
+    manifest,
+    transfer,
+)
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
-    DEFAULT_HELPER_IMAGE,
     containers_using,
     format_mode,
     inspect_volume,
@@ -229,11 +237,11 @@ class VolumeBackupManager:
     def backup(self):
         p = self.params
         api = self.dm.api
-        path, manifest_path, checksum_path = transfer.archive_files(p["path"])
+        path, manifest_path, checksum_path = archive.archive_files(p["path"])
         mode = parse_mode(p["mode"], "mode")
-        compression = transfer.pick_compression(path, p["compression"])
+        compression = archive.pick_compression(path, p["compression"])
         if compression == "zstd":
-            transfer._zstandard()
+            archive.require_zstandard()
         check_archive_path(path, p["volume"])
         attrs = inspect_volume(api, p["volume"])
         if attrs is None:
@@ -242,14 +250,14 @@ class VolumeBackupManager:
         recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
-        side = transfer.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
+        side = va.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
         stored = self.stored(path, manifest_path, checksum_path)
         result = dict(path=path, manifest_path=manifest_path, checksum_path=checksum_path, compression=compression,
                       method=side.how, stopped_containers=[], quiesced_containers=[], actions=list(recovered),
                       seconds=0.0, throughput=0)
         current = None
         if stored is not None and not p["force"]:
-            with transfer.sha256_meanwhile(path) as archive_sha256:
+            with archive.sha256_meanwhile(path) as archive_sha256:
                 current = side.manifest(True)
                 unchanged = manifest.digest(current) == stored["digest"] and \
                     archive_sha256() == stored["archive_sha256"]
@@ -275,9 +283,9 @@ class VolumeBackupManager:
             entries = []
             counter = [0]
             start = time.monotonic()
-            pool = transfer.BufferPool()
-            sha, size = transfer.write_archive(side.archive(True, entries, counter, pool), path, compression, pool,
-                                               mode)
+            pool = buffers.BufferPool()
+            sha, size = archive.write_archive(side.archive(True, entries, counter, pool), path, compression, pool,
+                                              mode)
             seconds = time.monotonic() - start
             digest = manifest.digest(entries)
             with os_errors("writing the manifest beside %s" % path,
@@ -313,7 +321,7 @@ class VolumeBackupManager:
                 doc = manifest.load(f.read())
         except (OSError, ValueError):
             return None
-        recorded = transfer.read_checksum_file(checksum_path)
+        recorded = archive.read_checksum_file(checksum_path)
         if recorded is None or recorded != doc.get("archive_sha256"):
             return None
         return dict(digest=doc["digest"], archive_sha256=recorded)
@@ -361,12 +369,12 @@ def main():
     spec = dict(
         volume=dict(type="str", required=True),
         path=dict(type="path", required=True),
-        compression=dict(type="str", default="auto", choices=list(transfer.COMPRESSIONS)),
+        compression=dict(type="str", default="auto", choices=list(archive.COMPRESSIONS)),
         quiesce=dict(type="str", choices=list(containers.HOW)),
         stop_containers=dict(type="bool"),
         force=dict(type="bool", default=False),
-        method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
-        helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
         mode=dict(type="raw", default="0600"),
     )

@@ -18,7 +18,7 @@ description:
     mount each one in a helper container); ask for such a volume by O(name).
   - On an engine with C(userns-remap), owner and group are the ids containers see.
   - The root is read through its mountpoint when the engine is local and the module runs as root,
-    otherwise through a short-lived helper container; see O(root_access).
+    otherwise through a short-lived helper container; see O(method).
 extends_documentation_fragment:
   - persist.docker.docker
 attributes:
@@ -53,14 +53,17 @@ options:
       - Image of the helper container used when a volume root cannot be read directly.
     type: str
     default: busybox:latest
-  root_access:
+  method:
     description:
       - How volume roots are read. V(auto) uses the mountpoint when the engine is local and the
-        module runs as root, else a helper container; V(host) insists on the mountpoint;
-        V(container) always uses a helper container.
+        module runs as root, else a helper container; V(local) insists on the mountpoint;
+        V(api) always uses a helper container (through the Engine API).
+      - V(host) and V(container) are the words of the old name O(root_access) for V(local) and
+        V(api); they still work, are deprecated with that name and go in version 2.0.0.
     type: str
-    choices: [auto, host, container]
+    choices: [auto, local, api, host, container]
     default: auto
+    aliases: [root_access]
 seealso:
   - module: persist.docker.volume
 author:
@@ -170,6 +173,7 @@ volumes:
       sample: {size: 4096, files: 1, entries: 2}
 """
 
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
 
@@ -196,7 +200,7 @@ class VolumeInfoManager:
             users = vu.containers_by_volume(self.api)
         self.maps = (None, None)
         if found and p["ownership"]:
-            uid_map, gid_map, _note = vu.engine_id_maps(self.api, self.dm.host)
+            uid_map, gid_map, _note = va.engine_id_maps(self.api, self.dm.host)
             self.maps = (uid_map, gid_map)
         items = [self.describe(attrs, users.get(attrs["Name"], [])) for attrs in found]
         result = dict(changed=False, volumes=items)
@@ -230,8 +234,8 @@ class VolumeInfoManager:
                                   "ask for it by name" % item["kind"])
             return item
         try:
-            root = vu.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
-                                  root_access=self.params["root_access"], host_userns=self.maps[0] is not None)
+            root = va.volume_root(self.api, self.dm.host, attrs, helper_image=self.params["helper_image"],
+                                  method=va.method_of(self.dm), host_userns=self.maps[0] is not None)
             if self.params["ownership"]:
                 st = root.stat()
                 if st["exists"]:
@@ -240,7 +244,7 @@ class VolumeInfoManager:
             if self.params["usage"]:
                 item["usage"] = root.usage()
         except DockerError as exc:
-            if self.params["name"] is not None and self.params["root_access"] == "host":
+            if self.params["name"] is not None and va.method_of(self.dm) == "local":
                 raise
             item["root_error"] = str(exc)
         return item
@@ -251,8 +255,8 @@ def main():
         name=dict(type="str", aliases=["volume_name"]),
         usage=dict(type="bool", default=False),
         ownership=dict(type="bool", default=True),
-        helper_image=dict(type="str", default=vu.DEFAULT_HELPER_IMAGE),
-        root_access=dict(type="str", choices=list(vu.ROOT_ACCESS_CHOICES), default="auto"),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(root_access=True),
     )
     DockerModule(spec).run(VolumeInfoManager)
 

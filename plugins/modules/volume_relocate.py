@@ -302,6 +302,7 @@ import os
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
     SIDE_CONNECTION_ARGS,
@@ -311,7 +312,6 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
     connect,
 )
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
-    DEFAULT_HELPER_IMAGE,
     check_driver,
     container_names,
     containers_using,
@@ -416,10 +416,10 @@ class VolumeRelocateManager:
         stale = []
         for api, name, attrs in ((self.src_api, src_name, src_attrs), (self.dst_api, dst_name, dst_attrs)):
             # Under the lock of both volumes: a helper found now was left by a run that was killed.
-            ids = transfer.stale_helpers(api, name) if attrs else []
+            ids = va.stale_helpers(api, name) if attrs else []
             stale.extend(ids)
             if not self.dm.check_mode:
-                transfer.remove_helpers(api, ids)
+                va.remove_helpers(api, ids)
         users = [u for u in containers_using(self.src_api, src_name) if u["id"] not in stale] if src_attrs else []
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "
@@ -490,7 +490,7 @@ class VolumeRelocateManager:
         if p["method"] == "local" and not (source.how == dest.how == "local"):
             raise DockerError("method local needs both volumes' mountpoints usable here; use method auto or api")
         if dest.how == "local" and source.how != "local":
-            dest = transfer.api_side(self.dst_api, self.dst_host, dst_name, p["helper_image"])
+            dest = va.api_side(self.dst_api, self.dst_host, dst_name, p["helper_image"])
         result["method"] = "local" if dest.how == "local" else "api"
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
@@ -526,7 +526,7 @@ class VolumeRelocateManager:
                       throughput=transfer.throughput(result["bytes"], seconds))
 
     def side(self, api, host, attrs):
-        return transfer.open_side(api, host, attrs, self.params["method"], self.params["helper_image"])
+        return va.open_side(api, host, attrs, self.params["method"], self.params["helper_image"])
 
     def check_destination(self):
         """Called after the copy, before it is marked verified: the destination engine must still answer."""
@@ -563,8 +563,8 @@ def main():
         stop_containers=dict(type="bool", default=True),
         copy_labels=dict(type="bool", default=True),
         force=dict(type="bool", default=False),
-        method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
-        helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
     )
     DockerModule(spec).run(VolumeRelocateManager)

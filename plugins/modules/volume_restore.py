@@ -157,15 +157,16 @@ import os
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
     archive_check,
     containers,
     locking,
     manifest,
     transfer,
 )
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
-    DEFAULT_HELPER_IMAGE,
     containers_using,
     inspect_volume,
 )
@@ -178,7 +179,7 @@ class VolumeRestoreManager:
 
     def load_archive(self):
         """Check the archive against its checksum file and return (doc, sha256, compression)."""
-        path, manifest_path, checksum_path = transfer.archive_files(self.params["path"])
+        path, manifest_path, checksum_path = archive.archive_files(self.params["path"])
         for f, what in ((path, "archive"), (manifest_path, "manifest"), (checksum_path, "checksum file")):
             if not os.path.isfile(f):
                 raise DockerError("the %s %s does not exist or is not a file; give the path of an archive written by "
@@ -193,16 +194,16 @@ class VolumeRestoreManager:
             archive_check.index(doc["entries"])
         except archive_check.Refused as exc:
             raise DockerError("%s: %s" % (manifest_path, exc)) from None
-        recorded = transfer.read_checksum_file(checksum_path)
-        actual = transfer.sha256_file(path)
+        recorded = archive.read_checksum_file(checksum_path)
+        actual = archive.sha256_file(path)
         if actual != recorded or recorded != doc.get("archive_sha256"):
             raise DockerError("the archive %s has sha256 %s, but %s says %s: it is damaged or was changed; nothing "
                               "was restored, use another backup" % (path, actual, checksum_path, recorded))
         compression = self.params["compression"]
         if compression == "auto":
-            compression = doc.get("compression") or transfer.pick_compression(path, "auto")
+            compression = doc.get("compression") or archive.pick_compression(path, "auto")
         if compression == "zstd":
-            transfer._zstandard()
+            archive.require_zstandard()
         return doc, actual, compression
 
     def run(self):
@@ -254,7 +255,7 @@ class VolumeRestoreManager:
                                    "the restore of volume '%s'" % p["volume"]) as stopped:
             result["stopped_containers"] = stopped
             start = time.monotonic()
-            source = transfer.ArchiveSource(p["path"], compression, doc)
+            source = archive.ArchiveSource(p["path"], compression, doc)
             transfer.staged_copy(source, dest, level, state if action == "resume" else None)
             seconds = time.monotonic() - start
         result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
@@ -265,9 +266,9 @@ class VolumeRestoreManager:
         p = self.params
         api = self.dm.api
         # Under the volume's lock: a helper found now was left by a run that was killed.
-        stale = transfer.stale_helpers(api, p["volume"])
+        stale = va.stale_helpers(api, p["volume"])
         if not self.dm.check_mode:
-            transfer.remove_helpers(api, stale)
+            va.remove_helpers(api, stale)
         state = dest.state()
         current = dest.manifest(level == "checksum")
         in_sync = manifest.at_level(manifest.canonical(current), level) == \
@@ -286,7 +287,7 @@ class VolumeRestoreManager:
         return action, state, manifest.digest(current)
 
     def open_side(self, attrs):
-        return transfer.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
+        return va.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
 
     def with_diff(self, result, before, after):
         if self.dm.diff_mode:
@@ -299,11 +300,11 @@ def main():
     spec = dict(
         volume=dict(type="str", required=True),
         path=dict(type="path", required=True),
-        compression=dict(type="str", default="auto", choices=list(transfer.COMPRESSIONS)),
+        compression=dict(type="str", default="auto", choices=list(archive.COMPRESSIONS)),
         force=dict(type="bool", default=False),
         stop_containers=dict(type="bool", default=True),
-        method=dict(type="str", default="auto", choices=list(transfer.METHODS)),
-        helper_image=dict(type="str", default=DEFAULT_HELPER_IMAGE),
+        method=va.method_argument(),
+        helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
     )
     DockerModule(spec).run(VolumeRestoreManager)

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import atomic, fdtree, transfer
+from ansible_collections.persist.docker.plugins.module_utils import archive, atomic, buffers, fdtree
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 
 
@@ -42,16 +42,16 @@ def test_a_leftover_temporary_file_is_replaced(tmp_path):
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_write_archive_is_private_and_refuses_a_symlinked_partial(tmp_path, direct):
-    pool = transfer.BufferPool(count=4, size=64 << 10) if direct else None
+    pool = buffers.BufferPool(count=4, size=64 << 10) if direct else None
     chunks = [memoryview(pool.take())] if direct else [b"x" * 1000]
     path = str(tmp_path / "a.tar")
-    transfer.write_archive(iter(chunks), path, "none", pool)
+    archive.write_archive(iter(chunks), path, "none", pool)
     assert mode_of(path) == 0o600
     victim = tmp_path / "victim"
     victim.write_text("keep")
     os.symlink(str(victim), path + ".partial")
     with pytest.raises(DockerError, match=r"a.tar.partial is a symbolic link; refusing to write through it"):
-        transfer.write_archive(iter([b"y" * 1000]), path, "none", mode=0o640)
+        archive.write_archive(iter([b"y" * 1000]), path, "none", mode=0o640)
     assert victim.read_text() == "keep" and os.path.islink(path + ".partial")
 
 

@@ -9,11 +9,13 @@ import tarfile
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
     fdtree,
     manifest,
     registry_api,
     registry_config,
-    transfer,
+    tar_stream,
+    volume_access,
 )
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, connect
 
@@ -51,7 +53,7 @@ def damaged_gzip(tmp_path):
 
 def test_damaged_gzip_archive_names_the_archive(tmp_path):
     path = damaged_gzip(tmp_path)
-    source = transfer.ArchiveSource(path, "gzip", {"entries": [manifest.make_entry("", "dir", 0o755, 0, 0, mtime=0)]})
+    source = archive.ArchiveSource(path, "gzip", {"entries": [manifest.make_entry("", "dir", 0o755, 0, 0, mtime=0)]})
     with pytest.raises(DockerError, match="cannot be decompressed as gzip") as caught:
         list(source.archive(True, [], [0]))
     assert path in str(caught.value)
@@ -61,7 +63,7 @@ def test_an_archive_that_is_no_tar_names_the_archive(tmp_path):
     path = tmp_path / "not.tar"
     path.write_bytes(bytes(range(256)) * 8)
     root = manifest.make_entry("", "dir", 0o755, 0, 0, mtime=0)
-    source = transfer.ArchiveSource(str(path), "none", {"entries": [root]})
+    source = archive.ArchiveSource(str(path), "none", {"entries": [root]})
     with pytest.raises(DockerError, match="is not a valid tar archive") as caught:
         list(source.archive(True, [], [0]))
     assert str(path) in str(caught.value)
@@ -70,8 +72,8 @@ def test_an_archive_that_is_no_tar_names_the_archive(tmp_path):
 def test_decompression_errors_per_compression():
     import zlib
 
-    assert transfer.decompression_errors("gzip") == (zlib.error,)
-    assert transfer.decompression_errors("none") == ()
+    assert archive.decompression_errors("gzip") == (zlib.error,)
+    assert archive.decompression_errors("none") == ()
 
 
 class FakeApi:
@@ -92,7 +94,7 @@ class GoneApi:
 
 
 def test_send_to_a_helper_that_was_removed_names_it():
-    side = transfer.ApiSide(GoneApi(), "v", "busybox:latest")
+    side = volume_access.ApiRoot(GoneApi(), "v", "busybox:latest")
     with pytest.raises(DockerError, match="volume 'v' .*lost the helper container while writing"):
         side._send(StalledSocket(), "cid", b"abc")
 
@@ -105,7 +107,7 @@ class StalledSocket:
 
 
 def test_send_to_a_helper_that_exited_gives_up():
-    side = transfer.ApiSide(FakeApi(running=False), "v", "busybox:latest")
+    side = volume_access.ApiRoot(FakeApi(running=False), "v", "busybox:latest")
     assert side._send(StalledSocket(), "cid", b"x" * 10) is False
     assert side.api.inspected == 1
 
@@ -130,7 +132,7 @@ class SlowSocket:
 
 def test_send_to_a_running_helper_goes_on_after_a_stall():
     sock = SlowSocket()
-    side = transfer.ApiSide(FakeApi(running=True), "v", "busybox:latest")
+    side = volume_access.ApiRoot(FakeApi(running=True), "v", "busybox:latest")
     assert side._send(sock, "cid", b"abcde") is True
     assert sock.sent == b"abcde"
 
@@ -156,12 +158,12 @@ def test_a_file_that_vanishes_while_archiving(tmp_path, monkeypatch):
     st = os.lstat(root / "a")
     # the walk saw "gone" (a regular file), which is deleted before it is opened
     parent = fdtree.open_root(str(root))
-    monkeypatch.setattr(transfer.manifest, "read_ahead", lambda walk: iter([("gone", parent, "gone", st, None)]))
-    archive = str(tmp_path / "a.tar.gz")
+    monkeypatch.setattr(manifest, "read_ahead", lambda walk: iter([("gone", parent, "gone", st, None)]))
+    path = str(tmp_path / "a.tar.gz")
     with pytest.raises(DockerError, match="No such file or directory") as caught:
-        transfer.write_archive(transfer.local_tar(str(root), [], True), archive, "gzip", None)
+        archive.write_archive(tar_stream.local_tar(str(root), [], True), path, "gzip", None)
     assert "gone" in str(caught.value)
-    assert not os.path.exists(archive + ".partial")
+    assert not os.path.exists(path + ".partial")
 
 
 def test_tls_to_a_plain_http_registry(monkeypatch):

@@ -9,7 +9,14 @@ import tarfile
 import pytest
 from test_fdtree import snapshot
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
+    manifest,
+    tar_stream,
+    transfer,
+    tree_copy,
+    volume_access,
+)
 
 
 def awkward_tree(root):
@@ -35,7 +42,7 @@ def awkward_tree(root):
 
 def tar_of(root):
     entries = []
-    data = b"".join(bytes(chunk) for chunk in transfer.local_tar(root, entries, True))
+    data = b"".join(bytes(chunk) for chunk in tar_stream.local_tar(root, entries, True))
     return data, entries
 
 
@@ -71,7 +78,7 @@ def test_copy_tree_keeps_everything(tmp_path):
     src.mkdir()
     awkward_tree(str(src))
     before = open_fds()
-    entries, _copies = transfer.copy_tree(str(src), str(dst), True)
+    entries, _copies = tree_copy.copy_tree(str(src), str(dst), True)
     assert open_fds() == before
     assert manifest.digest(entries) == manifest.digest(manifest.from_directory(str(src)))
     assert manifest.digest(manifest.from_directory(str(dst))) == manifest.digest(entries)
@@ -85,7 +92,7 @@ def test_tee_forwards_every_byte(tmp_path):
     data = tar_of(str(tmp_path))[0]
     chunks = [data[i:i + 7777] for i in range(0, len(data), 7777)]
     builder = manifest.TarManifest(".")
-    forwarded = b"".join(transfer.tee_tar(chunks, builder, True, [0]))
+    forwarded = b"".join(tar_stream.tee_tar(chunks, builder, True, [0]))
     assert forwarded == data
     assert manifest.digest(builder.result()) == manifest.digest(manifest.from_directory(str(tmp_path)))
 
@@ -132,10 +139,10 @@ def test_tee_rewrites_owners():
             info.linkname = "f ü" if kind == tarfile.SYMTYPE else ""
             tf.addfile(info, io.BytesIO(data))
     data = buf.getvalue()
-    ids = transfer.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
+    ids = volume_access.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
     builder = manifest.TarManifest(".")
-    rewritten = b"".join(transfer.tee_tar([data[i:i + 700] for i in range(0, len(data), 700)], builder, True, [0],
-                                          ids=ids))
+    rewritten = b"".join(tar_stream.tee_tar([data[i:i + 700] for i in range(0, len(data), 700)], builder, True, [0],
+                                            ids=ids))
     read = manifest.from_tar_stream(io.BytesIO(rewritten))
     by_path = {e["path"]: e for e in read}
     assert (by_path["f ü"]["uid"], by_path["f ü"]["gid"], by_path[""]["uid"]) == (1234, 5678, 0)
@@ -195,7 +202,7 @@ def test_extract_tar_keeps_everything(tmp_path):
     os.mkdir(src)
     awkward_tree(src)
     entries = []
-    copies = transfer.extract_tar(transfer.local_tar(src, entries, True), dst)
+    copies = tar_stream.extract_tar(tar_stream.local_tar(src, entries, True), dst)
     restored = manifest.from_directory(dst)
     assert manifest.digest(restored) == manifest.digest(entries)
     by_path = {e["path"]: e for e in entries}
@@ -245,7 +252,7 @@ def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, me
     data = crafted_tar([(n, k, str(outside) if e == "OUTSIDE" else e.replace("OUTSIDE", str(outside))
                          if isinstance(e, str) else e) for n, k, e in members])
     with pytest.raises(transfer.DockerError) as refused:
-        transfer.extract_tar(iter([data]), str(tmp_path / "dst"))
+        tar_stream.extract_tar(iter([data]), str(tmp_path / "dst"))
     assert snapshot(outside) == before  # nothing outside was created, changed or linked
     assert message in str(refused.value)
     assert not os.path.exists("/etc/evil") and not (tmp_path / "evil").exists()
@@ -253,16 +260,16 @@ def test_extract_tar_refuses_members_that_leave_the_volume(tmp_path, members, me
 
 @pytest.mark.parametrize("kernel_copy", [True, False])
 def test_extract_tar_file_copies_contents_from_their_offsets(tmp_path, monkeypatch, kernel_copy):
-    monkeypatch.setattr(transfer, "_KERNEL_COPY", [kernel_copy and hasattr(os, "copy_file_range")])
+    monkeypatch.setattr(tree_copy, "_KERNEL_COPY", [kernel_copy and hasattr(os, "copy_file_range")])
     src, dst, path = str(tmp_path / "src"), str(tmp_path / "dst"), str(tmp_path / "a.tar")
     os.mkdir(src)
     awkward_tree(src)
     with open(os.path.join(src, "big"), "wb") as f:
         f.write(os.urandom((3 << 20) + 5))
     entries = []
-    transfer.write_archive(transfer.local_tar(src, entries, True), path, "none")
+    archive.write_archive(tar_stream.local_tar(src, entries, True), path, "none")
     counter = [0]
-    copies = transfer.extract_tar_file(path, dst, counter=counter)
+    copies = tar_stream.extract_tar_file(path, dst, counter=counter)
     assert manifest.digest(manifest.from_directory(dst)) == manifest.digest(entries)
     assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
     inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _d, _n, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}

@@ -12,7 +12,15 @@ import time
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
+    buffers,
+    manifest,
+    tar_stream,
+    transfer,
+    tree_copy,
+    volume_access,
+)
 
 
 def plan(source=True, dest=True, staging=None, in_sync=False, empty=True, mode="copy", force=False, ours=False,
@@ -86,24 +94,24 @@ def test_parse_state(text, state):
     ("/b/x.tar.zst", "auto", "zstd"), ("/b/x.tar", "gzip", "gzip"),
 ])
 def test_pick_compression(path, option, expected):
-    assert transfer.pick_compression(path, option) == expected
+    assert archive.pick_compression(path, option) == expected
 
 
 def test_gzip_round_trip():
-    comp = transfer.compressor("gzip")
+    comp = archive.compressor("gzip")
     data = [bytes([i % 256]) * 100000 for i in range(20)]
     packed = b"".join(comp.compress(d) for d in data) + comp.flush()
-    assert b"".join(transfer.decompressed([packed[i:i + 999] for i in range(0, len(packed), 999)], "gzip")) \
+    assert b"".join(archive.decompressed([packed[i:i + 999] for i in range(0, len(packed), 999)], "gzip")) \
         == b"".join(data)
 
 
 def test_userns_ids():
-    assert transfer.userns_ids(None, None) is None
-    ids = transfer.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
+    assert volume_access.userns_ids(None, None) is None
+    ids = volume_access.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
     assert ids(100033, 100034) == (33, 34)
-    back = transfer.host_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
+    back = volume_access.host_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
     assert back(33, 34) == (100033, 100034)
-    assert transfer.userns_ids([(0, 100000, 65536)], None)(100033, 7) == (33, 7)
+    assert volume_access.userns_ids([(0, 100000, 65536)], None)(100033, 7) == (33, 7)
     with pytest.raises(transfer.DockerError, match="host ids 5:100034 lies outside the user namespace"):
         ids(5, 100034)
     with pytest.raises(transfer.DockerError, match="cannot map the ids"):
@@ -111,7 +119,7 @@ def test_userns_ids():
 
 
 def test_chunk_reader_rest():
-    reader = transfer.ChunkReader([b"abc", b"def", b"gh"])
+    reader = tar_stream.ChunkReader([b"abc", b"def", b"gh"])
     assert reader.read(2) == b"ab"
     assert b"".join(reader.rest()) == b"cdefgh"
 
@@ -130,8 +138,8 @@ def test_chunk_reader_rest():
 ])
 def test_member_header_is_what_tarfile_writes(name, kind, extra):
     fields = dict(dict(uid=1000, gid=100, size=0, linkname=""), **extra)
-    got = transfer.member_header(name, kind, 0o104755, fields["uid"], fields["gid"], 1700000000,
-                                 fields["size"], fields["linkname"])
+    got = tar_stream.member_header(name, kind, 0o104755, fields["uid"], fields["gid"], 1700000000,
+                                   fields["size"], fields["linkname"])
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.uid, info.gid, info.mtime = kind, 0o4755, fields["uid"], fields["gid"], 1700000000
     info.size, info.linkname, info.uname, info.gname = fields["size"], fields["linkname"], "", ""
@@ -145,7 +153,7 @@ def test_member_header_is_what_tarfile_writes(name, kind, extra):
 
 
 def test_buffer_pool_frees_a_buffer_after_its_last_hold():
-    pool = transfer.BufferPool(count=8, size=16)
+    pool = buffers.BufferPool(count=8, size=16)
     buf = pool.take()
     chunk = memoryview(buf)[4:8]
     pool.hold(chunk)
@@ -176,17 +184,17 @@ def test_write_archive_from_pooled_buffers(tmp_path, monkeypatch, compression):
     """Buffers are reused while a writer thread still hashes: the archive and its manifest must be exact."""
     root = str(tmp_path / "v")
     archive_tree(root)
-    write_all = transfer._write_all
+    write_all = archive._write_all
 
     def slow_write(fd, pieces):  # a slow disk: the producer runs ahead as far as the pool lets it
         time.sleep(0.002)
         return write_all(fd, pieces)
 
-    monkeypatch.setattr(transfer, "_write_all", slow_write)
-    pool = transfer.BufferPool(count=8, size=64 << 10)
+    monkeypatch.setattr(archive, "_write_all", slow_write)
+    pool = buffers.BufferPool(count=8, size=64 << 10)
     entries = []
     path = str(tmp_path / "a.tar")
-    sha, size = transfer.write_archive(transfer.local_tar(root, entries, True, pool=pool), path, compression, pool)
+    sha, size = archive.write_archive(tar_stream.local_tar(root, entries, True, pool=pool), path, compression, pool)
     with open(path, "rb") as f:
         data = f.read()
     assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
@@ -212,8 +220,8 @@ def test_local_tar_yields_whole_buffers(tmp_path):
     """Every chunk but the last is a whole pool buffer, so an archive of them can be written with O_DIRECT."""
     root = str(tmp_path / "v")
     archive_tree(root)
-    pool = transfer.BufferPool(count=4, size=64 << 10)
-    sizes = [len(chunk) for chunk in transfer.local_tar(root, [], True, pool=pool)]
+    pool = buffers.BufferPool(count=4, size=64 << 10)
+    sizes = [len(chunk) for chunk in tar_stream.local_tar(root, [], True, pool=pool)]
     assert len(sizes) > 10 and set(sizes[:-1]) == {64 << 10} and 0 < sizes[-1] <= 64 << 10
 
 
@@ -222,7 +230,7 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
     """Direct writes where the file system takes them; buffered ones where it refuses, with the same archive."""
     root = str(tmp_path / "v")
     archive_tree(root)
-    open_, write_all = os.open, transfer._write_all
+    open_, write_all = os.open, archive._write_all
     modes = []
 
     def refusing_open(path, flags, *args, **kwargs):
@@ -236,24 +244,24 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
         if refuse == "write" and direct:
             raise OSError(errno.EINVAL, "Invalid argument")
         if refuse == "halfway" and direct and len(modes) == 3:  # a direct write that stops partway
-            os.write(fd, pieces[0][:2 * transfer.DIRECT_ALIGN])
+            os.write(fd, pieces[0][:2 * archive.DIRECT_ALIGN])
             raise OSError(errno.EINVAL, "Invalid argument")
         return write_all(fd, pieces)
 
     if refuse == "open":
-        monkeypatch.setattr(transfer.os, "open", refusing_open)
-    monkeypatch.setattr(transfer, "_write_all", recording_write)
-    pool = transfer.BufferPool(count=4, size=64 << 10)
+        monkeypatch.setattr(archive.os, "open", refusing_open)
+    monkeypatch.setattr(archive, "_write_all", recording_write)
+    pool = buffers.BufferPool(count=4, size=64 << 10)
     entries = []
     path = str(tmp_path / "a.tar")
-    sha, size = transfer.write_archive(transfer.local_tar(root, entries, True, pool=pool), path, "none", pool)
+    sha, size = archive.write_archive(tar_stream.local_tar(root, entries, True, pool=pool), path, "none", pool)
     with open(path, "rb") as f:
         data = f.read()
     assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
     assert manifest.digest(entries) == manifest.digest(manifest.from_tar_stream(io.BytesIO(data)))
     assert pool.free.qsize() == 4 and not pool.holds
     if refuse == "nothing" and direct_io_works(str(tmp_path / "probe")):
-        assert modes[0] and not modes[-1] and len(data) % transfer.DIRECT_ALIGN  # the tail is written buffered
+        assert modes[0] and not modes[-1] and len(data) % archive.DIRECT_ALIGN  # the tail is written buffered
     elif refuse == "halfway" and direct_io_works(str(tmp_path / "probe")):
         assert modes[:3] == [True, True, True] and not any(modes[3:])
     else:
@@ -263,23 +271,23 @@ def test_write_archive_direct_and_its_fallbacks(tmp_path, monkeypatch, refuse):
 def test_write_archive_failure_frees_the_pool(tmp_path):
     root = str(tmp_path / "v")
     archive_tree(root)
-    pool = transfer.BufferPool(count=8, size=64 << 10)
+    pool = buffers.BufferPool(count=8, size=64 << 10)
 
     def broken():
-        for i, chunk in enumerate(transfer.local_tar(root, [], True, pool=pool)):
+        for i, chunk in enumerate(tar_stream.local_tar(root, [], True, pool=pool)):
             if i == 40:
                 raise transfer.DockerError("source went away")
             yield chunk
 
     with pytest.raises(transfer.DockerError, match="source went away"):
-        transfer.write_archive(broken(), str(tmp_path / "a.tar"), "none", pool)
+        archive.write_archive(broken(), str(tmp_path / "a.tar"), "none", pool)
     assert not os.path.exists(str(tmp_path / "a.tar")) and not os.path.exists(str(tmp_path / "a.tar.partial"))
     assert pool.free.qsize() == 8 and not pool.holds
 
 
 def test_write_archive_names_the_file_on_os_errors(tmp_path):
     with pytest.raises(transfer.DockerError, match="a.tar"):
-        transfer.write_archive(iter([b"x"]), str(tmp_path / "missing" / "a.tar"), "none")
+        archive.write_archive(iter([b"x"]), str(tmp_path / "missing" / "a.tar"), "none")
 
 
 def test_data_segments_of_a_sparse_file(tmp_path):
@@ -290,8 +298,8 @@ def test_data_segments_of_a_sparse_file(tmp_path):
         f.write(b"y" * 4096)
     fd = os.open(path, os.O_RDONLY)
     try:
-        segments = transfer.data_segments(fd, os.path.getsize(path), True)
-        assert transfer.data_segments(fd, 10, False) == [(0, 10)]
+        segments = tree_copy.data_segments(fd, os.path.getsize(path), True)
+        assert tree_copy.data_segments(fd, 10, False) == [(0, 10)]
     finally:
         os.close(fd)
     assert segments[0][0] == 0 and segments[-1][1] == (8 << 20) + 4096
@@ -301,10 +309,10 @@ def test_data_segments_of_a_sparse_file(tmp_path):
 def test_copy_file_falls_back_to_a_buffer(tmp_path, monkeypatch):
     src, dst = tmp_path / "src", tmp_path / "dst"
     src.write_bytes(os.urandom(3 << 20))
-    monkeypatch.setattr(transfer, "_KERNEL_COPY", [False])
+    monkeypatch.setattr(tree_copy, "_KERNEL_COPY", [False])
     counter = [0]
     with open(str(src), "rb") as fin, open(str(dst), "wb") as out:
-        transfer.copy_content(fin.fileno(), out.fileno(), os.stat(src), buf=bytearray(1 << 20), counter=counter)
+        tree_copy.copy_content(fin.fileno(), out.fileno(), os.stat(src), buf=bytearray(1 << 20), counter=counter)
     assert dst.read_bytes() == src.read_bytes() and counter[0] == 3 << 20
 
 
@@ -314,11 +322,11 @@ def test_sha256_meanwhile(tmp_path):
         f.write(os.urandom(3 << 20))
     with open(path, "rb") as f:
         expected = hashlib.sha256(f.read()).hexdigest()
-    with transfer.sha256_meanwhile(path) as sha:
+    with archive.sha256_meanwhile(path) as sha:
         assert sha() == expected
-    with transfer.sha256_meanwhile(str(tmp_path / "missing")) as sha:
+    with archive.sha256_meanwhile(str(tmp_path / "missing")) as sha:
         assert sha() is None
-    with transfer.sha256_meanwhile(path):  # left early: the thread stops and is joined
+    with archive.sha256_meanwhile(path):  # left early: the thread stops and is joined
         pass
     stop = threading.Event()
     stop.set()
@@ -326,7 +334,7 @@ def test_sha256_meanwhile(tmp_path):
 
 
 def test_local_side_receive_names_an_unreadable_archive(tmp_path):
-    side = transfer.LocalSide(str(tmp_path), "v")
+    side = volume_access.LocalRoot(str(tmp_path), "v")
     with pytest.raises(transfer.DockerError, match="volume 'v': the archive cannot be read as tar"):
         side.receive(iter([b"not a tar archive " * 100]))
 
@@ -336,7 +344,7 @@ def _volume_with_staging(tmp_path):
     outside = tmp_path / "host"
     outside.mkdir()
     (outside / "passwd").write_text("keep\n")
-    side = transfer.LocalSide(str(root), "v")
+    side = volume_access.LocalRoot(str(root), "v")
     root.mkdir()
     side.reset_staging()
     return root, outside, side
@@ -526,8 +534,8 @@ class _HelperApi:
 
 def test_api_side_writes_and_waits_with_a_timeout():
     api = _HelperApi(_Sock())
-    transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x" * 10]))
-    assert api.sock.timeout == transfer.STDIN_STALL and api.waited == 7 and api.sock.sent == 10
+    volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x" * 10]))
+    assert api.sock.timeout == volume_access.STDIN_STALL and api.waited == 7 and api.sock.sent == 10
     assert api.removed == ["helper"]
 
 
@@ -538,7 +546,7 @@ def test_api_side_writes_and_waits_with_a_timeout():
 def test_api_side_names_the_volume_when_its_helper_is_gone(error, cause):
     api = _HelperApi(_Sock(fail=error))
     with pytest.raises(transfer.DockerError) as info:
-        transfer.ApiSide(api, "data", "busybox:latest").receive(iter([b"x"]))
+        volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x"]))
     assert "volume 'data'" in str(info.value) and cause in str(info.value) and "helper container" in str(info.value)
     assert api.removed == ["helper"]
 
@@ -550,5 +558,5 @@ def test_api_side_does_not_blame_the_helper_for_the_source():
 
     api = _HelperApi(_Sock())
     with pytest.raises(OSError, match="Input/output error"):
-        transfer.ApiSide(api, "data", "busybox:latest").receive(chunks())
+        volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
     assert api.removed == ["helper"]

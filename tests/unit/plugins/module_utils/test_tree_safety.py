@@ -17,9 +17,16 @@ import tarfile
 import pytest
 from test_fdtree import snapshot
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive,
+    manifest,
+    tar_stream,
+    transfer,
+    tree_copy,
+    volume_access,
+)
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
-from ansible_collections.persist.docker.plugins.module_utils.volumes import LocalRoot
+from ansible_collections.persist.docker.plugins.module_utils.volume_access import LocalRoot
 
 # Backups written by version 0.1.0 (at commit c482cbf), shared with the integration target.
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "integration", "targets", "volume_restore_forged",
@@ -82,12 +89,12 @@ def forge(directory, members, compression="none", leave_out=()):
 def restore(path, volume, compression):
     with open(path + ".manifest.json") as f:
         doc = manifest.load(f.read())
-    return transfer.staged_copy(transfer.ArchiveSource(path, compression, doc), transfer.LocalSide(str(volume), "v"),
-                                "checksum")
+    return transfer.staged_copy(archive.ArchiveSource(path, compression, doc),
+                                volume_access.LocalRoot(str(volume), "v"), "checksum")
 
 
-class RecordingApiSide(transfer.ApiSide):
-    """An ApiSide whose helper containers are replaced by a record of what they would have been given."""
+class RecordingApiRoot(volume_access.ApiRoot):
+    """An ApiRoot whose helper containers are replaced by a record of what they would have been given."""
 
     def __init__(self):
         self.name, self.subject, self.sent, self.scripts = "v", "volume 'v'", [], []
@@ -155,9 +162,9 @@ def test_forged_backup_through_the_engine_api_sends_nothing_refused(tmp_path, se
     path = forge(tmp_path, members, "gzip", leave_out=("d/a/b/new",))
     with open(path + ".manifest.json") as f:
         doc = manifest.load(f.read())
-    dest = RecordingApiSide()
+    dest = RecordingApiRoot()
     with pytest.raises(DockerError, match=r"volume 'v': archive member './d/a/b/new' is not in the backup's manifest"):
-        transfer.copy_into(transfer.ArchiveSource(path, "gzip", doc), dest, True, [0])
+        transfer.copy_into(archive.ArchiveSource(path, "gzip", doc), dest, True, [0])
     with tarfile.open(fileobj=io.BytesIO(b"".join(dest.sent)), mode="r:") as sent:
         assert [m.name for m in sent] == ["./a", "./a/f", "./d"]
     assert dest.scripts and "rm -rf" in dest.scripts[0] and manifest.STAGING in dest.scripts[0]
@@ -173,7 +180,7 @@ def test_a_member_the_manifest_lists_otherwise_is_refused(tmp_path, sentinel):
     volume = tmp_path / "volume"
     volume.mkdir()
     with pytest.raises(DockerError, match="archive member './d' is a symlink, but the manifest lists a dir"):
-        transfer.staged_copy(transfer.ArchiveSource(lying, "none", doc), transfer.LocalSide(str(volume), "v"),
+        transfer.staged_copy(archive.ArchiveSource(lying, "none", doc), volume_access.LocalRoot(str(volume), "v"),
                              "checksum")
     assert os.listdir(str(volume)) == []
 
@@ -189,8 +196,8 @@ def test_backups_of_version_0_1_0_still_restore(tmp_path, name):
     result = restore(path, volume, compression)
     assert result["digest"] == doc["digest"] == manifest.digest(manifest.from_directory(str(volume)))
     assert os.readlink(str(volume / "abs-link")) == "/etc" and (volume / "d" / "sub" / "file").stat().st_uid == 1234
-    dest = RecordingApiSide()
-    transfer.copy_into(transfer.ArchiveSource(path, compression, doc), dest, True, [0])
+    dest = RecordingApiRoot()
+    transfer.copy_into(archive.ArchiveSource(path, compression, doc), dest, True, [0])
     assert manifest.digest(manifest.from_tar_stream(io.BytesIO(b"".join(dest.sent)))) == doc["digest"]
 
 
@@ -257,9 +264,9 @@ def test_a_directory_swapped_for_a_symlink_is_not_read_through(tmp_path, sentine
     (tree / "d" / "a" / "b").mkdir(parents=True)
     swap_during_walk(monkeypatch, tree, sentinel)
     read = {
-        "local_tar": lambda: b"".join(bytes(c) for c in transfer.local_tar(str(tree), [], True)),
+        "local_tar": lambda: b"".join(bytes(c) for c in tar_stream.local_tar(str(tree), [], True)),
         "from_directory": lambda: manifest.from_directory(str(tree)),
-        "copy_tree": lambda: transfer.copy_tree(str(tree), str(tmp_path / "copy"), True),
+        "copy_tree": lambda: tree_copy.copy_tree(str(tree), str(tmp_path / "copy"), True),
     }[reader]
     with pytest.raises(DockerError, match="d changed while it was read"):
         read()

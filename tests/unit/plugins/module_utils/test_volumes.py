@@ -1,6 +1,5 @@
 """Pure decisions of the volume modules (no Docker needed)."""
 
-import os
 
 import pytest
 
@@ -188,76 +187,6 @@ def test_ownership_counts():
     assert v.ownership_counts(entries, 1000, 1000, 0o750) == (2, True)
     assert v.ownership_counts(entries, 1000, None, 0o755) == (1, False)
     assert v.ownership_counts(entries, None, None, None) == (0, False)
-
-
-def test_local_root_counts_and_applies(tmp_path):
-    root = tmp_path / "vol"
-    (root / "sub").mkdir(parents=True)
-    (root / "sub" / "f").write_text("hello")
-    (root / "g").write_text("x" * 10)
-    os.symlink("/nonexistent", str(root / "link"))
-    lr = v.LocalRoot(str(root))
-    assert lr.holds_data()
-    assert lr.usage() == dict(size=15, files=2, entries=4)
-    uid, gid = os.getuid(), os.getgid()
-    os.chmod(str(root), 0o755)
-    assert lr.apply_ownership(uid, gid, 0o700, True, True) == dict(chown=0, chmod=1)
-    assert lr.stat()["mode"] == 0o755
-    assert lr.apply_ownership(uid, gid, 0o700, True, False) == dict(chown=0, chmod=1)
-    assert lr.stat() == dict(uid=uid, gid=gid, mode=0o700, exists=True)
-    assert lr.apply_ownership(uid, gid, 0o700, True, False) == dict(chown=0, chmod=0)
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
-def test_local_root_chown_only_what_differs(tmp_path):
-    root = tmp_path / "vol"
-    root.mkdir()
-    (root / "a").write_text("a")
-    (root / "b").write_text("b")
-    os.chown(str(root / "b"), 1000, 1000)
-    lr = v.LocalRoot(str(root))
-    assert lr.apply_ownership(1000, 1000, None, False, False) == dict(chown=1, chmod=0)
-    assert lr.apply_ownership(1000, 1000, None, True, True) == dict(chown=1, chmod=0)
-    assert lr.apply_ownership(1000, 1000, None, True, False) == dict(chown=1, chmod=0)
-    assert lr.apply_ownership(1000, 1000, None, True, False) == dict(chown=0, chmod=0)
-    assert os.stat(str(root / "a")).st_uid == 1000
-
-
-def test_empty_local_root(tmp_path):
-    lr = v.LocalRoot(str(tmp_path))
-    assert not lr.holds_data()
-    assert lr.usage() == dict(size=0, files=0, entries=0)
-    missing = v.LocalRoot(str(tmp_path / "missing"))
-    assert missing.stat()["exists"] is False
-    assert not missing.holds_data()
-
-
-def test_path_root_needs_absolute_path():
-    with pytest.raises(DockerError, match="not absolute"):
-        v.path_root(None, "unix:///var/run/docker.sock", "data")
-
-
-def test_path_root_choice(tmp_path):
-    assert v.path_root(None, "tcp://10.0.0.1:2376", str(tmp_path)).how == "container"
-    assert v.path_root(None, "unix:///x.sock", str(tmp_path), root_access="container").how == "container"
-    expected = "host" if os.geteuid() == 0 else "container"
-    assert v.path_root(None, "unix:///x.sock", str(tmp_path)).how == expected
-
-
-def test_volume_root_choice(tmp_path):
-    plain = {"Name": "d", "Driver": "local", "Options": None, "Mountpoint": str(tmp_path)}
-    tmpfs = {"Name": "t", "Driver": "local", "Options": {"type": "tmpfs", "device": "tmpfs"},
-             "Mountpoint": str(tmp_path)}
-    bind = {"Name": "b", "Driver": "local", "Options": {"type": "none", "o": "bind", "device": str(tmp_path)},
-            "Mountpoint": "/nonexistent"}
-    local = "host" if os.geteuid() == 0 else "container"
-    assert v.volume_root(None, "unix:///s", plain).how == local
-    assert v.volume_root(None, "tcp://h:1", plain).how == "container"
-    assert v.volume_root(None, "unix:///s", tmpfs).how == "container"
-    root = v.volume_root(None, "unix:///s", bind)
-    assert root.how == local and (local == "container" or root.path == str(tmp_path))
-    with pytest.raises(DockerError, match="only inside containers"):
-        v.volume_root(None, "unix:///s", tmpfs, root_access="host")
 
 
 def test_host_ids_and_view():

@@ -1,0 +1,718 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A volume's files (or a host path), reached from this host or through the Engine API: the ONE way in.
+
+There are two ways, with one interface and one vocabulary (the ``method`` option of the
+modules: ``auto``, ``local``, ``api``):
+
+* :class:`LocalRoot` (``how = "local"``) -- the directory itself, read and changed by this
+  process: the engine is on a local Unix socket, this process is root and the mountpoint (or
+  bind path) is a directory here. Every entry is reached through directory descriptors,
+  never through a symlink (fdtree.py).
+* :class:`ApiRoot` (``how = "api"``) -- short-lived helper containers of ``helper_image``
+  (busybox: sh, find, stat, chown, tar) that mount the volume or path: ``GET
+  /containers/{id}/archive`` of a helper for reading a tree, a helper running ``tar -x`` fed
+  through its attached stdin for writing one, ``sh -c`` for the rest. Every socket wait is
+  bounded by the connection's timeout.
+
+Both have the root operations of the volume modules (``stat()``, ``holds_data()``,
+``usage()``, ``apply_ownership()``) and the steps of a staged copy (transfer.py):
+``manifest()``, ``archive()``, ``receive()``, ``staged_manifest()``, ``state()``,
+``finish()``. Data always flows in bounded chunks; no side ever holds a volume in memory.
+
+:func:`volume_root` / :func:`path_root` decide which way a volume's root or a host path is
+reached; :func:`open_side` / :func:`api_side` do the same for a side of a copy, aware of the
+engine's userns-remap id maps (:func:`engine_id_maps`). :func:`is_local_engine` is the one
+test of whether an engine runs on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import io
+import os
+import shlex
+import shutil
+import socket
+import stat
+import tarfile
+
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive_check,
+    atomic,
+    fdtree,
+    idmap,
+    manifest,
+    tar_stream,
+    tree_copy,
+    volumes,
+)
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerError,
+    api_errors,
+    get_or_none,
+    os_errors,
+)
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
+from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader
+from ansible_collections.persist.docker.plugins.module_utils.transfer import DATA, STATE, parse_state
+
+DEFAULT_HELPER_IMAGE = "busybox:latest"
+# Label on helper containers, so that a leftover one is easy to find.
+HELPER_LABEL = "persist.docker.helper"
+# Where a helper container sees the volume root or host path.
+HELPER_MOUNT = "/persist_docker_root"
+
+# How a volume's files are reached: the modules' option method.
+METHODS = ("auto", "local", "api")
+# The words of the option root_access, now a deprecated alias of method (volume, volume_info, data_ownership).
+ROOT_ACCESS = {"auto": "auto", "host": "local", "container": "api"}
+ROOT_ACCESS_REMOVED_IN = "2.0.0"
+
+# What to do about an OSError: of the root operations, and of a staged copy.
+ROOT_HINT = "run the module as root (become: true) or set method: api"
+COPY_HINT = "fix the cause and run again, the source is unchanged"
+
+# The bound of a socket read or write of a helper container when the client has no timeout of its own.
+DEFAULT_IO_TIMEOUT = 60
+
+_SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
+
+
+# Seconds a write to a helper container's stdin may stall before checking that the helper still runs.
+STDIN_STALL = 5
+
+
+def method_argument(root_access=False):
+    """The argument spec of the option method; with root_access, that old name as a deprecated alias
+    and its words host and container as choices."""
+    spec = dict(type="str", default="auto", choices=list(METHODS))
+    if root_access:
+        spec.update(choices=list(METHODS) + ["host", "container"], aliases=["root_access"],
+                    deprecated_aliases=[dict(name="root_access", version=ROOT_ACCESS_REMOVED_IN,
+                                             collection_name="persist.docker")])
+    return spec
+
+
+def method_of(dm):
+    """The option method of a module (a DockerModule), its old words (host, container) mapped to local and
+    api once, with a deprecation warning."""
+    value = dm.params["method"]
+    if value in ("host", "container"):
+        dm.module.deprecate("method: %s (a value of the old option root_access) is deprecated; write method: %s"
+                            % (value, ROOT_ACCESS[value]), version=ROOT_ACCESS_REMOVED_IN,
+                            collection_name="persist.docker")
+        value = dm.params["method"] = ROOT_ACCESS[value]
+    return value
+
+
+def is_local_engine(docker_host):
+    """Whether the engine at docker_host runs on this host (a local Unix socket)."""
+    return (docker_host or "").startswith("unix://") or (docker_host or "").startswith("/")
+
+
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def engine_id_maps(api, docker_host, info=None):
+    """The engine's user namespace maps: (uid_map, gid_map, note).
+
+    Maps are lists of (container_start, host_start, size), or None when the
+    engine does not remap ids. The ranges come from /etc/subuid and
+    /etc/subgid of this host when the engine is local.
+    """
+    info = info or volumes.engine_info(api)
+    local = is_local_engine(docker_host)
+    try:
+        return idmap.engine_maps(info.get("SecurityOptions"), info.get("DockerRootDir"),
+                                 _read_text("/etc/subuid") if local else None,
+                                 _read_text("/etc/subgid") if local else None)
+    except idmap.IdMapError as exc:
+        raise DockerError("user namespace of the engine at %s: %s" % (docker_host, exc)) from None
+
+
+def userns_ids(uid_map, gid_map):
+    """A function mapping host (uid, gid) to the containers' view, or None without remapping."""
+    if not uid_map and not gid_map:
+        return None
+
+    def ids(uid, gid):
+        try:
+            return idmap.to_container(uid, uid_map), idmap.to_container(gid, gid_map)
+        except idmap.IdMapError as exc:
+            raise DockerError("an entry owned by host ids %d:%d lies outside the user namespace of its engine "
+                              "(%s); containers cannot see that owner. Fix the ownership (persist.docker."
+                              "data_ownership) or use method: api" % (uid, gid, exc)) from None
+    return ids
+
+
+def host_ids(uid_map, gid_map):
+    """A function mapping containers' (uid, gid) to host ids (volumes.host_ids), or None without remapping."""
+    if not uid_map and not gid_map:
+        return None
+    return lambda uid, gid: volumes.host_ids(uid, gid, uid_map, gid_map)
+
+
+class LocalRoot:
+    """A volume root or host path that this process reads and changes directly.
+
+    name names the volume in messages of a copy; uid_map and gid_map are the
+    engine's userns-remap maps (engine_id_maps), for the owners of a copy.
+    """
+
+    how = "local"
+
+    def __init__(self, path, name=None, uid_map=None, gid_map=None):
+        self.path = path
+        self.name = name or path
+        self.ids = userns_ids(uid_map, gid_map)
+        self.to_host = host_ids(uid_map, gid_map)
+        self.staging = os.path.join(path, STAGING)
+        self.data = os.path.join(self.staging, DATA)
+        self.copies = None
+
+    def describe(self):
+        return self.path
+
+    def _entries(self, recursive, follow=False):
+        """fdtree.walk() of the root (refused when it is a symlink unless follow), or only the root unless recursive."""
+        root = fdtree.open_root(self.path, follow)
+        if recursive:
+            return fdtree.walk(root)
+        return iter([("", root, ".", os.fstat(root.fd))])
+
+    def _root_guard(self, what):
+        return os_errors("%s of %s" % (what, self.path), ROOT_HINT)
+
+    def stat(self):
+        """{'uid', 'gid', 'mode', 'exists'} of the root (host ids)."""
+        with self._root_guard("stat"):
+            if not os.path.lexists(self.path):
+                return dict(uid=None, gid=None, mode=None, exists=False)
+            st = os.stat(self.path)
+        return dict(uid=st.st_uid, gid=st.st_gid, mode=stat.S_IMODE(st.st_mode), exists=True)
+
+    def holds_data(self):
+        with self._root_guard("listing"):
+            if not os.path.isdir(self.path):
+                return False
+            with os.scandir(self.path) as found:
+                return next(iter(found), None) is not None
+
+    def usage(self):
+        """{'size': bytes of regular files, 'files': regular files, 'entries': all entries below the root}."""
+        size = files = entries = 0
+        with self._root_guard("usage"):
+            if not os.path.isdir(self.path):
+                return dict(size=0, files=0, entries=0)
+            for path, _parent, _name, st in self._entries(True, follow=True):
+                if not path:
+                    continue
+                entries += 1
+                if stat.S_ISREG(st.st_mode):
+                    files += 1
+                    size += st.st_size
+        return dict(size=size, files=files, entries=entries)
+
+    def apply_ownership(self, uid, gid, mode, recursive, check_mode):
+        """chown (only what differs) and chmod the root; returns {'chown': n, 'chmod': n}.
+
+        Every entry is changed relative to the descriptor of its directory, never
+        through a symlink (fdtree), so a tree that changes meanwhile cannot lead
+        the chown onto other files; a root that is a symlink is refused.
+        """
+        with self._root_guard("ownership"):
+            if not os.path.lexists(self.path):
+                if check_mode:
+                    umask = os.umask(0o022)
+                    os.umask(umask)
+                    new = [(self.path, os.geteuid(), os.getegid(), 0o777 & ~umask)]
+                    count, chmod = volumes.ownership_counts(new, uid, gid, mode)
+                    return dict(chown=count, chmod=1 if chmod else 0)
+                os.makedirs(self.path)
+            entries = []
+            root = None
+            for path, parent, name, st in self._entries(recursive):
+                entries.append((path, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
+                if not path:
+                    root = parent
+                differs = (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid)
+                if differs and not check_mode:
+                    os.chown(name, -1 if uid is None else uid, -1 if gid is None else gid, dir_fd=parent.fd,
+                             follow_symlinks=False)
+            count, chmod = volumes.ownership_counts(entries, uid, gid, mode)
+            if chmod and not check_mode:
+                os.fchmod(root.fd, mode)
+        return dict(chown=count, chmod=1 if chmod else 0)
+
+    def _guard(self, what):
+        return os_errors("volume '%s': %s" % (self.name, what), COPY_HINT)
+
+    def manifest(self, checksum):
+        with self._guard("reading %s" % self.path):
+            return manifest.from_directory(self.path, checksum, self.ids)
+
+    def staged_manifest(self, checksum):
+        with self._guard("reading the staged copy"):
+            return manifest.from_directory(fdtree.open_below(self.path, STAGING + "/" + DATA), checksum, self.ids,
+                                           known=self.copies)
+
+    def archive(self, checksum, entries, counter, pool=None):
+        return tar_stream.local_tar(self.path, entries, checksum, self.ids, counter, pool)
+
+    def _staging_dir(self, rel=""):
+        """The staging directory (or rel below it) opened by descriptor: a symlink planted there is refused."""
+        return fdtree.open_below(self.path, STAGING + ("/" + rel if rel else ""))
+
+    def state(self):
+        try:
+            st = os.lstat(self.staging)
+        except FileNotFoundError:
+            return None
+        with self._guard("reading the staging state"):
+            if not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, "not a directory (a container may have put it there); remove it",
+                              self.staging)
+            staging = self._staging_dir()
+            try:
+                fd = os.open(STATE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=staging.fd)
+            except OSError:
+                return parse_state(None)
+            with os.fdopen(fd) as f:
+                return parse_state(f.read(256))
+
+    def reset_staging(self):
+        self.remove_staging()
+        with self._guard("resetting the staging directory"):
+            os.mkdir(self.staging, 0o700)
+
+    def set_state(self, word, digest):
+        with self._guard("writing the staging state"):
+            atomic.write_text_in(self._staging_dir(), STATE, "%s %s\n" % (word, digest))
+
+    def clear_root(self):
+        with self._guard("removing the old data"):
+            for name in os.listdir(self.path):
+                if name != STAGING:
+                    _remove_entry(os.path.join(self.path, name))
+
+    def promote(self, root_entry):
+        with self._guard("moving the verified copy into place"):
+            root = fdtree.open_root(self.path)
+            if os.path.lexists(self.data):
+                data = self._staging_dir(DATA)
+                for name in os.listdir(data.fd):
+                    os.rename(name, name, src_dir_fd=data.fd, dst_dir_fd=root.fd)
+            uid, gid = root_entry["uid"], root_entry["gid"]
+            if self.to_host is not None:
+                uid, gid = self.to_host(uid, gid)
+            os.fchown(root.fd, uid, gid)
+            os.fchmod(root.fd, root_entry["mode"])
+            os.fsync(root.fd)
+
+    def remove_staging(self):
+        with self._guard("removing the staging directory"):
+            _remove_entry(self.staging)
+
+    def finish(self, state, root_entry):
+        """Steps 2-4 of the staging protocol from state ('verified'/'moving', digest) on."""
+        word, digest = state
+        if word == "new":
+            self.set_state("verified", digest)
+            word = "verified"
+        if word == "verified":
+            self.clear_root()
+            self.set_state("moving", digest)
+        self.promote(root_entry)
+        self.remove_staging()
+
+    def receive(self, chunks):
+        """Extract a tar stream (members './...') into a new staging directory."""
+        self._extract(functools.partial(tar_stream.extract_tar, chunks))
+
+    def receive_archive(self, path, counter, check=None):
+        """Extract an uncompressed archive file into a new staging directory; check: see extract_tar()."""
+        self._extract(functools.partial(tar_stream.extract_tar_file, path, counter=counter, check=check))
+
+    def _extract(self, extract):
+        self.reset_staging()
+        self.copies = None
+        with self._guard("writing the staged copy"):
+            try:
+                self.copies = extract(self.data, self.to_host)
+            except tarfile.TarError as exc:
+                raise DockerError("volume '%s': the archive cannot be read as tar (%s); nothing was changed in "
+                                  "the volume's data" % (self.name, exc)) from None
+            except DockerError as exc:
+                self.remove_staging()
+                raise DockerError("volume '%s': %s; the volume's data is unchanged" % (self.name, exc)) from None
+
+    def fix_times(self, entries):
+        """Nothing to fix: receive() gives every entry its times."""
+
+    def receive_local(self, source, checksum, counter):
+        """Copy source (a LocalRoot) into a new staging directory; return the source's manifest."""
+        self.reset_staging()
+        with os_errors("copy of volume '%s' to '%s'" % (source.name, self.name), COPY_HINT):
+            entries, self.copies = tree_copy.copy_tree(source.path, self.data, checksum, src_ids=source.ids,
+                                                       dst_ids=self.to_host, counter=counter)
+        return entries
+
+
+def _remove_entry(path):
+    """Remove path if it exists: a real directory with its tree (shutil.rmtree follows no symlink on the way),
+    anything else (a symlink too) by unlinking the entry itself."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+class ApiRoot:
+    """A volume root or host path reached through a short-lived helper container.
+
+    The helper runs ``helper_image`` (it needs a POSIX shell with find, stat,
+    chown, chmod, wc and awk, as busybox has) as root, without network, and
+    with the host's user namespace when the engine remaps ids, so that it
+    sees and sets host ids as LocalRoot does.
+    """
+
+    how = "api"
+
+    def __init__(self, api, source, helper_image, host=None, id_maps=None, *, host_userns=False, is_path=False):
+        self.api = api
+        self.source = source
+        self.name = source
+        self.helper_image = helper_image
+        self.host_userns = host_userns
+        self.is_path = is_path
+        # With userns-remap, Engine 20.10 archives a container's files with their host ids: map them back
+        # to the containers' view (in which the helper's tar -x writes them).
+        self.ids = userns_ids(*id_maps) if id_maps else None
+        self.subject = "volume '%s' on %s (through the Engine API)" % (source, host or "the engine")
+
+    def describe(self):
+        return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
+
+    def run(self, script):
+        """Run ``script`` with sh in a helper container; return its stdout."""
+        api = self.api
+        subject = "helper container (%s) for %s" % (self.helper_image, self.describe())
+        if get_or_none("image '%s'" % self.helper_image, api.inspect_image, self.helper_image) is None:
+            raise DockerError("helper image %s is not on the engine; pull or load it there, or set helper_image to "
+                              "an image with a POSIX shell and find/stat/chown (busybox)" % self.helper_image)
+        with api_errors(subject):
+            # Mounts, not Binds: a missing host path is an error rather than created (also in check mode),
+            # and an empty volume is not filled from the image.
+            mount = {"Target": HELPER_MOUNT, "Source": self.source, "ReadOnly": False,
+                     "Type": "bind" if self.is_path else "volume"}
+            if not self.is_path:
+                mount["VolumeOptions"] = {"NoCopy": True}
+            host_config = api.create_host_config(mounts=[mount], network_mode="none",
+                                                 userns_mode="host" if self.host_userns else None)
+            created = api.create_container(self.helper_image, command=["sh", "-c", script], user="0:0",
+                                           entrypoint=[], host_config=host_config, labels={HELPER_LABEL: "volume-root"})
+            try:
+                api.start(created["Id"])
+                status = api.wait(created["Id"]).get("StatusCode", 1)
+                out = api.logs(created["Id"], stdout=True, stderr=False).decode("utf-8", "replace")
+                err = api.logs(created["Id"], stdout=False, stderr=True).decode("utf-8", "replace")
+            finally:
+                api.remove_container(created["Id"], force=True)
+        if status != 0 and "no such file" in (err or out).lower() and self.is_path:
+            raise DockerError("host path %s does not exist on the engine's host; create it first" % self.source)
+        if status != 0:
+            raise DockerError("%s failed with status %s: %s" % (subject, status, (err or out).strip()[-300:]))
+        return out
+
+    def stat(self):
+        out = self.run("stat -c '%%u %%g %%a' %s" % HELPER_MOUNT).split()
+        return dict(uid=int(out[0]), gid=int(out[1]), mode=int(out[2], 8), exists=True)
+
+    def holds_data(self):
+        out = self.run("ls -A %s | head -n 1 | wc -l" % HELPER_MOUNT)
+        return out.strip() not in ("", "0")
+
+    def usage(self):
+        r = HELPER_MOUNT
+        out = self.run("find %s -mindepth 1 | wc -l; find %s -type f | wc -l; "
+                       "find %s -type f -exec stat -c %%s {} + | awk '{s+=$1} END {print s+0}'" % (r, r, r)).split()
+        return dict(entries=int(out[0]), files=int(out[1]), size=int(float(out[2])))
+
+    def apply_ownership(self, uid, gid, mode, recursive, check_mode):
+        r = HELPER_MOUNT
+        conditions = []
+        if uid is not None:
+            conditions.append("! -user %d" % uid)
+        if gid is not None:
+            conditions.append("! -group %d" % gid)
+        depth = "" if recursive else "-maxdepth 0 "
+        lines = []
+        if conditions:
+            expr = "%s %s\\( %s \\)" % (r, depth, " -o ".join(conditions))
+            lines.append("find %s | wc -l" % expr)
+            if not check_mode:
+                spec = "%s%s" % ("" if uid is None else uid, "" if gid is None else ":%d" % gid)
+                lines.append("find %s -exec chown -h %s {} +" % (expr, shlex.quote(spec)))
+        else:
+            lines.append("echo 0")
+        if mode is not None:
+            lines.append("m=$(stat -c %%a %s); if [ $((0$m)) -ne %d ]; then echo 1; %s else echo 0; fi"
+                         % (r, mode, "" if check_mode else "chmod %o %s;" % (mode, r)))
+        else:
+            lines.append("echo 0")
+        out = self.run("set -e; " + "; ".join(lines)).split()
+        return dict(chown=int(out[0]), chmod=int(out[1]))
+
+    def _create(self, command, stdin=False, read_only=False):
+        if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
+            raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
+                              "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
+        with api_errors(self.subject):
+            host_config = self.api.create_host_config(
+                binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none")
+            return self.api.create_container(self.helper_image, command=command, user="0:0", entrypoint=[],
+                                             stdin_open=stdin, host_config=host_config,
+                                             labels={HELPER_LABEL: "transfer"})["Id"]
+
+    def _remove(self, cid):
+        # Best effort: the engine may be gone, and that error is reported already.
+        with contextlib.suppress(Exception):
+            self.api.remove_container(cid, force=True)
+
+    def _archive(self, path):
+        """Yield the chunks of GET /containers/{id}/archive?path=path of a helper container."""
+        cid = self._create(["true"], read_only=True)
+        try:
+            with api_errors(self.subject), self._socket_errors("reading"):
+                stream, _stat = self.api.get_archive(cid, path, chunk_size=BUFFER)
+                yield from stream
+        finally:
+            self._remove(cid)
+
+    def io_timeout(self):
+        """Seconds a socket read or write of this side may block: the connection's timeout option."""
+        timeout = getattr(self.api, "timeout", None)
+        return timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_IO_TIMEOUT
+
+    @contextlib.contextmanager
+    def _socket_errors(self, doing):
+        try:
+            yield
+        except (socket.timeout, OSError) as exc:
+            cause = "no answer for %s seconds" % self.io_timeout() if isinstance(exc, socket.timeout) else \
+                exc.strerror or exc
+            raise DockerError("%s: lost the helper container or the Docker daemon while %s (%s); the run stopped "
+                              "and the next run finishes the job" % (self.subject, doing, cause)) from None
+
+    def archive(self, checksum, entries, counter, pool=None):
+        builder = manifest.TarManifest(".")
+        yield from tar_stream.tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter, self.ids)
+        entries.extend(builder.result())
+
+    def manifest(self, checksum):
+        return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
+                                        ".", checksum, self.ids)
+
+    def staged_manifest(self, checksum):
+        return manifest.from_tar_stream(
+            io.BufferedReader(ChunkReader(self._archive("%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA))), BUFFER),
+            DATA, checksum, self.ids)
+
+    def state(self):
+        out = self.run('S=%s/%s; if [ -f "$S/%s" ]; then cat "$S/%s"; elif [ -e "$S" ]; then echo partial; '
+                       'else echo none; fi' % (HELPER_MOUNT, STAGING, STATE, STATE)).strip()
+        return None if out == "none" else parse_state(out if out != "partial" else None)
+
+    def finish(self, state, root_entry):
+        """Steps 2-4 of the staging protocol in one helper container, in the same order as LocalRoot."""
+        word, digest = state
+        lines = ["set -e", "S=%s/%s" % (HELPER_MOUNT, STAGING)]
+        put_state = 'echo "%s %s" > "$S/%s.tmp"; sync; mv "$S/%s.tmp" "$S/%s"; sync'
+        if word == "new":
+            lines.append(put_state % ("verified", digest, STATE, STATE, STATE))
+        if word in ("new", "verified"):
+            lines.append('cd %s; %s [ "$f" = %s ] && continue; rm -rf -- "$f"; done'
+                         % (HELPER_MOUNT, _SH_ENTRIES, STAGING))
+            lines.append(put_state % ("moving", digest, STATE, STATE, STATE))
+        lines.append('if [ -d "$S/%s" ]; then cd "$S/%s"; %s mv -- "$f" %s/; done; fi'
+                     % (DATA, DATA, _SH_ENTRIES, HELPER_MOUNT))
+        lines.append("chown %d:%d %s; chmod %o %s; sync"
+                     % (root_entry["uid"], root_entry["gid"], HELPER_MOUNT, root_entry["mode"], HELPER_MOUNT))
+        lines.append('cd /; rm -rf "$S"')
+        self.run("\n".join(lines))
+
+    def receive(self, chunks):
+        """Extract a tar stream (members './...') into the staging directory."""
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        data = "%s/%s" % (staging, DATA)
+        try:
+            self._run_stdin("rm -rf %s && mkdir -m 700 %s && mkdir %s && exec tar -x -f - --numeric-owner -C %s"
+                            % (staging, staging, data, data), chunks, "tar")
+        except archive_check.Refused as exc:
+            self.run("rm -rf %s" % staging)
+            raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
+
+    def fix_times(self, entries):
+        """Set the mtimes tar -x leaves wrong in busybox: directories (changed by their children) and links."""
+        lines = ["cd %s/%s/%s || exit 1" % (HELPER_MOUNT, STAGING, DATA)]
+        for entry in manifest.canonical(entries):
+            if entry["path"] and entry["type"] in ("dir", "symlink"):
+                lines.append("touch -h -d @%d -- %s" % (entry["mtime"], shlex.quote(entry["path"])))
+        text = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
+        self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
+
+    def _send(self, raw, cid, chunk):
+        """Send chunk on the attached stdin; False when the helper container exited before reading it all.
+
+        Raises socket.timeout when the helper runs but has read nothing for the connection's timeout.
+        """
+        view = memoryview(chunk)
+        stalled = 0.0
+        while view:
+            try:
+                sent = raw.send(view)
+            except socket.timeout:
+                helper = get_or_none("the helper container of %s" % self.subject, self.api.inspect_container, cid)
+                if helper is None:
+                    raise DockerError("%s: lost the helper container while writing (it was removed); the run "
+                                      "stopped and the next run finishes the job" % self.subject) from None
+                if not helper["State"]["Running"]:
+                    return False
+                stalled += raw.gettimeout() or STDIN_STALL
+                if stalled >= self.io_timeout():
+                    raise
+                continue
+            view, stalled = view[sent:], 0.0
+        return True
+
+    def _run_stdin(self, script, chunks, what):
+        """Run script in a helper container with chunks on its stdin; every socket wait is bounded."""
+        cid = self._create(["sh", "-c", script], stdin=True)
+        try:
+            with api_errors(self.subject):
+                sock = self.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
+                self.api.start(cid)
+            raw = getattr(sock, "_sock", sock)
+            try:
+                # A helper that exits early (tar -x on a full disk) stops reading, and the engine keeps the
+                # attached stream open: send in bounded waits, stop once the container has exited (its
+                # status and error are reported below), and give up after the connection's timeout.
+                raw.settimeout(min(STDIN_STALL, self.io_timeout()))
+                for chunk in chunks:  # an error of the source's own reading is not the helper's
+                    with self._socket_errors("writing"):
+                        if not self._send(raw, cid, chunk):
+                            break
+                else:
+                    with self._socket_errors("writing"):
+                        _close_write(raw)
+            finally:
+                sock.close()
+            with api_errors(self.subject), self._socket_errors("waiting for %s" % what):
+                status = self.api.wait(cid, timeout=self.io_timeout()).get("StatusCode", 1)
+                if status != 0:
+                    err = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace").strip()
+                    raise DockerError("%s: %s in the helper container failed with status %s: %s"
+                                      % (self.subject, what, status, err[-300:]))
+        finally:
+            self._remove(cid)
+
+
+def _close_write(raw):
+    """End the helper's stdin: half-close the attached socket.
+
+    The Docker SDK's socket for ``use_ssh_client`` is an ssh process's pipes, never a connected
+    socket (shutdown() fails with ENOTCONN): there the end is closing ssh's stdin, which ssh passes
+    on as EOF and ``docker system dial-stdio`` on the engine's host as a half-close.
+    """
+    proc = getattr(raw, "proc", None)
+    if proc is not None and getattr(proc, "stdin", None) is not None:
+        proc.stdin.close()
+    else:
+        raw.shutdown(socket.SHUT_WR)
+
+
+def stale_helpers(api, volume):
+    """Ids of transfer helper containers left on volume by a run that was killed."""
+    with api_errors("helper containers of volume '%s'" % volume):
+        found = api.containers(all=True, filters={"label": HELPER_LABEL, "volume": volume})
+    return [c["Id"] for c in found]
+
+
+def remove_helpers(api, ids):
+    for cid in ids:
+        with api_errors("helper container %s" % cid[:12]):
+            api.remove_container(cid, force=True)
+
+
+def _usable_locally(docker_host, path, method):
+    if method == "api":
+        return False
+    usable = is_local_engine(docker_host) and os.geteuid() == 0 and os.path.isabs(path or "")
+    if method == "local" and not usable:
+        raise DockerError("method is local but %s is not a directory this module can change as root on a local "
+                          "engine; use method: auto or api" % path)
+    return usable
+
+
+def volume_root(api, docker_host, attrs, *, helper_image=DEFAULT_HELPER_IMAGE, method="auto", host_userns=False):
+    """How to reach the root of the volume ``attrs`` (inspect dict): a LocalRoot or an ApiRoot.
+
+    Local mountpoint when the engine is on a local Unix socket, this process
+    is root and the directory exists here (plain local volumes), or the bind
+    path of a local bind volume; otherwise a helper container that mounts the
+    volume (this also mounts nfs, tmpfs and plugin volumes). method (METHODS)
+    forces one way: local fails when it is not possible.
+    """
+    kind = volumes.volume_kind(attrs)
+    if kind == "bind":
+        return path_root(api, docker_host, attrs["Options"]["device"], helper_image=helper_image,
+                         method=method, host_userns=host_userns)
+    if kind == "plain" and method != "api":
+        mountpoint = attrs.get("Mountpoint")
+        if _usable_locally(docker_host, mountpoint, method) and os.path.isdir(mountpoint):
+            return LocalRoot(mountpoint)
+    elif method == "local":
+        raise DockerError("volume '%s' (%s) is mounted only inside containers; use method: auto or api"
+                          % (attrs.get("Name"), kind))
+    return ApiRoot(api, attrs["Name"], helper_image, host_userns=host_userns)
+
+
+def path_root(api, docker_host, path, *, helper_image=DEFAULT_HELPER_IMAGE, method="auto", host_userns=False):
+    """How to reach host path ``path`` of the engine's host: a LocalRoot or an ApiRoot.
+
+    A helper container bind-mounts the path (the Engine creates it if missing).
+    """
+    if not os.path.isabs(path or ""):
+        raise DockerError("path %r is not absolute; give the full host path" % (path,))
+    if _usable_locally(docker_host, path, method):
+        return LocalRoot(os.path.normpath(path))
+    return ApiRoot(api, os.path.normpath(path), helper_image, host_userns=host_userns, is_path=True)
+
+
+def open_side(api, docker_host, attrs, method, helper_image):
+    """A side of a copy for volume attrs (inspect dict): a LocalRoot when volume_root() says the
+    mountpoint is usable here (and method allows it), else api_side()."""
+    root = volume_root(api, docker_host, attrs, helper_image=helper_image, method=method)
+    if isinstance(root, LocalRoot):
+        uid_map, gid_map, _note = engine_id_maps(api, docker_host)
+        return LocalRoot(root.path, attrs["Name"], uid_map, gid_map)
+    return api_side(api, docker_host, attrs["Name"], helper_image)
+
+
+def api_side(api, docker_host, name, helper_image):
+    """An ApiRoot of volume name as a side of a copy, aware of the engine's userns-remap id maps."""
+    uid_map, gid_map, _note = engine_id_maps(api, docker_host)
+    return ApiRoot(api, name, helper_image, docker_host, (uid_map, gid_map) if uid_map or gid_map else None)
