@@ -17,6 +17,9 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
+# DockerError and os_errors live in errors.py (no Docker SDK there); re-exported here for older imports.
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors  # noqa: F401 pylint: disable=unused-import
+
 try:
     import docker
     from docker.errors import APIError, DockerException, NotFound
@@ -56,10 +59,6 @@ CONNECTION_OPTIONS = tuple(DOCKER_COMMON_ARGS)
 # and destination): the same names and types, without defaults, so that an unset one is the module's own.
 SIDE_CONNECTION_ARGS = dict((name, dict((key, value) for key, value in spec.items() if key in ("type", "no_log")))
                             for name, spec in DOCKER_COMMON_ARGS.items())
-
-
-class DockerError(Exception):
-    """A foreseeable failure, with a message fit to show a user as it is."""
 
 
 def tls_files(params, environ=None):
@@ -261,16 +260,3 @@ def get_or_none(subject, call, *args, **kwargs):
             return call(*args, **kwargs)
         except NotFound:
             return None
-
-
-@contextmanager
-def os_errors(subject, hint):
-    """Translate OSError raised inside the block into DockerError.
-
-    ``subject`` names what was being done ("copy of volume 'a' to 'b'"), ``hint`` what to do about it.
-    """
-    try:
-        yield
-    except OSError as exc:
-        where = " (%s)" % exc.filename if exc.filename else ""
-        raise DockerError("%s failed: %s%s; %s" % (subject, exc.strerror or exc, where, hint)) from None

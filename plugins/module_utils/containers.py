@@ -19,7 +19,8 @@ import json
 import os
 
 from ansible_collections.persist.docker.plugins.module_utils import atomic, locking
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 STATE_DIR = "/var/lib/persist-docker/quiesced"
 # Tests and unusual hosts may keep the records elsewhere; every run on one host must use the same directory.

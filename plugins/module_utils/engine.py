@@ -10,7 +10,7 @@ import json
 import os
 import re
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 

@@ -10,7 +10,8 @@ import hashlib
 import os
 import stat
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # Kind codes of GET /containers/{id}/changes, as `docker diff` prints them.
 CHANGE_KINDS = {0: "C", 1: "A", 2: "D"}

@@ -211,7 +211,7 @@ actions:
 import contextlib
 import os
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.engine import (
     DEFAULT_DATA_ROOT,
     changed_config_keys,
@@ -225,6 +225,7 @@ from ansible_collections.persist.docker.plugins.module_utils.engine import (
     render_config,
     validate_settings,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def read_text(path):

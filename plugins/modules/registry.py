@@ -371,13 +371,8 @@ import os
 import shutil
 
 from ansible_collections.persist.docker.plugins.module_utils import locking
-from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
-    DockerModule,
-    api_errors,
-    get_or_none,
-    os_errors,
-)
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import RegistryClient, wait_until_up
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
     CERT_FILE,

@@ -113,12 +113,8 @@ actions:
   elements: str
 """
 
-from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
-    DockerModule,
-    api_errors,
-    get_or_none,
-)
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,

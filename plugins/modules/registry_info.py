@@ -112,7 +112,8 @@ repositories:
       type: int
 """
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,

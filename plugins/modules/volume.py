@@ -334,7 +334,8 @@ import os
 import pwd
 
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 VOLUME_OPTIONS = ("state", "driver", "driver_opts", "labels", "bind", "nfs", "tmpfs", "owner", "group", "mode",
                   "recursive", "recreate", "force")

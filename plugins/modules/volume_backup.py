@@ -205,7 +205,8 @@ import stat
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils import atomic, containers, locking, manifest, transfer
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
     containers_using,

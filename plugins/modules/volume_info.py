@@ -171,7 +171,8 @@ volumes:
 """
 
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 class VolumeInfoManager:

@@ -305,11 +305,11 @@ from ansible_collections.persist.docker.plugins.module_utils import containers, 
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
     SIDE_CONNECTION_ARGS,
-    DockerError,
     DockerModule,
     api_errors,
     connect,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
     check_driver,

@@ -163,7 +163,8 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     manifest,
     transfer,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
     containers_using,

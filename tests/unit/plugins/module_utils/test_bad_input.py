@@ -15,7 +15,8 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     registry_config,
     transfer,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, connect
+from ansible_collections.persist.docker.plugins.module_utils.client import connect
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def connection(**overrides):

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import containers
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 @pytest.fixture(autouse=True)

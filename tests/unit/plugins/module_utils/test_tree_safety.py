@@ -18,7 +18,7 @@ import pytest
 from test_fdtree import snapshot
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest, transfer
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.volumes import LocalRoot
 
 # Backups written by version 0.1.0 (at commit c482cbf), shared with the integration target.
