@@ -145,12 +145,10 @@ container:
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.layers import container_layer_info, image_info
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class LayersInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-
+class LayersInfoManager(Manager):
     def run(self):
         api = self.dm.api
         result = dict(changed=False)

@@ -114,6 +114,7 @@ repositories:
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,
@@ -121,11 +122,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_api import
 )
 
 
-class RegistryInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class RegistryInfoManager(Manager):
     def run(self):
         p = self.params
         if p["page_size"] < 1:

@@ -173,17 +173,10 @@ volumes:
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class VolumeInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class VolumeInfoManager(Manager):
     def run(self):
         p = self.params
         name = p["name"]

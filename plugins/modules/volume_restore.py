@@ -165,6 +165,7 @@ from ansible_collections.persist.docker.plugins.module_utils import (
 )
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
     containers_using,
@@ -172,11 +173,7 @@ from ansible_collections.persist.docker.plugins.module_utils.volumes import (
 )
 
 
-class VolumeRestoreManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class VolumeRestoreManager(Manager):
     def load_archive(self):
         """Check the archive against its checksum file and return (doc, sha256, compression)."""
         path, manifest_path, checksum_path = transfer.archive_files(self.params["path"])
@@ -222,7 +219,8 @@ class VolumeRestoreManager:
         recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
-        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=list(recovered),
+        self.actions.extend(recovered)
+        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[],
                       created=False, seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
         dest = None
@@ -234,14 +232,12 @@ class VolumeRestoreManager:
             result["method"] = dest.how
             action, state, before = self.plan(dest, wanted, level)
             if action == "none":
-                result["changed"] = bool(recovered)
                 return self.with_diff(result, before, before)
-        result["changed"] = True
         if attrs is None:
             result["created"] = True
-            result["actions"].append("created volume '%s'" % p["volume"])
-        result["actions"].append("%s %s into volume '%s'" % ("restored" if action == "copy" else
-                                                             "finished restoring", p["path"], p["volume"]))
+            self.act("created volume '%s'" % p["volume"])
+        self.act("%s %s into volume '%s'" % ("restored" if action == "copy" else
+                                             "finished restoring", p["path"], p["volume"]))
         if self.dm.check_mode:
             return self.with_diff(result, before, doc["digest"])
         if attrs is None:
@@ -290,10 +286,9 @@ class VolumeRestoreManager:
         return transfer.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
 
     def with_diff(self, result, before, after):
-        if self.dm.diff_mode:
-            result["diff"] = dict(before={"volume": self.params["volume"], "digest": before},
-                                  after={"volume": self.params["volume"], "digest": after})
-        return result
+        """finish() with the digests of the volume's contents before and after."""
+        volume = self.params["volume"]
+        return self.finish(result, {"volume": volume, "digest": before}, {"volume": volume, "digest": after})
 
 
 def main():
