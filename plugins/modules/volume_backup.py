@@ -266,8 +266,8 @@ class VolumeBackupManager(Manager):
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
             return self.with_diff(result, stored and stored["digest"], result["digest"])
-        with containers.held_still(api, self.engine, p["volume"], containers.to_quiesce(users, how), how,
-                                   "the backup of volume '%s'" % p["volume"]) as held:
+        with containers.containers_stopped(api, self.engine, p["volume"], how,
+                                           "the backup of volume '%s'" % p["volume"], users) as held:
             result["quiesced_containers"] = held
             result["stopped_containers"] = held if how == "stop" else []
             entries = []

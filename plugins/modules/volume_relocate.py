@@ -491,12 +491,11 @@ class VolumeRelocateManager(Manager):
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         with contextlib.ExitStack() as still:
-            stopped = still.enter_context(containers.held_still(
-                self.src_api, self.engines[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
+            stopped = still.enter_context(containers.containers_stopped(
+                self.src_api, self.engines[0], src_name, how, subject, state["users"]))
             # The destination's data is replaced: its containers must not see it change under them either.
-            stopped = stopped + still.enter_context(containers.held_still(
-                self.dst_api, self.engines[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
-                subject))
+            stopped = stopped + still.enter_context(containers.containers_stopped(
+                self.dst_api, self.engines[1], dst_name, how, subject, state["dest_users"]))
             result["stopped_containers"] = stopped
             start = time.monotonic()
             try:

@@ -168,7 +168,6 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     DEFAULT_HELPER_IMAGE,
-    containers_using,
     inspect_volume,
 )
 
@@ -246,9 +245,8 @@ class VolumeRestoreManager(Manager):
             dest = self.open_side(inspect_volume(api, p["volume"]))
             result["method"] = dest.how
         how = "stop" if p["stop_containers"] else "none"
-        users = containers.to_quiesce(containers_using(api, p["volume"]), how)
-        with containers.held_still(api, self.engine, p["volume"], users, how,
-                                   "the restore of volume '%s'" % p["volume"]) as stopped:
+        with containers.containers_stopped(api, self.engine, p["volume"], how,
+                                           "the restore of volume '%s'" % p["volume"]) as stopped:
             result["stopped_containers"] = stopped
             start = time.monotonic()
             source = transfer.ArchiveSource(p["path"], compression, doc)
