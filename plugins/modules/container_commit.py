@@ -22,6 +22,8 @@ description:
     changed files are streamed through the Engine API and hashed.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -28,6 +28,8 @@ description:
     change onto other files of the host; a root that is itself a symbolic link is refused.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

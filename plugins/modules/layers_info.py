@@ -18,6 +18,8 @@ description:
   - When only O(container) is given, the layers of the container's image are returned too.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -31,6 +31,8 @@ description:
     M(persist.docker.registry_gc) on the same registry.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
 attributes:
   check_mode:

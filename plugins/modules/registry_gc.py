@@ -37,6 +37,8 @@ description:
     registry goes read-only; the collector, which could lose blobs of concurrent pushes, runs read-only.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
   - persist.docker.lock
 attributes:

@@ -20,6 +20,8 @@ description:
     for a private CA; plain HTTP is allowed for loopback registries).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
 attributes:
   check_mode:

@@ -15,6 +15,8 @@ description:
   - Fails with a clear message when the registry cannot be reached or refuses the credentials.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
 attributes:
   check_mode:

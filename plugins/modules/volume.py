@@ -27,6 +27,8 @@ description:
     (O(helper_image)); see O(root_access).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -31,6 +31,8 @@ description:
     not change it under the backup.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
 attributes:
   check_mode:

@@ -21,6 +21,8 @@ description:
     otherwise through a short-lived helper container; see O(root_access).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

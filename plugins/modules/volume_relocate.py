@@ -42,6 +42,8 @@ description:
     replaced only when the destination is empty or O(force=true).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
 attributes:
   check_mode:

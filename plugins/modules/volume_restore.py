@@ -34,6 +34,8 @@ description:
     of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
 attributes:
   check_mode:
