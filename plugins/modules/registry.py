@@ -34,6 +34,8 @@ extends_documentation_fragment:
   - persist.docker.attributes
   - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
+requirements:
+  - bcrypt (for O(users), whose htpasswd entries are bcrypt hashes)
 attributes:
   check_mode:
     support: full

@@ -37,6 +37,8 @@ extends_documentation_fragment:
   - persist.docker.attributes
   - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
+requirements:
+  - zstandard (for O(compression=zstd))
 attributes:
   check_mode:
     support: full
