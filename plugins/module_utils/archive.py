@@ -29,7 +29,7 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     manifest,
     tar_stream,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER
 
 COMPRESSIONS = ("auto", "none", "gzip", "zstd")

@@ -27,7 +27,7 @@ import io
 import os
 import tarfile
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING, member_pieces, tar_path
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader, bad_path, member_header
 

@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER
 
 

@@ -1,12 +1,13 @@
 # Copyright (c) persist.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The one way this collection talks to a Docker daemon and reports errors.
+"""The one way this collection talks to a Docker daemon.
 
-Every module builds a :class:`DockerModule` from its own argument spec; the
-shared connection options are merged in.  Lower layers raise
-:class:`DockerError` with a one-line message that names the object and the
-cause; :meth:`DockerModule.run` turns it into ``fail_json(msg=...)``.
+Every module that talks to an engine builds a :class:`DockerModule` from its
+own argument spec; the shared connection options are merged in. It is the
+module base (``module.PersistModule``: check and diff mode, the one error
+path, the exit) plus :attr:`DockerModule.api`, a client connected on first use.
+This is the file that imports the Docker SDK, and only when it is installed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import os
 import re
 from contextlib import contextmanager
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+# DockerError and os_errors live in errors.py (no Docker SDK there); re-exported here for older imports.
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.persist.docker.plugins.module_utils.module import PersistModule
 
 try:
     import docker
@@ -23,6 +28,19 @@ try:
     from requests.exceptions import RequestException
 except ImportError:
     HAS_DOCKER = False
+
+    # Never raised: without the SDK no call reaches an engine (DockerModule.api says what to install).
+    class DockerException(Exception):
+        pass
+
+    class APIError(DockerException):
+        pass
+
+    class NotFound(APIError):
+        pass
+
+    class RequestException(Exception):
+        pass
 else:
     HAS_DOCKER = True
 
@@ -56,10 +74,6 @@ CONNECTION_OPTIONS = tuple(DOCKER_COMMON_ARGS)
 # and destination): the same names and types, without defaults, so that an unset one is the module's own.
 SIDE_CONNECTION_ARGS = dict((name, dict((key, value) for key, value in spec.items() if key in ("type", "no_log")))
                             for name, spec in DOCKER_COMMON_ARGS.items())
-
-
-class DockerError(Exception):
-    """A foreseeable failure, with a message fit to show a user as it is."""
 
 
 def tls_files(params, environ=None):
@@ -130,21 +144,18 @@ def connection_error_text(exc):
     return text
 
 
-class DockerModule:
-    """An AnsibleModule with the shared connection options and one error path."""
+class DockerModule(PersistModule):
+    """The module base with the shared connection options and a Docker client connected on first use.
+
+    The Docker SDK is needed only when a manager uses :attr:`api`: a module that talks to a
+    registry over HTTP alone runs without it.
+    """
 
     def __init__(self, argument_spec, **kwargs):
         spec = dict(DOCKER_COMMON_ARGS)
         spec.update(argument_spec)
-        kwargs.setdefault("supports_check_mode", True)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
-        self.params = self.module.params
-        self.check_mode = self.module.check_mode
-        self.diff_mode = self.module._diff
+        super().__init__(spec, **kwargs)
         self._api = None
-        if not HAS_DOCKER:
-            self.fail(missing_required_lib("docker (the Docker SDK for Python, >= 7)")
-                      + " Install it on the managed host, for example with pip install 'docker>=7'.")
 
     @property
     def host(self):
@@ -154,22 +165,11 @@ class DockerModule:
     def api(self):
         """The low-level docker.APIClient, connected on first use."""
         if self._api is None:
+            if not HAS_DOCKER:
+                raise DockerError(missing_required_lib("docker (the Docker SDK for Python, >= 7)")
+                                  + " Install it on the managed host, for example with pip install 'docker>=7'.")
             self._api = connect(self.params)
         return self._api
-
-    def fail(self, msg, **result):
-        self.module.fail_json(msg=msg, **result)
-
-    def warn(self, msg):
-        self.module.warn(msg)
-
-    def run(self, manager_class):
-        """Run manager_class(self).run() and exit with its result dict."""
-        try:
-            result = manager_class(self).run()
-        except DockerError as exc:
-            self.fail(str(exc))
-        self.module.exit_json(**result)
 
 
 def _hostname_adapter(hostname, pool_maxsize):
@@ -261,16 +261,3 @@ def get_or_none(subject, call, *args, **kwargs):
             return call(*args, **kwargs)
         except NotFound:
             return None
-
-
-@contextmanager
-def os_errors(subject, hint):
-    """Translate OSError raised inside the block into DockerError.
-
-    ``subject`` names what was being done ("copy of volume 'a' to 'b'"), ``hint`` what to do about it.
-    """
-    try:
-        yield
-    except OSError as exc:
-        where = " (%s)" % exc.filename if exc.filename else ""
-        raise DockerError("%s failed: %s%s; %s" % (subject, exc.strerror or exc, where, hint)) from None

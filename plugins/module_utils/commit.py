@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # The Dockerfile instructions `docker commit --change` applies.
 COMMIT_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 STATES = ("present", "started", "stopped", "absent")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")

@@ -6,7 +6,8 @@
 A run that stops or pauses the containers of a volume first writes a record of
 them to a file on the host that runs the module (below :data:`STATE_DIR`, named
 by the engine's ID and the volume, like the volume's lock), then stops them,
-works, starts them again and removes the record. A run killed in between
+works, starts them again and removes the record (modules call
+:func:`containers_stopped`, the one stop -> work -> start of the collection). A run killed in between
 leaves the record behind; the next run on that volume (any of volume_relocate,
 volume_restore, volume_backup, all under the volume's lock) calls
 :func:`recover` first and starts or unpauses them again.
@@ -19,7 +20,9 @@ import json
 import os
 
 from ansible_collections.persist.docker.plugins.module_utils import atomic, locking
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
 
 STATE_DIR = "/var/lib/persist-docker/quiesced"
 # Tests and unusual hosts may keep the records elsewhere; every run on one host must use the same directory.
@@ -183,3 +186,23 @@ def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
             "start" if how == "stop" else "resume", "; ".join(errors))) from None
     if failure is not None:
         raise failure
+
+
+@contextlib.contextmanager
+def containers_stopped(api, engine_key, volume, how="stop", subject=None, users=None):
+    """Stop (or pause, or with how=none leave) the running containers that use volume for the block.
+
+    The one stop -> work -> start again of the collection: the containers are recorded
+    for :func:`recover` before the first is touched (see :func:`held_still`), and
+    started or unpaused again after the block, also when it fails. ``users`` are the
+    volume's containers if the caller read them already (volumes.containers_using),
+    else they are read here. Yields the names of the containers held still.
+    """
+    if how == "none":
+        yield []
+        return
+    if users is None:
+        users = containers_using(api, volume)
+    subject = subject or "the work on volume '%s'" % volume
+    with held_still(api, engine_key, volume, to_quiesce(users, how), how, subject) as held:
+        yield held

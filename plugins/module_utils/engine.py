@@ -11,7 +11,7 @@ import os
 import re
 
 from ansible_collections.persist.docker.plugins.module_utils import idmap
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 DEFAULT_DATA_ROOT = "/var/lib/docker"
 

@@ -27,7 +27,8 @@ import os
 import re
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 LOCK_DIR = "/run/lock/persist-docker"
 # Tests and unusual hosts may point the locks elsewhere; every run on one host must use the same directory.

@@ -13,7 +13,8 @@ from __future__ import annotations
 import io
 import tarfile
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def parse_passwd(text):

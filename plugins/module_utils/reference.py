@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # Docker's reference grammar (distribution/reference), without digests.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

@@ -15,7 +15,7 @@ import os
 import re
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.reference import registry_of, split_reference
 
 try:

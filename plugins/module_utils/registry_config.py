@@ -17,7 +17,7 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 try:
     import bcrypt

@@ -13,7 +13,8 @@ import tarfile
 import time
 from urllib.parse import urlparse
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def read_file(api, container, path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 _ELIGIBLE_RE = re.compile(r"blob eligible for deletion: (sha256:[0-9a-f]{64})")
 _MANIFEST_RE = re.compile(r"manifest eligible for deletion: (sha256:[0-9a-f]{64})")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import STORAGE_DIR, STORAGE_LABEL
 
 # Container label: the host directory this module created for the storage (purge_storage may delete it).

@@ -25,7 +25,7 @@ import struct
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils import buffers, fdtree, manifest, tree_copy
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER
 
 _ZEROS = bytes(BUFFER)

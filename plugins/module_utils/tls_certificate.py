@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 try:
     from cryptography import x509

@@ -36,7 +36,7 @@ its lock (locking.py), so a live run's staging is never taken for a leftover.
 from __future__ import annotations
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # The names, in the staging directory (manifest.STAGING), of the state file and of the staged tree.
 STATE = "state"

@@ -22,7 +22,7 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.persist.docker.plugins.module_utils import fdtree, manifest
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER
 
 try:

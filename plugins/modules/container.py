@@ -25,6 +25,8 @@ description:
   - Removing a container never removes its volumes.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -22,6 +22,8 @@ description:
     changed files are streamed through the Engine API and hashed.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -171,18 +173,11 @@ from ansible_collections.persist.docker.plugins.module_utils.layers import (
     inspect_container,
     writable_layer_digest,
 )
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.reference import split_reference
 
 
-class ContainerCommitManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class ContainerCommitManager(Manager):
     def run(self):
         p = self.params
         repository, tag = split_reference(p["repository"], p["tag"])
@@ -199,10 +194,9 @@ class ContainerCommitManager:
         do_commit, reason = plan_commit(existing, wanted, p["force"])
         before_id = existing["Id"] if existing else None
         image_id = before_id
-        actions = []
         if do_commit:
-            actions.append("committed container %s as %s" % (container_name, name))
-            if not self.dm.check_mode:
+            self.act("committed container %s as %s" % (container_name, name))
+            if not self.check_mode:
                 with api_errors("commit of container '%s' as %s" % (container_name, name)):
                     created = self.api.commit(attrs["Id"], repository=repository, tag=tag,
                                               message=p["comment"], author=p["author"], pause=p["pause"],
@@ -212,7 +206,6 @@ class ContainerCommitManager:
                 image_id = None
 
         result = dict(
-            changed=do_commit,
             image=dict(id=image_id, name=name),
             image_id=image_id,
             name=name,
@@ -220,24 +213,22 @@ class ContainerCommitManager:
             layer_size=attrs.get("SizeRw", 0),
             fingerprint=wanted,
             reason=reason,
-            actions=actions,
         )
-        if self.dm.diff_mode:
-            result["diff"] = self.diff(name, existing, do_commit, changed_paths, changes)
-        return result
+        return self.finish(result, *self.diff(name, existing, do_commit, changed_paths, changes))
 
     def diff(self, name, existing, do_commit, changed_paths, changes):
+        """(before, after) of the image name."""
         before = {"image": name, "exists": existing is not None}
         if existing:
             before.update(id=existing["Id"], author=existing.get("Author", ""),
                           comment=existing.get("Comment", ""))
         if not do_commit:
-            return dict(before=before, after=dict(before))
+            return before, dict(before)
         p = self.params
         after = {"image": name, "exists": True, "author": p["author"] or "", "comment": p["comment"] or "",
                  "changes": changes,
                  "changed_paths": ["%s %s" % (c["kind"], c["path"]) for c in changed_paths]}
-        return dict(before=before, after=after)
+        return before, after
 
 
 def main():

@@ -14,6 +14,8 @@ description:
     restart policy, and the names of its environment variables (never their values).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -28,6 +28,8 @@ description:
     change onto other files of the host; a root that is itself a symbolic link is refused.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -213,21 +215,15 @@ import pwd
 from ansible_collections.persist.docker.plugins.module_utils import ownership
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 # The result's root.access keeps the words it has always had.
 ACCESS = {"local": "host", "api": "container"}
 
 
-class DataOwnershipManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class DataOwnershipManager(Manager):
     def run(self):
         p = self.params
         mode = vu.parse_mode(p["mode"])
@@ -252,17 +248,15 @@ class DataOwnershipManager:
             counts = root.apply_ownership(host_uid, host_gid, mode, p["recursive"], False)
 
         target = ("volume %s" % p["volume"]) if p["volume"] else p["path"]
-        actions = []
         if not before["exists"]:
-            actions.append("created directory %s" % p["path"])
+            self.act("created directory %s" % p["path"])
         if counts["chown"]:
-            actions.append("chown %d entr%s of %s to %s:%s (host %s:%s)" % (
+            self.act("chown %d entr%s of %s to %s:%s (host %s:%s)" % (
                 counts["chown"], "y" if counts["chown"] == 1 else "ies", target, show(uid), show(gid),
                 show(host_uid), show(host_gid)))
         if counts["chmod"]:
-            actions.append("chmod %s %s" % (vu.format_mode(mode), target))
+            self.act("chmod %s %s" % (vu.format_mode(mode), target))
         result = dict(
-            changed=bool(actions),
             uid=uid, gid=gid, host_uid=host_uid, host_gid=host_gid,
             resolved_from=resolved_from,
             changed_entries=counts["chown"],
@@ -271,13 +265,11 @@ class DataOwnershipManager:
             root=dict(volume=p["volume"], path=getattr(root, "path", None) or p["path"], access=ACCESS[root.how]),
             userns=dict(enabled=uid_map is not None, uid_map=[list(r) for r in uid_map or []],
                         gid_map=[list(r) for r in gid_map or []], note=note),
-            actions=actions,
         )
-        if self.dm.diff_mode:
-            result["diff"] = self.diff(before, dict(uid=uid, gid=gid, mode=mode), counts, uid_map, gid_map)
-        return result
+        return self.finish(result, *self.diff(before, dict(uid=uid, gid=gid, mode=mode), counts, uid_map, gid_map))
 
     def diff(self, before, wanted, counts, uid_map, gid_map):
+        """(before, after) of the owner, group and mode of the root."""
         before_view = {"exists": before["exists"]}
         if before["exists"]:
             before_view.update(owner=vu.container_view(before["uid"], uid_map),
@@ -293,7 +285,7 @@ class DataOwnershipManager:
             after_view["mode"] = vu.format_mode(wanted["mode"])
         if counts["chown"] and self.params["recursive"]:
             after_view["entries_changed"] = counts["chown"]
-        return dict(before=before_view, after=after_view)
+        return before_view, after_view
 
     def resolve(self, owner, group):
         """(uid, gid, description) from as_user_of_image or owner/group (names through image or host)."""

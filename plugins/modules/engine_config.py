@@ -23,6 +23,8 @@ description:
     An engine that does not answer is not an error.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -211,7 +213,7 @@ actions:
 import contextlib
 import os
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.engine import (
     DEFAULT_DATA_ROOT,
     changed_config_keys,
@@ -225,6 +227,8 @@ from ansible_collections.persist.docker.plugins.module_utils.engine import (
     render_config,
     validate_settings,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager, diff_of
 
 
 def read_text(path):
@@ -251,11 +255,9 @@ def path_kind(path):
     return "missing", [], (None if os.path.isdir(parent) else parent)
 
 
-class EngineConfigManager:
+class EngineConfigManager(Manager):
     def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-        self.actions = []
+        super().__init__(dm)
         self.diffs = []
         self.writes = []
         self.backup_file = None
@@ -309,41 +311,35 @@ class EngineConfigManager:
         file_changed = bool(changed_keys)
         if file_changed:
             self.describe(path, current, merged, changed_keys, before_text)
-            self.diffs.insert(0, dict(before_header=path, after_header=path,
-                                      before=before_text or "", after=after_text))
-        if not self.dm.check_mode:
+            self.diffs.insert(0, diff_of(before_text or "", after_text, header=path))
+        if not self.check_mode:
             for file_path, text in self.writes:
                 self.write(file_path, text, backup=False)
             if file_changed:
                 self.write(path, after_text, backup=p["backup"])
 
-        changed = bool(self.actions)
         result = dict(
-            changed=changed,
             config=merged,
             changed_keys=changed_keys,
             restart_needed=bool(changed_keys) or bool(subids and (subids["subuid_added"] or subids["subgid_added"])),
             data_root=data_root,
             engine=engine,
-            actions=self.actions,
         )
         if subids is not None:
             result["subids"] = subids
         if self.backup_file:
             result["backup_file"] = self.backup_file
-        if self.dm.diff_mode:
-            result["diff"] = self.diffs
-        return result
+        return self.finish(result, diffs=self.diffs)
 
     def describe(self, path, current, merged, changed_keys, before_text):
         if before_text is None:
-            self.actions.append("created %s" % path)
+            self.act("created %s" % path)
         set_keys = [k for k in changed_keys if k in merged]
         removed = [k for k in changed_keys if k not in merged and k in current]
         if set_keys:
-            self.actions.append("set %s in %s" % (", ".join(set_keys), path))
+            self.act("set %s in %s" % (", ".join(set_keys), path))
         if removed:
-            self.actions.append("removed %s from %s" % (", ".join(removed), path))
+            self.act("removed %s from %s" % (", ".join(removed), path))
 
     def plan_subids(self, value):
         p = self.params
@@ -357,10 +353,9 @@ class EngineConfigManager:
                 continue
             result[key] = True
             self.writes.append((file_path, new_text))
-            self.actions.append("added the range %d:%d for %s to %s"
-                                % (p["subid_start"], p["subid_count"], name, file_path))
-            self.diffs.append(dict(before_header=file_path, after_header=file_path,
-                                   before=text or "", after=new_text))
+            self.act("added the range %d:%d for %s to %s"
+                     % (p["subid_start"], p["subid_count"], name, file_path))
+            self.diffs.append(diff_of(text or "", new_text, header=file_path))
         return result
 
     def write(self, path, text, backup):

@@ -18,6 +18,8 @@ description:
     report the same one.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full

@@ -18,6 +18,8 @@ description:
   - When only O(container) is given, the layers of the container's image are returned too.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -145,12 +147,10 @@ container:
 
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.layers import container_layer_info, image_info
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class LayersInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-
+class LayersInfoManager(Manager):
     def run(self):
         api = self.dm.api
         result = dict(changed=False)

@@ -31,7 +31,11 @@ description:
     M(persist.docker.registry_gc) on the same registry.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
+requirements:
+  - bcrypt (for O(users), whose htpasswd entries are bcrypt hashes)
 attributes:
   check_mode:
     support: full
@@ -371,13 +375,9 @@ import os
 import shutil
 
 from ansible_collections.persist.docker.plugins.module_utils import locking
-from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
-    DockerModule,
-    api_errors,
-    get_or_none,
-    os_errors,
-)
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import RegistryClient, wait_until_up
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import (
     CERT_FILE,
@@ -424,17 +424,11 @@ from ansible_collections.persist.docker.plugins.module_utils.volume_access impor
 from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
 
 
-class RegistryManager:
+class RegistryManager(Manager):
     def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
+        super().__init__(dm)
         self.name = dm.params["name"]
-        self.actions = []
         self.storage = None
-
-    @property
-    def api(self):
-        return self.dm.api
 
     # -- reading ----------------------------------------------------------------------------------
     def inspect(self):
@@ -540,28 +534,27 @@ class RegistryManager:
         elif action == "start":
             self.start(existing["Id"])
 
-        after = self.inspect() if not self.dm.check_mode else None
-        if action == "none" and not self.dm.check_mode:
+        after = self.inspect() if not self.check_mode else None
+        if action == "none" and not self.check_mode:
             self.wait(existing["Id"])
         container = after or existing
         result = dict(
-            changed=bool(self.actions),
             container=dict(id=container["Id"] if container and (action != "create" or after) else None,
                            name=self.name, image=p["image"]),
             url=self.url(),
             bind_address=p["bind_address"],
             config=mask_secrets(config),
             reasons=reasons,
-            actions=self.actions,
             storage=self.storage_info(),
             adopted_volume=self.storage["anonymous"],
         )
-        if self.dm.diff_mode:
+        before = text = None
+        if self.dm.diff_mode:  # the config in the old container is read for the diff only
             old_config = _load_json(old_files.get(CONFIG_JSON) if old_files else
                                     (read_file(self.api, existing["Id"], CONFIG_JSON) if existing else None))
-            result["diff"] = dict(before=self.describe_text(current, old_config),
-                                  after=self.describe_text(wanted if action != "none" else current, config))
-        return result
+            before = self.describe_text(current, old_config)
+            text = self.describe_text(wanted if action != "none" else current, config)
+        return self.finish(result, before, text)
 
     def drift(self, existing, files, action, reasons):
         """A recreation when config.yml in the container is not the one deployed (fingerprint and all else equal).
@@ -579,8 +572,8 @@ class RegistryManager:
 
     def update(self, existing, current):
         policy = self.params["restart_policy"]
-        self.actions.append("updated restart policy of %s to %s" % (self.name, policy))
-        if not self.dm.check_mode:
+        self.act("updated restart policy of %s to %s" % (self.name, policy))
+        if not self.check_mode:
             with api_errors("container '%s'" % self.name):
                 self.api.update_container(existing["Id"], restart_policy={"Name": policy})
         if not current["running"]:
@@ -590,8 +583,8 @@ class RegistryManager:
         adopted = self.storage["adopted"]
         if adopted:
             kind, _sep, source = adopted.partition(":")
-            self.actions.append("adopted %s %s, the storage of the existing container, as the storage of %s"
-                                % ("directory" if kind == "bind" else "volume", source, self.name))
+            self.act("adopted %s %s, the storage of the existing container, as the storage of %s"
+                     % ("directory" if kind == "bind" else "volume", source, self.name))
 
     def old_files(self, existing, files):
         names = set(files) | {CONFIG_JSON, HTPASSWD_FILE, CERT_FILE, KEY_FILE, GCS_KEY_FILE}
@@ -639,8 +632,8 @@ class RegistryManager:
     def ensure_image(self):
         if self.image_id():
             return
-        self.actions.append("pulled image %s" % self.params["image"])
-        if not self.dm.check_mode:
+        self.act("pulled image %s" % self.params["image"])
+        if not self.check_mode:
             repository, _sep, tag = self.params["image"].rpartition(":")
             if not repository or "/" in tag:
                 repository, tag = self.params["image"], "latest"
@@ -656,15 +649,15 @@ class RegistryManager:
         if kind == "bind":
             if os.path.isdir(source) or not is_local_engine(self.dm.host):
                 return False
-            self.actions.append("created directory %s" % source)
-            if not self.dm.check_mode:
+            self.act("created directory %s" % source)
+            if not self.check_mode:
                 with os_errors("registry '%s': creating storage_path %s" % (self.name, source),
                                "create it yourself or choose another storage_path"):
                     os.makedirs(source, 0o755)
             return True
         if get_or_none("volume '%s'" % source, self.api.inspect_volume, source) is None:
-            self.actions.append("created volume %s" % source)
-            if not self.dm.check_mode:
+            self.act("created volume %s" % source)
+            if not self.check_mode:
                 with api_errors("volume '%s'" % source):
                     self.api.create_volume(source, labels={STORAGE_LABEL: self.name})
         return False
@@ -672,8 +665,8 @@ class RegistryManager:
     def create(self, files, wanted, previous=None):
         self.ensure_image()
         created_dir = self.ensure_storage()
-        self.actions.append("created container %s" % self.name)
-        if self.dm.check_mode:
+        self.act("created container %s" % self.name)
+        if self.check_mode:
             return None
         p = self.params
         binds = []
@@ -709,10 +702,10 @@ class RegistryManager:
 
     def recreate(self, existing, files, wanted, reasons):
         main = [r for r in reasons if ":" not in r]
-        self.actions.append("recreating container %s because its %s changed" % (self.name, ", ".join(main)))
-        if self.dm.check_mode:
+        self.act("recreating container %s because its %s changed" % (self.name, ", ".join(main)))
+        if self.check_mode:
             self.create(files, wanted, existing)
-            self.actions.append("removed the previous container %s" % self.name)
+            self.act("removed the previous container %s" % self.name)
             return
         old_id = existing["Id"]
         was_running = bool((existing.get("State") or {}).get("Running"))
@@ -728,14 +721,14 @@ class RegistryManager:
                 if was_running:
                     self.api.start(old_id)
             raise DockerError("%s; the previous container was put back unchanged" % exc) from None
-        self.actions.append("removed the previous container %s" % self.name)
+        self.act("removed the previous container %s" % self.name)
         with api_errors("container '%s'" % aside):
             # never v=True: the previous container's volumes may hold the images
             self.api.remove_container(old_id, force=True)
 
     def start(self, container_id):
-        self.actions.append("started container %s" % self.name)
-        if not self.dm.check_mode:
+        self.act("started container %s" % self.name)
+        if not self.check_mode:
             with api_errors("container '%s'" % self.name):
                 self.api.start(container_id)
             self.wait(container_id)
@@ -759,22 +752,18 @@ class RegistryManager:
         p = self.params
         purge = self.plan_purge(existing) if p["purge_storage"] else None
         if existing:
-            self.actions.append("removed container %s" % self.name)
-            if not self.dm.check_mode:
+            self.act("removed container %s" % self.name)
+            if not self.check_mode:
                 with api_errors("container '%s'" % self.name):
                     self.api.remove_container(existing["Id"], force=True)
         if purge:
             self.purge(purge)
-        result = dict(changed=bool(self.actions), container={}, reasons=["state is absent"] if existing else [],
-                      actions=self.actions, storage=self.storage_info())
+        result = dict(container={}, reasons=["state is absent"] if existing else [], storage=self.storage_info())
         if self.storage["anonymous"] and not purge:
             result["adopted_volume"] = self.storage["anonymous"]
             self.dm.warn("registry '%s': its images stay in the anonymous volume %s; keep it or delete it with "
                          "docker volume rm" % (self.name, self.storage["anonymous"]))
-        if self.dm.diff_mode:
-            result["diff"] = dict(before=self.describe_text(describe_state(existing), None) if existing else "",
-                                  after="")
-        return result
+        return self.finish(result, self.describe_text(describe_state(existing), None) if existing else "", "")
 
     def plan_purge(self, existing):
         """(action, kind, source) purge_storage would carry out, or None; DockerError when it must not."""
@@ -822,8 +811,8 @@ class RegistryManager:
 
     def purge(self, planned):
         action, kind, source = planned
-        self.actions.append(action)
-        if self.dm.check_mode:
+        self.act(action)
+        if self.check_mode:
             return
         if kind == "bind":
             with os_errors("registry '%s': deleting storage_path %s" % (self.name, source),

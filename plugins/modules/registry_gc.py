@@ -37,6 +37,8 @@ description:
     registry goes read-only; the collector, which could lose blobs of concurrent pushes, runs read-only.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
   - persist.docker.lock
 attributes:
@@ -169,12 +171,9 @@ import json
 import os
 
 from ansible_collections.persist.docker.plugins.module_utils import locking
-from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
-    DockerModule,
-    api_errors,
-    get_or_none,
-)
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,
@@ -214,16 +213,10 @@ from ansible_collections.persist.docker.plugins.module_utils.volume_access impor
 BLOBS = "docker/registry/v2/blobs"
 
 
-class RegistryGcManager:
+class RegistryGcManager(Manager):
     def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
+        super().__init__(dm)
         self.name = dm.params["name"]
-        self.actions = []
-
-    @property
-    def api(self):
-        return self.dm.api
 
     def inspect_registry(self):
         """The registry container and the config this collection rendered for it; DockerError otherwise."""
@@ -281,14 +274,14 @@ class RegistryGcManager:
         predicted = predict_freed_blobs(plan["deleted_manifests"], plan["remaining_manifests"], eligible_now)
         sizes = blob_sizes(plan["deleted_manifests"] + plan["remaining_manifests"])
         for tag in plan["tags"]:
-            self.actions.append("deleted tag %s" % tag)
+            self.act("deleted tag %s" % tag)
         if predicted or plan["digests"]:
-            self.actions.append("ran the garbage collector with %s in read-only mode" % self.name)
+            self.act("ran the garbage collector with %s in read-only mode" % self.name)
 
         result = dict(deleted_tags=plan["tags"], deleted_manifests=plan["manifest_names"], kept_tags=plan["kept"],
                       unknown_age_tags=plan["unknown"], freed_blobs=predicted,
                       bytes_reclaimed=sum(sizes.get(b, 0) for b in predicted), bytes_measured=False)
-        if not self.dm.check_mode and (predicted or plan["digests"]):
+        if not self.check_mode and (predicted or plan["digests"]):
             root = self.storage_root(container)
             before = tree_size(root)[0] if root else None
             self.delete_manifests(client, plan)
@@ -298,11 +291,8 @@ class RegistryGcManager:
                 result.update(bytes_reclaimed=max(before - tree_size(root)[0], 0), bytes_measured=True)
             else:
                 result["bytes_reclaimed"] = sum(sizes.get(b, 0) for b in freed)
-        result.update(changed=bool(self.actions), actions=self.actions)
-        if self.dm.diff_mode:
-            result["diff"] = dict(before="\n".join(sorted(plan["kept"] + plan["tags"])) + "\n",
-                                  after="\n".join(plan["kept"]) + "\n")
-        return result
+        return self.finish(result, "\n".join(sorted(plan["kept"] + plan["tags"])) + "\n",
+                           "\n".join(plan["kept"]) + "\n")
 
     def delete_manifests(self, client, plan):
         """Delete the planned manifests; one that a tag outside the plan now points at (a push since) stays."""
@@ -349,9 +339,9 @@ class RegistryGcManager:
 
     def restore(self, container_id, files, client, interrupted=False):
         if interrupted:
-            self.actions.append("restored the configuration of %s that an interrupted registry_gc left behind "
-                                "(read-only mode)" % self.name)
-            if self.dm.check_mode:
+            self.act("restored the configuration of %s that an interrupted registry_gc left behind "
+                     "(read-only mode)" % self.name)
+            if self.check_mode:
                 return
         put_files(self.api, container_id, CONFIG_DIR, {os.path.basename(k): v for k, v in files.items()})
         self.restart(container_id, client)

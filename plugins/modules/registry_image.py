@@ -20,6 +20,8 @@ description:
     for a private CA; plain HTTP is allowed for loopback registries).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
 attributes:
   check_mode:
@@ -113,12 +115,9 @@ actions:
   elements: str
 """
 
-from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
-    DockerModule,
-    api_errors,
-    get_or_none,
-)
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,
@@ -129,16 +128,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_api import
 )
 
 
-class RegistryImageManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-        self.actions = []
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class RegistryImageManager(Manager):
     def client(self, host):
         p = self.params
         return RegistryClient(host, username=p["username"], password=p["password"], ca_path=p["registry_ca_path"],
@@ -157,13 +147,13 @@ class RegistryImageManager:
         self.full = "%s/%s:%s" % (host, repository, tag)
         client = self.client(host)
         remote = client.manifest(repository, tag)
-        result = self.push(remote) if p["state"] == "pushed" else self.pull(remote)
-        result.update(changed=bool(self.actions), actions=self.actions, registry=client.base_url)
-        if not self.dm.check_mode and self.actions:
-            after = client.manifest(repository, tag)
-            if after:
-                result.update(digest=after["digest"], size=after["size"])
-        return result
+        result, before, after = self.push(remote) if p["state"] == "pushed" else self.pull(remote)
+        result["registry"] = client.base_url
+        if not self.check_mode and self.actions:
+            now = client.manifest(repository, tag)
+            if now:
+                result.update(digest=now["digest"], size=now["size"])
+        return self.finish(result, before, after)
 
     def push(self, remote):
         p = self.params
@@ -175,16 +165,16 @@ class RegistryImageManager:
         target = get_or_none("image '%s'" % self.full, self.api.inspect_image, self.full)
         tagged = False
         if target is None or target["Id"] != local["Id"]:
-            self.actions.append("tagged %s as %s" % (source, self.full))
-            if not self.dm.check_mode:
+            self.act("tagged %s as %s" % (source, self.full))
+            if not self.check_mode:
                 with api_errors("image '%s'" % source):
                     self.api.tag(local["Id"], "%s/%s" % (self.host, self.repository), self.tag)
                 tagged = True
         up_to_date = image_matches(local, remote, self.host, self.repository)
         digest = remote["digest"] if remote and up_to_date else None
         if p["force"] or not up_to_date:
-            self.actions.append("pushed %s" % self.full)
-            if not self.dm.check_mode:
+            self.act("pushed %s" % self.full)
+            if not self.check_mode:
                 try:
                     digest = self.transfer("push")
                 except DockerError:
@@ -192,12 +182,10 @@ class RegistryImageManager:
                     raise
         result = dict(image=dict(name=self.full, id=local["Id"]), digest=digest,
                       size=remote["size"] if remote and up_to_date else None)
-        if self.dm.diff_mode:
-            result["diff"] = dict(
-                before=dict(registry_digest=remote["digest"] if remote else None,
-                            registry_image_id=remote.get("config_digest") if remote else None),
-                after=dict(registry_digest=digest or "(assigned by the push)", registry_image_id=local["Id"]))
-        return result
+        before = dict(registry_digest=remote["digest"] if remote else None,
+                      registry_image_id=remote.get("config_digest") if remote else None)
+        after = dict(registry_digest=digest or "(assigned by the push)", registry_image_id=local["Id"])
+        return result, before, after
 
     def pull(self, remote):
         p = self.params
@@ -207,18 +195,15 @@ class RegistryImageManager:
         local = get_or_none("image '%s'" % self.full, self.api.inspect_image, self.full)
         image_id = local["Id"] if local else None
         if p["force"] or not image_matches(local, remote, self.host, self.repository):
-            self.actions.append("pulled %s" % self.full)
-            if self.dm.check_mode:
+            self.act("pulled %s" % self.full)
+            if self.check_mode:
                 image_id = remote.get("config_digest")
             else:
                 self.transfer("pull")
                 with api_errors("image '%s' (after the pull)" % self.full):
                     image_id = self.api.inspect_image(self.full)["Id"]
         result = dict(image=dict(name=self.full, id=image_id), digest=remote["digest"], size=remote["size"])
-        if self.dm.diff_mode:
-            result["diff"] = dict(before=dict(local_image_id=local["Id"] if local else None),
-                                  after=dict(local_image_id=image_id))
-        return result
+        return result, dict(local_image_id=local["Id"] if local else None), dict(local_image_id=image_id)
 
     def untag(self, tagged, previous):
         """After a failed push, put the name back where it pointed before this run."""

@@ -15,6 +15,8 @@ description:
   - Fails with a clear message when the registry cannot be reached or refuses the credentials.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.registry_client
 attributes:
   check_mode:
@@ -112,7 +114,9 @@ repositories:
       type: int
 """
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
     REGISTRY_CLIENT_SPEC,
     RegistryClient,
@@ -120,11 +124,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_api import
 )
 
 
-class RegistryInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class RegistryInfoManager(Manager):
     def run(self):
         p = self.params
         if p["page_size"] < 1:

@@ -24,6 +24,8 @@ description:
   - Uses the Python C(cryptography) package on the managed host, not the C(openssl) command.
 requirements:
   - cryptography >= 40 (Python package on the managed host)
+extends_documentation_fragment:
+  - persist.docker.attributes
 attributes:
   check_mode:
     support: full
@@ -133,7 +135,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.persist.docker.plugins.module_utils import atomic, fdtree
 from ansible_collections.persist.docker.plugins.module_utils import tls_certificate as tc
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 
 FILES = dict(ca_cert="ca.crt", ca_key="ca.key", cert="server.crt", key="server.key")
 MODES = dict(ca_cert=0o644, ca_key=0o600, cert=0o644, key=0o600)

@@ -27,6 +27,8 @@ description:
     (O(helper_image)); see O(method).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -338,7 +340,9 @@ import pwd
 
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 VOLUME_OPTIONS = ("state", "driver", "driver_opts", "labels", "bind", "nfs", "tmpfs", "owner", "group", "mode",
                   "recursive", "recreate", "force")
@@ -371,16 +375,10 @@ def resolve_host_id(value, kind, volume):
                           % (volume, kind, value, "user" if kind == "owner" else "group")) from None
 
 
-class VolumeManager:
+class VolumeManager(Manager):
     def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-        self.actions = []
+        super().__init__(dm)
         self.warnings = []
-
-    @property
-    def api(self):
-        return self.dm.api
 
     def run(self):
         wanted = []
@@ -405,18 +403,11 @@ class VolumeManager:
             self.dm.warn(message)
 
         items = [self.item(p) for p in plans]
-        result = dict(changed=bool(self.actions), actions=self.actions, volumes=items)
+        result = dict(volumes=items)
         if not self.params.get("volumes"):
             result["volume"] = items[0]
-        if self.dm.diff_mode:
-            befores = [p["before"] for p in plans]
-            afters = [p["after"] for p in plans]
-            if self.params.get("volumes"):
-                result["diff"] = dict(before=dict((p["name"], b) for p, b in zip(plans, befores)),
-                                      after=dict((p["name"], a) for p, a in zip(plans, afters)))
-            else:
-                result["diff"] = dict(before=befores[0], after=afters[0])
-        return result
+            return self.finish(result, plans[0]["before"], plans[0]["after"])
+        return self.finish(result, {p["name"]: p["before"] for p in plans}, {p["name"]: p["after"] for p in plans})
 
     # ------------------------------------------------------------ planning (reads only)
 
@@ -527,12 +518,12 @@ class VolumeManager:
             note = (" (deleting %s in %d files)" % (vu.human_size(lost["size"]), lost["files"])
                     if lost and lost.get("entries") else "")
             verb = "removed" if action == "remove" else "removed (to recreate)"
-            self.actions.append("%s volume %s%s" % (verb, name, note))
+            self.act("%s volume %s%s" % (verb, name, note))
             if not check:
                 with api_errors("volume '%s'" % name):
                     self.api.remove_volume(name)
         if plan["bind_dir"]:
-            self.actions.append("created directory %s for bind volume %s" % (plan["bind_dir"], name))
+            self.act("created directory %s for bind volume %s" % (plan["bind_dir"], name))
             if not check:
                 try:
                     os.makedirs(plan["bind_dir"])
@@ -540,7 +531,7 @@ class VolumeManager:
                     raise DockerError("volume '%s': cannot create bind directory %s: %s"
                                       % (name, plan["bind_dir"], exc.strerror)) from None
         if action in ("create", "recreate"):
-            self.actions.append("created volume %s" % name)
+            self.act("created volume %s" % name)
             if not check:
                 with api_errors("volume '%s'" % name):
                     plan["current"] = self.api.create_volume(name, driver=w["driver"], driver_opts=w["driver_opts"],
@@ -554,11 +545,11 @@ class VolumeManager:
                 plan["ownership"] = root.apply_ownership(uid, gid, w["mode"], w["recursive"], False)
             counts = plan["ownership"]
             if counts["chown"]:
-                self.actions.append("chown %d entr%s of volume %s to %s:%s" % (
+                self.act("chown %d entr%s of volume %s to %s:%s" % (
                     counts["chown"], "y" if counts["chown"] == 1 else "ies", name,
                     "-" if w["owner"] is None else w["owner"], "-" if w["group"] is None else w["group"]))
             if counts["chmod"]:
-                self.actions.append("chmod %s volume %s" % (vu.format_mode(w["mode"]), name))
+                self.act("chmod %s volume %s" % (vu.format_mode(w["mode"]), name))
 
     # ------------------------------------------------------------ reporting
 

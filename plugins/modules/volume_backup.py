@@ -31,7 +31,11 @@ description:
     not change it under the backup.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
+requirements:
+  - zstandard (for O(compression=zstd))
 attributes:
   check_mode:
     support: full
@@ -214,7 +218,9 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     transfer,
 )
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     containers_using,
     format_mode,
@@ -223,11 +229,7 @@ from ansible_collections.persist.docker.plugins.module_utils.volumes import (
 )
 
 
-class VolumeBackupManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class VolumeBackupManager(Manager):
     def run(self):
         p = self.params
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
@@ -250,10 +252,11 @@ class VolumeBackupManager:
         recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
+        self.actions.extend(recovered)
         side = va.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
         stored = self.stored(path, manifest_path, checksum_path)
         result = dict(path=path, manifest_path=manifest_path, checksum_path=checksum_path, compression=compression,
-                      method=side.how, stopped_containers=[], quiesced_containers=[], actions=list(recovered),
+                      method=side.how, stopped_containers=[], quiesced_containers=[],
                       seconds=0.0, throughput=0)
         current = None
         if stored is not None and not p["force"]:
@@ -262,9 +265,8 @@ class VolumeBackupManager:
                 unchanged = manifest.digest(current) == stored["digest"] and \
                     archive_sha256() == stored["archive_sha256"]
             if unchanged:
-                return self.up_to_date(result, stored, current, mode, recovered)
-        result["changed"] = True
-        result["actions"].append("wrote %s from volume '%s'" % (path, p["volume"]))
+                return self.up_to_date(result, stored, current, mode)
+        self.act("wrote %s from volume '%s'" % (path, p["volume"]))
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
         users = containers_using(api, p["volume"])
         if how == "none" and p["quiesce"] is None:
@@ -276,8 +278,8 @@ class VolumeBackupManager:
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
             return self.with_diff(result, stored and stored["digest"], result["digest"])
-        with containers.held_still(api, self.engine, p["volume"], containers.to_quiesce(users, how), how,
-                                   "the backup of volume '%s'" % p["volume"]) as held:
+        with containers.containers_stopped(api, self.engine, p["volume"], how,
+                                           "the backup of volume '%s'" % p["volume"], users) as held:
             result["quiesced_containers"] = held
             result["stopped_containers"] = held if how == "stop" else []
             entries = []
@@ -298,13 +300,13 @@ class VolumeBackupManager:
                       throughput=transfer.throughput(summary["bytes"], seconds), **summary)
         return self.with_diff(result, stored and stored["digest"], digest)
 
-    def up_to_date(self, result, stored, current, mode, recovered):
+    def up_to_date(self, result, stored, current, mode):
         """The result for a backup that is up to date; its files get mode if they have another one."""
         modes = files_to_chmod((result["path"], result["manifest_path"], result["checksum_path"]), mode)
         if modes and not self.dm.check_mode:
             chmod_files(modes, mode)
-        result["actions"].extend("set mode %s on %s" % (format_mode(mode), f) for f in modes)
-        result.update(changed=bool(modes or recovered), archive_sha256=stored["archive_sha256"],
+        self.actions.extend("set mode %s on %s" % (format_mode(mode), f) for f in modes)
+        result.update(archive_sha256=stored["archive_sha256"],
                       digest=stored["digest"],
                       archive_size=os.path.getsize(result["path"]), **manifest.summary(current))
         return self.with_diff(result, stored["digest"], stored["digest"])
@@ -327,10 +329,9 @@ class VolumeBackupManager:
         return dict(digest=doc["digest"], archive_sha256=recorded)
 
     def with_diff(self, result, before, after):
-        if self.dm.diff_mode:
-            result["diff"] = dict(before={"path": result["path"], "digest": before},
-                                  after={"path": result["path"], "digest": after})
-        return result
+        """finish() with the digests of the archive's contents before and after."""
+        path = result["path"]
+        return self.finish(result, {"path": path, "digest": before}, {"path": path, "digest": after})
 
 
 def check_archive_path(path, volume):

@@ -21,6 +21,8 @@ description:
     otherwise through a short-lived helper container; see O(method).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
 attributes:
   check_mode:
     support: full
@@ -175,18 +177,12 @@ volumes:
 
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils import volumes as vu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class VolumeInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class VolumeInfoManager(Manager):
     def run(self):
         p = self.params
         name = p["name"]

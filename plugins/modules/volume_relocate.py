@@ -42,6 +42,8 @@ description:
     replaced only when the destination is empty or O(force=true).
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
 attributes:
   check_mode:
@@ -306,11 +308,12 @@ from ansible_collections.persist.docker.plugins.module_utils import volume_acces
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
     SIDE_CONNECTION_ARGS,
-    DockerError,
     DockerModule,
     api_errors,
     connect,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     check_driver,
     container_names,
@@ -332,11 +335,7 @@ def connect_side(params, what):
         raise DockerError("%s engine: %s" % (what, exc)) from None
 
 
-class VolumeRelocateManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class VolumeRelocateManager(Manager):
     def run(self):
         p = self.params
         refusal = transfer.refuse_options(p["mode"], p["verify"])
@@ -365,10 +364,9 @@ class VolumeRelocateManager:
     def relocate(self):
         p = self.params
         src_name, dst_name = self.names
-        recovered = []
         for api, engine, name in ((self.src_api, self.engines[0], src_name), (self.dst_api, self.engines[1], dst_name)):
             actions, errors = containers.recover(api, engine, name, self.dm.check_mode)
-            recovered.extend(actions)
+            self.actions.extend(actions)
             for error in errors:
                 self.dm.warn(error)
         state = self.read_state()
@@ -379,8 +377,8 @@ class VolumeRelocateManager:
             verify=p["verify"])
         if action == "fail":
             self.refuse(state, reason)
-        result = dict(changed=action != "none" or bool(recovered), action=action, reason=reason, method=None,
-                      created=False, source_removed=False, stopped_containers=[], actions=list(recovered),
+        result = dict(action=action, reason=reason, method=None,
+                      created=False, source_removed=False, stopped_containers=[],
                       bytes_copied=0, seconds=0.0, throughput=0)
         dst_entries = state["dest_entries"]
         before = dict(source=state["source_attrs"] is not None, destination=state["dest_attrs"] is not None,
@@ -466,14 +464,14 @@ class VolumeRelocateManager:
     def plan_actions(self, result, action, state):
         src_name, dst_name = self.names
         if state["dest_attrs"] is None:
-            result["actions"].append("created volume '%s' on %s" % (dst_name, self.dst_host))
+            self.act("created volume '%s' on %s" % (dst_name, self.dst_host))
             result["created"] = True
         if action in ("copy", "resume"):
-            result["actions"].append("%s volume '%s' on %s to '%s' on %s" % (
+            self.act("%s volume '%s' on %s to '%s' on %s" % (
                 "copied" if action == "copy" else "finished copying", src_name, self.src_host, dst_name,
                 self.dst_host))
         if self.params["mode"] == "move" and state["source_attrs"] is not None:
-            result["actions"].append("removed volume '%s' on %s" % (src_name, self.src_host))
+            self.act("removed volume '%s' on %s" % (src_name, self.src_host))
             result["source_removed"] = True
 
     @staticmethod
@@ -495,12 +493,11 @@ class VolumeRelocateManager:
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         with contextlib.ExitStack() as still:
-            stopped = still.enter_context(containers.held_still(
-                self.src_api, self.engines[0], src_name, containers.to_quiesce(state["users"], how), how, subject))
+            stopped = still.enter_context(containers.containers_stopped(
+                self.src_api, self.engines[0], src_name, how, subject, state["users"]))
             # The destination's data is replaced: its containers must not see it change under them either.
-            stopped = stopped + still.enter_context(containers.held_still(
-                self.dst_api, self.engines[1], dst_name, containers.to_quiesce(state["dest_users"], how), how,
-                subject))
+            stopped = stopped + still.enter_context(containers.containers_stopped(
+                self.dst_api, self.engines[1], dst_name, how, subject, state["dest_users"]))
             result["stopped_containers"] = stopped
             start = time.monotonic()
             try:
@@ -544,11 +541,6 @@ class VolumeRelocateManager:
         with api_errors("destination volume '%s' on %s" % (name, self.dst_host)):
             self.dst_api.create_volume(name, driver=d["driver"], driver_opts=opts or None, labels=labels or None)
         return inspect_volume(self.dst_api, name)
-
-    def finish(self, result, before, after):
-        if self.dm.diff_mode:
-            result["diff"] = dict(before=before, after=after)
-        return result
 
 
 def main():

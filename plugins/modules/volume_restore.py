@@ -34,7 +34,11 @@ description:
     of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
   - persist.docker.docker
+  - persist.docker.attributes
+  - persist.docker.attributes.actiongroup_docker
   - persist.docker.lock
+requirements:
+  - zstandard (for O(compression=zstd))
 attributes:
   check_mode:
     support: full
@@ -165,18 +169,15 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     transfer,
 )
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
-    containers_using,
     inspect_volume,
 )
 
 
-class VolumeRestoreManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-
+class VolumeRestoreManager(Manager):
     def load_archive(self):
         """Check the archive against its checksum file and return (doc, sha256, compression)."""
         path, manifest_path, checksum_path = archive.archive_files(self.params["path"])
@@ -222,7 +223,8 @@ class VolumeRestoreManager:
         recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
         for error in errors:
             self.dm.warn(error)
-        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[], actions=list(recovered),
+        self.actions.extend(recovered)
+        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[],
                       created=False, seconds=0.0, throughput=0, **manifest.summary(wanted))
         attrs = inspect_volume(api, p["volume"])
         dest = None
@@ -234,14 +236,12 @@ class VolumeRestoreManager:
             result["method"] = dest.how
             action, state, before = self.plan(dest, wanted, level)
             if action == "none":
-                result["changed"] = bool(recovered)
                 return self.with_diff(result, before, before)
-        result["changed"] = True
         if attrs is None:
             result["created"] = True
-            result["actions"].append("created volume '%s'" % p["volume"])
-        result["actions"].append("%s %s into volume '%s'" % ("restored" if action == "copy" else
-                                                             "finished restoring", p["path"], p["volume"]))
+            self.act("created volume '%s'" % p["volume"])
+        self.act("%s %s into volume '%s'" % ("restored" if action == "copy" else
+                                             "finished restoring", p["path"], p["volume"]))
         if self.dm.check_mode:
             return self.with_diff(result, before, doc["digest"])
         if attrs is None:
@@ -250,9 +250,8 @@ class VolumeRestoreManager:
             dest = self.open_side(inspect_volume(api, p["volume"]))
             result["method"] = dest.how
         how = "stop" if p["stop_containers"] else "none"
-        users = containers.to_quiesce(containers_using(api, p["volume"]), how)
-        with containers.held_still(api, self.engine, p["volume"], users, how,
-                                   "the restore of volume '%s'" % p["volume"]) as stopped:
+        with containers.containers_stopped(api, self.engine, p["volume"], how,
+                                           "the restore of volume '%s'" % p["volume"]) as stopped:
             result["stopped_containers"] = stopped
             start = time.monotonic()
             source = archive.ArchiveSource(p["path"], compression, doc)
@@ -290,10 +289,9 @@ class VolumeRestoreManager:
         return va.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
 
     def with_diff(self, result, before, after):
-        if self.dm.diff_mode:
-            result["diff"] = dict(before={"volume": self.params["volume"], "digest": before},
-                                  after={"volume": self.params["volume"], "digest": after})
-        return result
+        """finish() with the digests of the volume's contents before and after."""
+        volume = self.params["volume"]
+        return self.finish(result, {"volume": volume, "digest": before}, {"volume": volume, "digest": after})
 
 
 def main():

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import archive, atomic, buffers, fdtree
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def mode_of(path):

@@ -17,7 +17,8 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     tar_stream,
     volume_access,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, connect
+from ansible_collections.persist.docker.plugins.module_utils.client import connect
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def connection(**overrides):

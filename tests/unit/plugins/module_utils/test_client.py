@@ -1,12 +1,12 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils.client import (
-    DockerError,
     connection_error_text,
     connection_settings,
     error_text,
     tls_files,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def params(**overrides):
@@ -96,7 +96,7 @@ def test_connection_error_text_finds_the_root_cause(text, cause):
 
 
 def test_os_errors_become_one_line_with_the_file_and_a_hint():
-    from ansible_collections.persist.docker.plugins.module_utils.client import os_errors
+    from ansible_collections.persist.docker.plugins.module_utils.errors import os_errors
 
     with pytest.raises(DockerError) as caught, os_errors("copy of volume 'a'", "run again"):
         raise PermissionError(13, "Permission denied", "/var/lib/docker/volumes/a/_data/x")

@@ -1,6 +1,5 @@
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.commit import (
     FINGERPRINT_LABEL,
     commit_changes,
@@ -8,6 +7,7 @@ from ansible_collections.persist.docker.plugins.module_utils.commit import (
     plan_commit,
     validate_changes,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.reference import registry_of, split_reference
 
 

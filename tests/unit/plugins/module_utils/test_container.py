@@ -5,7 +5,7 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import container as cu
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 IMAGE = dict(Id="sha256:img", Config=dict(Env=["PATH=/bin"], Cmd=["sh"]))
 

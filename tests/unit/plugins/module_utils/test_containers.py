@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import containers
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 @pytest.fixture(autouse=True)
@@ -164,3 +164,40 @@ def test_an_unreadable_record_fails_clearly(state_dir):
         f.write("{not json")
     with pytest.raises(DockerError, match="cannot be read"):
         containers.recover(FakeApi({}), "E", "data")
+
+
+def test_containers_stopped_stops_the_running_users_and_starts_them_again():
+    api = FakeApi({"a": "running", "b": "exited"})
+    with containers.containers_stopped(api, "E", "data", "stop", "the test", users(("a", True), ("b", False))) as held:
+        assert held == ["c-a"]
+        assert api.states == {"a": "exited", "b": "exited"}
+    assert api.calls == [("stop", "a", True), ("start", "a", True)]
+    assert api.states == {"a": "running", "b": "exited"}
+    assert not os.path.exists(containers.record_path("E", "data"))
+
+
+def test_containers_stopped_reads_the_users_when_not_given(monkeypatch):
+    api = FakeApi({"a": "running"})
+    asked = []
+    monkeypatch.setattr(containers, "containers_using", lambda api_, volume: asked.append(volume) or users(("a", True)))
+    with containers.containers_stopped(api, "E", "data", "pause") as held:
+        assert held == ["c-a"] and api.states == {"a": "paused"}
+    assert asked == ["data"]
+    assert api.states == {"a": "running"}
+
+
+def test_containers_stopped_with_none_touches_nothing(monkeypatch):
+    api = FakeApi({"a": "running"})
+    monkeypatch.setattr(containers, "containers_using", lambda *a: pytest.fail("users read for how=none"))
+    with containers.containers_stopped(api, "E", "data", "none") as held:
+        assert held == []
+    assert api.calls == []
+
+
+def test_containers_stopped_starts_them_again_after_a_failure():
+    api = FakeApi({"a": "running"})
+    with pytest.raises(DockerError, match="copy failed"), \
+            containers.containers_stopped(api, "E", "data", "stop", "the test", users(("a", True))):
+        raise DockerError("copy failed")
+    assert api.states == {"a": "running"}
+    assert not os.path.exists(containers.record_path("E", "data"))

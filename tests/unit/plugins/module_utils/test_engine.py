@@ -2,7 +2,6 @@
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.engine import (
     MOVE_MARKER,
     changed_config_keys,
@@ -17,6 +16,7 @@ from ansible_collections.persist.docker.plugins.module_utils.engine import (
     validate_log_opts,
     validate_settings,
 )
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 @pytest.mark.parametrize("text", ["", "  \n"])

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import ownership as o
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 www-data:x:33:33:www-data:/var/www:/bin/false

@@ -5,7 +5,7 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import registry_api as ra
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 @pytest.mark.parametrize("reference,expected", [

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ansible_collections.persist.docker.plugins.module_utils import registry_config as rc
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def params(**overrides):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import registry_gc as gc
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 TAGS = [
     dict(tag="1", digest="d1", created="2024-01-01T00:00:01.5Z"),

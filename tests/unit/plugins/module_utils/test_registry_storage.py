@@ -6,7 +6,7 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import registry_storage as rs
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.registry_config import describe_state
 
 ANON = "a" * 64

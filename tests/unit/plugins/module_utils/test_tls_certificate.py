@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import tls_certificate as tc
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
 WANTED = dict(ca_common_name="test CA", common_name="localhost", sans=["DNS:localhost", "IP:127.0.0.1"], days=825,

@@ -25,7 +25,7 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     tree_copy,
     volume_access,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.volume_access import LocalRoot
 
 # Backups written by version 0.1.0 (at commit c482cbf), shared with the integration target.

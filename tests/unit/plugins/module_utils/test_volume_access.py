@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def test_local_root_counts_and_applies(tmp_path):

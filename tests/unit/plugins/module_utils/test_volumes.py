@@ -4,7 +4,7 @@
 import pytest
 
 from ansible_collections.persist.docker.plugins.module_utils import volumes as v
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 
 def spec(**kw):
