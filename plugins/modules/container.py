@@ -207,18 +207,10 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
     api_errors,
     get_or_none,
 )
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class ContainerManager:
-    def __init__(self, dm):
-        self.dm = dm
-        self.params = dm.params
-        self.actions = []
-
-    @property
-    def api(self):
-        return self.dm.api
-
+class ContainerManager(Manager):
     def run(self):
         wanted = cu.wanted_container(self.params)
         name = wanted["name"]
@@ -237,12 +229,10 @@ class ContainerManager:
             self.execute(wanted, plan, subject)
             if plan:
                 after = cu.current_container(get_or_none(subject, self.api.inspect_container, name))
-        self.actions = ["%s container %s" % (_PAST[action], name) for action in plan]
-        result = dict(changed=bool(plan), actions=self.actions, differences=differences,
-                      container=cu.view(name, after))
-        if self.dm.diff_mode:
-            result["diff"] = dict(before=cu.describe(current, wanted), after=cu.describe(after, wanted))
-        return result
+        for action in plan:
+            self.act("%s container %s" % (_PAST[action], name))
+        return self.finish(dict(differences=differences, container=cu.view(name, after)),
+                           cu.describe(current, wanted), cu.describe(after, wanted))
 
     def execute(self, wanted, plan, subject):
         name = wanted["name"]

@@ -104,15 +104,13 @@ container:
 
 from ansible_collections.persist.docker.plugins.module_utils import container as cu
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class ContainerInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-
+class ContainerInfoManager(Manager):
     def run(self):
-        name = self.dm.params["name"]
-        state = cu.current_container(get_or_none("container '%s'" % name, self.dm.api.inspect_container, name))
+        name = self.params["name"]
+        state = cu.current_container(get_or_none("container '%s'" % name, self.api.inspect_container, name))
         return dict(changed=False, exists=state is not None, container=cu.view(name, state))
 
 

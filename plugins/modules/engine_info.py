@@ -108,16 +108,14 @@ engine:
 
 from ansible_collections.persist.docker.plugins.module_utils import engine_info as ei
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 
 
-class EngineInfoManager:
-    def __init__(self, dm):
-        self.dm = dm
-
+class EngineInfoManager(Manager):
     def run(self):
         with api_errors("engine at %s" % self.dm.host):
-            info = self.dm.api.info()
-            version = self.dm.api.version()
+            info = self.api.info()
+            version = self.api.version()
         return dict(changed=False, engine=ei.summary(info, version))
 
 

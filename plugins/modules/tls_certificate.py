@@ -131,11 +131,13 @@ import datetime
 import errno
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.persist.docker.plugins.module_utils import atomic, fdtree
 from ansible_collections.persist.docker.plugins.module_utils import tls_certificate as tc
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
+from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
+from ansible_collections.persist.docker.plugins.module_utils.module import PersistModule
 
 FILES = dict(ca_cert="ca.crt", ca_key="ca.key", cert="server.crt", key="server.key")
 MODES = dict(ca_cert=0o644, ca_key=0o600, cert=0o644, key=0o600)
@@ -156,10 +158,9 @@ def read_file(directory, name, path):
         return handle.read()
 
 
-class TlsCertificateManager:
-    def __init__(self, module):
-        self.module = module
-        self.params = module.params
+class TlsCertificateManager(Manager):
+    def __init__(self, dm):
+        super().__init__(dm)
         self.path = self.params["path"]
 
     def wanted(self):
@@ -186,14 +187,13 @@ class TlsCertificateManager:
             server["key_matches"] = False
         for_ca, for_server = tc.plan(ca, server, wanted, now)
 
-        actions = []
         if for_ca:
-            actions.append("made CA: %s" % ", ".join(for_ca))
+            self.act("made CA: %s" % ", ".join(for_ca))
         if for_server:
-            actions.append("issued server certificate: %s" % ", ".join(for_server))
+            self.act("issued server certificate: %s" % ", ".join(for_server))
         after_ca = tc.predicted(wanted, now, "ca") if for_ca else tc.describe(ca)
         after_server = tc.predicted(wanted, now, "server") if for_server else tc.describe(server)
-        if actions and not self.module.check_mode:
+        if self.actions and not self.check_mode:
             with os_errors("writing the certificates in %s" % self.path, hint):
                 if directory is None:
                     os.mkdir(self.path, 0o700)
@@ -207,13 +207,11 @@ class TlsCertificateManager:
                     self.write(directory, "key", tc.key_pem(key))
                     self.write(directory, "cert", tc.cert_pem(cert))
             after_ca, after_server = tc.describe(tc.facts(ca_cert)), tc.describe(tc.facts(cert))
-        result = dict(changed=bool(actions), actions=actions, sans=wanted["sans"], expires=after_server["expires"])
+        result = dict(sans=wanted["sans"], expires=after_server["expires"])
         result.update((k + "_path", os.path.join(self.path, FILES[k])) for k in ("ca_key", "cert", "key"))
         result["ca_path"] = os.path.join(self.path, FILES["ca_cert"])
-        if self.module._diff:
-            result["diff"] = dict(before=dict(ca=tc.describe(ca), server=tc.describe(server)),
-                                  after=dict(ca=after_ca, server=after_server))
-        return result
+        return self.finish(result, dict(ca=tc.describe(ca), server=tc.describe(server)),
+                           dict(ca=after_ca, server=after_server))
 
     def open_directory(self):
         """The directory, opened without following a symlink, or None when it does not exist."""
@@ -228,8 +226,8 @@ class TlsCertificateManager:
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    pm = PersistModule(
+        dict(
             path=dict(type="path", required=True),
             ca_common_name=dict(type="str", required=True),
             common_name=dict(type="str"),
@@ -238,16 +236,11 @@ def main():
             days=dict(type="int", default=825),
             renew_before_days=dict(type="int", default=30),
         ),
-        supports_check_mode=True,
     )
     if not tc.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib("cryptography") + " Install it on the managed host, for example "
-                         "with pip install cryptography.")
-    try:
-        result = TlsCertificateManager(module).run()
-    except DockerError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+        pm.fail(missing_required_lib("cryptography") + " Install it on the managed host, for example "
+                "with pip install cryptography.")
+    pm.run(TlsCertificateManager)
 
 
 if __name__ == "__main__":
