@@ -28,8 +28,10 @@ SUBNET_PREFIX=172.30.77
 HOSTS=(fleet1 fleet2 fleet3)
 SUITE=bookworm
 # The host image: systemd, sshd, the engine, and what the roles use on a host (restic for
-# backups, python3-venv for the modules' SDK, rsync for data-root moves, ssh for ssh:// engines).
-PACKAGES=(systemd systemd-sysv dbus python3 python3-venv openssh-server openssh-client docker.io
+# backups, python3-venv for the modules' SDK, python3-apt for Ansible's apt module (which runs it
+# with the system Python when the venv's lacks it), rsync for data-root moves, ssh for ssh://
+# engines).
+PACKAGES=(systemd systemd-sysv dbus python3 python3-venv python3-apt openssh-server openssh-client docker.io
   iproute2 ca-certificates sudo restic rsync)
 # The test images loaded into each host's engine, saved from engine A (scripts/testbed.sh
 # builds them there from Debian packages).
@@ -218,6 +220,8 @@ down_hosts() {
     docker volume rm "pd-$name-docker" "pd-$name-data" >/dev/null 2>&1 || true
   done
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
+  # What the registry step fetched from fleet1 (its CA) and the registry user's password
+  rm -rf "$FLEET_DIR/registry"
 }
 
 down() {
