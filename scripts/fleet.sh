@@ -12,6 +12,9 @@
 #                              (the cached host image and wheelhouse stay)
 #   scripts/fleet.sh image     build the host image unless the cached one has the same inputs
 #   scripts/fleet.sh status    the hosts and what systemd says on each
+#   scripts/fleet.sh kill|stop|start HOST
+#                              power a host off (kill), shut it down (stop), or start it again
+#                              and wait until systemd runs and ssh answers (the fault steps)
 #
 # Inputs are cached and rebuilt when they change: the host image carries the hash of its build
 # inputs as the label $HASH_LABEL, the wheelhouse is keyed by the hash of requirements.txt.
@@ -23,13 +26,19 @@ FLEET_DIR=${PERSIST_FLEET_DIR:-$ROOT/.tmp/fleet}
 CACHE_DIR=${PERSIST_FLEET_CACHE:-/var/cache/persist-docker-fleet}
 IMAGE=persist-docker-fleet:bookworm
 HASH_LABEL=org.persist-docker.fleet.inputs
-NETWORK=pd-fleet
-SUBNET_PREFIX=172.30.77
+# Two fleets on one machine (a CI run and a developer's) need names and a subnet of their own:
+# PERSIST_FLEET_PREFIX names the host containers ($PREFIX-fleet1), their volumes and the network
+# ($PREFIX-fleet); PERSIST_FLEET_SUBNET is the network's /24 (the inventory reads it too).
+PREFIX=${PERSIST_FLEET_PREFIX:-pd}
+SUBNET_PREFIX=${PERSIST_FLEET_SUBNET:-172.30.77}
+NETWORK=$PREFIX-fleet
 HOSTS=(fleet1 fleet2 fleet3)
 SUITE=bookworm
 # The host image: systemd, sshd, the engine, and what the roles use on a host (restic for
-# backups, python3-venv for the modules' SDK, rsync for data-root moves, ssh for ssh:// engines).
-PACKAGES=(systemd systemd-sysv dbus python3 python3-venv openssh-server openssh-client docker.io
+# backups, python3-venv for the modules' SDK, python3-apt for Ansible's apt module (which runs it
+# with the system Python when the venv's lacks it), rsync for data-root moves, ssh for ssh://
+# engines).
+PACKAGES=(systemd systemd-sysv dbus python3 python3-venv python3-apt openssh-server openssh-client docker.io
   iproute2 ca-certificates sudo restic rsync)
 # The test images loaded into each host's engine, saved from engine A (scripts/testbed.sh
 # builds them there from Debian packages).
@@ -159,7 +168,7 @@ host_ip() {
 start_host() {
   local name=$1 ip
   ip=$(host_ip "$name")
-  docker run -d --name "pd-$name" --hostname "$name" --network "$NETWORK" --ip "$ip" \
+  docker run -d --name "$PREFIX-$name" --hostname "$name" --network "$NETWORK" --ip "$ip" \
     --network-alias "$name" \
     --label org.persist-docker.fleet=host \
     --cap-add ALL --cap-drop SYS_RESOURCE \
@@ -167,25 +176,29 @@ start_host() {
     --security-opt systempaths=unconfined \
     --stop-signal SIGRTMIN+3 \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-    -v "pd-$name-docker:/var/lib/docker" -v "pd-$name-data:/srv/docker" \
+    -v "$PREFIX-$name-docker:/var/lib/docker" -v "$PREFIX-$name-data:/srv/docker" \
     -v "$(readlink -f "$FLEET_DIR/wheelhouse"):/var/cache/persist-docker/wheels:ro" \
     -v "$FLEET_DIR/test-images.tar:/var/cache/persist-docker/test-images.tar:ro" \
     "$IMAGE" >/dev/null
 }
 
-# Wait for systemd to finish starting, then install the run's key and record the host key (by
-# name and address: the hosts use the same known_hosts for each other).
-wait_host() {
-  local name=$1 ip state i
-  ip=$(host_ip "$name")
-  state=$(timeout "$BOOT_TIMEOUT" docker exec "pd-$name" systemctl is-system-running --wait 2>/dev/null || true)
+# Wait for systemd to finish starting (after a first boot or a power cycle).
+# systemctl cannot ask before systemd listens on its socket: until then it says nothing.
+wait_running() {
+  local name=$1 state="" deadline=$((SECONDS + BOOT_TIMEOUT))
+  while [ -z "$state" ] && [ "$SECONDS" -lt "$deadline" ]; do
+    state=$(timeout $((deadline - SECONDS)) docker exec "$PREFIX-$name" systemctl is-system-running --wait 2>/dev/null || true)
+    [ -n "$state" ] || sleep 0.25
+  done
   if [ "$state" != running ]; then
-    docker exec "pd-$name" systemctl --failed --no-legend >&2 || true
+    docker exec "$PREFIX-$name" systemctl --failed --no-legend >&2 || true
     die "$name: systemd says '${state:-nothing}' after ${BOOT_TIMEOUT}s (wanted running)"
   fi
-  docker exec -i "pd-$name" sh -c 'umask 077; cat > /root/.ssh/authorized_keys' < "$FLEET_DIR/ssh/id_ed25519.pub"
-  printf '%s,%s %s\n' "$name" "$ip" "$(docker exec "pd-$name" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" \
-    >> "$FLEET_DIR/ssh/known_hosts"
+}
+
+wait_ssh() {
+  local name=$1 ip i
+  ip=$(host_ip "$name")
   for ((i = 0; i < 40; i++)); do
     ssh -o BatchMode=yes -o IdentitiesOnly=yes -i "$FLEET_DIR/ssh/id_ed25519" \
       -o UserKnownHostsFile="$FLEET_DIR/ssh/known_hosts" -o StrictHostKeyChecking=yes \
@@ -193,6 +206,35 @@ wait_host() {
     sleep 0.25
   done
   die "$name: cannot log in over ssh at $ip"
+}
+
+# At the first boot: wait for systemd, install the run's key and record the host key (by name
+# and address: the hosts use the same known_hosts for each other).
+wait_host() {
+  local name=$1 ip
+  ip=$(host_ip "$name")
+  wait_running "$name"
+  docker exec -i "$PREFIX-$name" sh -c 'umask 077; cat > /root/.ssh/authorized_keys' < "$FLEET_DIR/ssh/id_ed25519.pub"
+  printf '%s,%s %s\n' "$name" "$ip" "$(docker exec "$PREFIX-$name" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" \
+    >> "$FLEET_DIR/ssh/known_hosts"
+  wait_ssh "$name"
+}
+
+# Faults: a host powered off (its container killed), shut down (stopped: systemd halts), or
+# started again (it keeps its disk, keys and volumes), back when systemd runs and ssh answers.
+power() {
+  local action=$1 name=${2:-}
+  host_ip "$name" >/dev/null || die "$action: no host '$name' (one of ${HOSTS[*]})"
+  case "$action" in
+    kill) docker kill "$PREFIX-$name" >/dev/null ;;
+    stop) docker stop "$PREFIX-$name" >/dev/null ;;
+    start)
+      docker start "$PREFIX-$name" >/dev/null
+      wait_running "$name"
+      wait_ssh "$name"
+      ;;
+  esac
+  log "$action $name: done"
 }
 
 up() {
@@ -214,10 +256,12 @@ up() {
 down_hosts() {
   local name
   for name in "${HOSTS[@]}"; do
-    docker rm -f "pd-$name" >/dev/null 2>&1 || true
-    docker volume rm "pd-$name-docker" "pd-$name-data" >/dev/null 2>&1 || true
+    docker rm -f "$PREFIX-$name" >/dev/null 2>&1 || true
+    docker volume rm "$PREFIX-$name-docker" "$PREFIX-$name-data" >/dev/null 2>&1 || true
   done
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
+  # What the registry step fetched from fleet1 (its CA) and the registry user's password
+  rm -rf "$FLEET_DIR/registry"
 }
 
 down() {
@@ -230,18 +274,22 @@ status() {
   local name
   for name in "${HOSTS[@]}"; do
     printf '%s %s: ' "$name" "$(host_ip "$name")"
-    docker exec "pd-$name" systemctl is-system-running 2>/dev/null || echo "not running"
+    docker exec "$PREFIX-$name" systemctl is-system-running 2>/dev/null || echo "not running"
   done
 }
 
+[[ $PREFIX =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "PERSIST_FLEET_PREFIX must be lower-case letters, digits and '-', not '$PREFIX'"
+[[ $SUBNET_PREFIX =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
+  die "PERSIST_FLEET_SUBNET must be the first three numbers of a /24 (such as 172.30.77), not '$SUBNET_PREFIX'"
 [ "$(id -u)" = 0 ] || die "must run as root (it builds a root file system and runs containers)"
 case "${1:-}" in
   up) up ;;
   down) down ;;
   image) ensure_image ;;
   status) status ;;
+  kill | stop | start) power "$1" "${2:-}" ;;
   *)
-    echo "usage: $0 up|down|image|status" >&2
+    echo "usage: $0 up|down|image|status, or $0 kill|stop|start HOST" >&2
     exit 2
     ;;
 esac
