@@ -552,7 +552,8 @@ def test_api_side_streams_the_archive_with_a_timeout():
 
 def _errors():
     from docker.errors import APIError
-    from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ReadTimeout
 
     return [
         (dict(fail=ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. "
