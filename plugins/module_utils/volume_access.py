@@ -80,6 +80,9 @@ COPY_HINT = "fix the cause and run again, the source is unchanged"
 # The bound of a socket read or write of a helper container when the client has no timeout of its own.
 DEFAULT_IO_TIMEOUT = 60
 
+# The script of ApiRoot.fix_times() in the staging directory, beside the staged tree.
+FIX_SCRIPT = "fix.sh"
+
 _SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
 
 
@@ -566,8 +569,30 @@ class ApiRoot:
             self._remove(cid)
 
     def fix_times(self, entries):
-        """Nothing to fix: the engine's extraction gives every entry its times (directories last, links
-        without following them)."""
+        """Set what the engine's extraction of the tree leaves out; its times are right.
+
+        It skips the member '.' (the staged root keeps the owner and mode of its mkdir), and the
+        chown of a hard link clears the setuid and setgid bits of the file it links to (Engine
+        20.10 sets no mode on a hard link). The script goes in like the tree (an argument of sh -c
+        is limited to 128 KiB) and runs in a helper container that mounts the volume.
+        """
+        lines = ["set -e", "cd %s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)]
+        for entry in manifest.canonical(entries):
+            if entry["path"] == "":
+                lines.append("chown %d:%d .; chmod %o ." % (entry["uid"], entry["gid"], entry["mode"]))
+            elif entry["type"] == "file" and entry["mode"] & 0o6000:
+                lines.append("chmod %o -- %s" % (entry["mode"], shlex.quote(entry["path"])))
+        script = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        member = tarfile.TarInfo(FIX_SCRIPT)
+        member.size, member.mode = len(script), 0o600
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        cid = self._create(["true"], label="receive")
+        try:
+            self._put_archive(cid, staging, iter([member.tobuf(format=tarfile.GNU_FORMAT), script,
+                                                  b"\0" * (-len(script) % 512 + 1024)]))
+        finally:
+            self._remove(cid)
+        self.run('sh %s/%s && rm -f %s/%s' % (staging, FIX_SCRIPT, staging, FIX_SCRIPT))
 
     def _put_archive(self, cid, path, chunks):
         """Stream chunks (a tar archive) to PUT /containers/{cid}/archive?path=path, bounded by the io timeout.

@@ -605,3 +605,19 @@ def test_api_side_stops_reading_the_source_when_the_engine_answers_early():
     with pytest.raises(transfer.DockerError, match="cannot overwrite directory"):
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
     assert closed == [True]
+
+
+def test_api_side_sets_what_the_engine_leaves_out():
+    api = _HelperApi()
+    entries = [dict(path="", type="dir", mode=0o750, uid=1, gid=2, mtime=0),
+               dict(path="sp ace/f", type="file", mode=0o2750, uid=3, gid=4, mtime=0, size=0),
+               dict(path="plain", type="file", mode=0o644, uid=3, gid=4, mtime=0, size=0)]
+    volume_access.ApiRoot(api, "data", "busybox:latest").fix_times(entries)
+    staging = "%s/%s" % (volume_access.HELPER_MOUNT, manifest.STAGING)
+    assert api.put["params"]["path"] == staging
+    with tarfile.open(fileobj=io.BytesIO(b"".join(api.sent)), mode="r:") as sent:
+        [member] = sent.getmembers()
+        script = sent.extractfile(member).read().decode()
+    assert member.name == volume_access.FIX_SCRIPT
+    assert script.splitlines()[2:] == ["chown 1:2 .; chmod 750 .", "chmod 2750 -- 'sp ace/f'"]
+    assert api.created[-1][0][-1] == "sh %s/%s && rm -f %s/%s" % ((staging, volume_access.FIX_SCRIPT) * 2)
