@@ -12,8 +12,9 @@ modules: ``auto``, ``local``, ``api``):
   never through a symlink (fdtree.py).
 * :class:`ApiRoot` (``how = "api"``) -- short-lived helper containers of ``helper_image``
   (busybox: sh, find, stat, chown, tar) that mount the volume or path: ``GET
-  /containers/{id}/archive`` of a helper for reading a tree, a helper running ``tar -x`` fed
-  through its attached stdin for writing one, ``sh -c`` for the rest. Every socket wait is
+  /containers/{id}/archive`` of a helper for reading a tree, ``PUT /containers/{id}/archive``
+  of one for writing a tree (a plain HTTP request with a streamed body: it works alike over
+  every transport of the SDK, ssh included), ``sh -c`` for the rest. Every socket wait is
   bounded by the connection's timeout.
 
 Both have the root operations of the volume modules (``stat()``, ``holds_data()``,
@@ -79,11 +80,10 @@ COPY_HINT = "fix the cause and run again, the source is unchanged"
 # The bound of a socket read or write of a helper container when the client has no timeout of its own.
 DEFAULT_IO_TIMEOUT = 60
 
+# The script of ApiRoot.fix_times() in the staging directory, beside the staged tree.
+FIX_SCRIPT = "fix.sh"
+
 _SH_ENTRIES = 'for f in .[!.]* ..?* *; do { [ -e "$f" ] || [ -L "$f" ]; } || continue; '
-
-
-# Seconds a write to a helper container's stdin may stall before checking that the helper still runs.
-STDIN_STALL = 5
 
 
 def method_argument(root_access=False):
@@ -399,7 +399,7 @@ class ApiRoot:
         self.host_userns = host_userns
         self.is_path = is_path
         # With userns-remap, Engine 20.10 archives a container's files with their host ids: map them back
-        # to the containers' view (in which the helper's tar -x writes them).
+        # to the containers' view (in which PUT /containers/{id}/archive takes them).
         self.ids = userns_ids(*id_maps) if id_maps else None
         self.subject = "volume '%s' on %s (through the Engine API)" % (source, host or "the engine")
 
@@ -476,7 +476,7 @@ class ApiRoot:
         out = self.run("set -e; " + "; ".join(lines)).split()
         return dict(chown=int(out[0]), chmod=int(out[1]))
 
-    def _create(self, command, stdin=False, read_only=False):
+    def _create(self, command, read_only=False, label="transfer"):
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
                               "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
@@ -484,8 +484,7 @@ class ApiRoot:
             host_config = self.api.create_host_config(
                 binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none")
             return self.api.create_container(self.helper_image, command=command, user="0:0", entrypoint=[],
-                                             stdin_open=stdin, host_config=host_config,
-                                             labels={HELPER_LABEL: "transfer"})["Id"]
+                                             host_config=host_config, labels={HELPER_LABEL: label})["Id"]
 
     def _remove(self, cid):
         # Best effort: the engine may be gone, and that error is reported already.
@@ -555,93 +554,89 @@ class ApiRoot:
         self.run("\n".join(lines))
 
     def receive(self, chunks):
-        """Extract a tar stream (members './...') into the staging directory."""
+        """Extract a tar stream (members './...') into the staging directory: PUT /containers/{id}/archive
+        of a helper container that mounts the volume (it never runs)."""
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
         data = "%s/%s" % (staging, DATA)
+        self.run("rm -rf %s && mkdir -m 700 %s && mkdir %s" % (staging, staging, data))
+        cid = self._create(["true"], label="receive")
         try:
-            self._run_stdin("rm -rf %s && mkdir -m 700 %s && mkdir %s && exec tar -x -f - --numeric-owner -C %s"
-                            % (staging, staging, data, data), chunks, "tar")
+            self._put_archive(cid, data, chunks)
         except archive_check.Refused as exc:
             self.run("rm -rf %s" % staging)
             raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
-
-    def fix_times(self, entries):
-        """Set the mtimes tar -x leaves wrong in busybox: directories (changed by their children) and links."""
-        lines = ["cd %s/%s/%s || exit 1" % (HELPER_MOUNT, STAGING, DATA)]
-        for entry in manifest.canonical(entries):
-            if entry["path"] and entry["type"] in ("dir", "symlink"):
-                lines.append("touch -h -d @%d -- %s" % (entry["mtime"], shlex.quote(entry["path"])))
-        text = "\n".join(lines).encode("utf-8", "surrogateescape") + b"\n"
-        self._run_stdin("sh -s", (text[i:i + BUFFER] for i in range(0, len(text), BUFFER)), "setting mtimes")
-
-    def _send(self, raw, cid, chunk):
-        """Send chunk on the attached stdin; False when the helper container exited before reading it all.
-
-        Raises socket.timeout when the helper runs but has read nothing for the connection's timeout.
-        """
-        view = memoryview(chunk)
-        stalled = 0.0
-        while view:
-            try:
-                sent = raw.send(view)
-            except socket.timeout:
-                helper = get_or_none("the helper container of %s" % self.subject, self.api.inspect_container, cid)
-                if helper is None:
-                    raise DockerError("%s: lost the helper container while writing (it was removed); the run "
-                                      "stopped and the next run finishes the job" % self.subject) from None
-                if not helper["State"]["Running"]:
-                    return False
-                stalled += raw.gettimeout() or STDIN_STALL
-                if stalled >= self.io_timeout():
-                    raise
-                continue
-            view, stalled = view[sent:], 0.0
-        return True
-
-    def _run_stdin(self, script, chunks, what):
-        """Run script in a helper container with chunks on its stdin; every socket wait is bounded."""
-        cid = self._create(["sh", "-c", script], stdin=True)
-        try:
-            with api_errors(self.subject):
-                sock = self.api.attach_socket(cid, params={"stdin": 1, "stream": 1})
-                self.api.start(cid)
-            raw = getattr(sock, "_sock", sock)
-            try:
-                # A helper that exits early (tar -x on a full disk) stops reading, and the engine keeps the
-                # attached stream open: send in bounded waits, stop once the container has exited (its
-                # status and error are reported below), and give up after the connection's timeout.
-                raw.settimeout(min(STDIN_STALL, self.io_timeout()))
-                for chunk in chunks:  # an error of the source's own reading is not the helper's
-                    with self._socket_errors("writing"):
-                        if not self._send(raw, cid, chunk):
-                            break
-                else:
-                    with self._socket_errors("writing"):
-                        _close_write(raw)
-            finally:
-                sock.close()
-            with api_errors(self.subject), self._socket_errors("waiting for %s" % what):
-                status = self.api.wait(cid, timeout=self.io_timeout()).get("StatusCode", 1)
-                if status != 0:
-                    err = self.api.logs(cid, stdout=True, stderr=True).decode("utf-8", "replace").strip()
-                    raise DockerError("%s: %s in the helper container failed with status %s: %s"
-                                      % (self.subject, what, status, err[-300:]))
         finally:
             self._remove(cid)
 
+    def fix_times(self, entries):
+        """Set what the engine's extraction of the tree leaves out; its times are right.
 
-def _close_write(raw):
-    """End the helper's stdin: half-close the attached socket.
+        It skips the member '.' (the staged root keeps the owner and mode of its mkdir), and the
+        chown of a hard link clears the setuid and setgid bits of the file it links to (Engine
+        20.10 sets no mode on a hard link). The script goes in like the tree (an argument of sh -c
+        is limited to 128 KiB) and runs in a helper container that mounts the volume.
+        """
+        lines = ["set -e", "cd %s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)]
+        for entry in manifest.canonical(entries):
+            if entry["path"] == "":
+                lines.append("chown %d:%d .; chmod %o ." % (entry["uid"], entry["gid"], entry["mode"]))
+            elif entry["type"] == "file" and entry["mode"] & 0o6000:
+                lines.append("chmod %o -- %s" % (entry["mode"], shlex.quote(entry["path"])))
+        script = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        member = tarfile.TarInfo(FIX_SCRIPT)
+        member.size, member.mode = len(script), 0o600
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        cid = self._create(["true"], label="receive")
+        try:
+            self._put_archive(cid, staging, iter([member.tobuf(format=tarfile.GNU_FORMAT), script,
+                                                  b"\0" * (-len(script) % 512 + 1024)]))
+        finally:
+            self._remove(cid)
+        self.run('sh %s/%s && rm -f %s/%s' % (staging, FIX_SCRIPT, staging, FIX_SCRIPT))
 
-    The Docker SDK's socket for ``use_ssh_client`` is an ssh process's pipes, never a connected
-    socket (shutdown() fails with ENOTCONN): there the end is closing ssh's stdin, which ssh passes
-    on as EOF and ``docker system dial-stdio`` on the engine's host as a half-close.
-    """
-    proc = getattr(raw, "proc", None)
-    if proc is not None and getattr(proc, "stdin", None) is not None:
-        proc.stdin.close()
-    else:
-        raw.shutdown(socket.SHUT_WR)
+    def _put_archive(self, cid, path, chunks):
+        """Stream chunks (a tar archive) to PUT /containers/{cid}/archive?path=path, bounded by the io timeout.
+
+        The body is sent as it comes (chunked transfer encoding), never held in memory. It is the
+        request of the SDK's put_archive() with noOverwriteDirNonDir: like tar -x, the engine then
+        refuses to replace a directory with a non-directory (or the reverse) instead of removing it.
+        The ids of the tar headers are kept (mapped through the engine's userns-remap, as tar -x in a
+        helper container did). An error of the source's own reading is not the helper's: it is raised
+        as it is.
+        """
+        failed = []
+
+        def body():
+            try:
+                yield from chunks
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                failed.append(exc)
+
+        api, stream = self.api, body()
+        try:
+            with api_errors(self.subject):
+                res = api._put(api._url("/containers/{0}/archive", cid), data=stream, timeout=self.io_timeout(),
+                               params={"path": path, "noOverwriteDirNonDir": "true"})
+                api._raise_for_status(res)
+        except DockerError as exc:
+            if failed:
+                raise failed[0] from None
+            raise self._write_error(cid, exc) from None
+        finally:
+            stream.close()  # an engine that answered before the end: the source stops now
+        if failed:
+            raise failed[0]
+
+    def _write_error(self, cid, exc):
+        """The DockerError of a failed write to helper cid (exc: what api_errors made of it)."""
+        if get_or_none("the helper container of %s" % self.subject, self.api.inspect_container, cid) is None:
+            cause = "it was removed"
+        elif "timed out" in str(exc).lower():
+            cause = "no answer for %s seconds" % self.io_timeout()
+        else:
+            cause = str(exc)[len(self.subject) + 2:] if str(exc).startswith(self.subject + ": ") else str(exc)
+        return DockerError("%s: lost the helper container while writing (%s); the run stopped and the next run "
+                           "finishes the job" % (self.subject, cause))
 
 
 def stale_helpers(api, volume):

@@ -473,37 +473,16 @@ def test_staged_copy_starts_afresh_without_a_resumable_state(monkeypatch, state)
 
 # ---- helper containers through the Engine API: no socket wait without a bound
 
-class _Sock:
-    def __init__(self, fail=None):
-        self.timeout = None
-        self.fail = fail
-        self.sent = 0
-
-    def settimeout(self, value):
-        self.timeout = value
-
-    def gettimeout(self):
-        return self.timeout
-
-    def send(self, data):
-        if self.fail is not None:
-            raise self.fail
-        self.sent += len(data)
-        return len(data)
-
-    def shutdown(self, how):
-        pass
-
-    def close(self):
-        pass
-
-
 class _HelperApi:
+    """The Engine API of a helper container that takes PUT /containers/{id}/archive as the SDK sends it."""
+
     timeout = 7
 
-    def __init__(self, sock):
-        self.sock = sock
-        self.waited = None
+    def __init__(self, fail=None, status_error=None, gone=False):
+        self.fail, self.status_error, self.gone = fail, status_error, gone
+        self.put = None
+        self.sent = []
+        self.created = []
         self.removed = []
 
     def inspect_image(self, image):
@@ -512,43 +491,90 @@ class _HelperApi:
     def create_host_config(self, **kwargs):
         return kwargs
 
-    def create_container(self, *args, **kwargs):
+    def create_container(self, image, command, **kwargs):
+        self.created.append((command, kwargs["labels"]))
         return {"Id": "helper"}
-
-    def attach_socket(self, cid, params):
-        return self.sock
 
     def start(self, cid):
         pass
 
     def wait(self, cid, timeout=None):
-        self.waited = timeout
         return {"StatusCode": 0}
 
+    def logs(self, cid, **kwargs):
+        return b""
+
+    def _url(self, path, *args):
+        return path.format(*args)
+
+    def _put(self, url, params=None, data=None, timeout=None):
+        self.put = dict(url=url, params=params, timeout=timeout, body=type(data).__name__)
+        for chunk in data:
+            if self.fail is not None:
+                raise self.fail
+            self.sent.append(chunk)
+        return 200
+
+    def _raise_for_status(self, res):
+        if self.status_error is not None:
+            raise self.status_error
+
     def inspect_container(self, cid):
-        return {"State": {"Running": True}}
+        if self.gone:
+            from docker.errors import NotFound
+
+            raise NotFound("No such container: %s" % cid)
+        return {"State": {"Running": False}}
 
     def remove_container(self, cid, force=False):
         self.removed.append(cid)
 
 
-def test_api_side_writes_and_waits_with_a_timeout():
-    api = _HelperApi(_Sock())
-    volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x" * 10]))
-    assert api.sock.timeout == volume_access.STDIN_STALL and api.waited == 7 and api.sock.sent == 10
-    assert api.removed == ["helper"]
+def test_api_side_streams_the_archive_with_a_timeout():
+    api = _HelperApi()
+    produced = []
+
+    def chunks():
+        for chunk in (b"x" * 10, b"y" * 5):
+            produced.append(chunk)
+            assert api.sent == produced[:-1]  # the previous chunk is sent before this one is read
+            yield chunk
+
+    volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
+    data = "%s/%s/%s" % (volume_access.HELPER_MOUNT, manifest.STAGING, transfer.DATA)
+    assert api.put == dict(url="/containers/helper/archive", params={"path": data, "noOverwriteDirNonDir": "true"},
+                           timeout=7, body="generator")
+    assert api.sent == [b"x" * 10, b"y" * 5]
+    # the staging directory is made by a helper that runs, the archive goes to one that does not
+    assert "mkdir" in api.created[0][0][-1] and api.created[1] == (["true"], {volume_access.HELPER_LABEL: "receive"})
+    assert api.removed == ["helper", "helper"]
 
 
-@pytest.mark.parametrize("error,cause", [
-    (TimeoutError("timed out"), "no answer for 7 seconds"),
-    (BrokenPipeError(32, "Broken pipe"), "Broken pipe"),
-])
-def test_api_side_names_the_volume_when_its_helper_is_gone(error, cause):
-    api = _HelperApi(_Sock(fail=error))
+def _errors():
+    from docker.errors import APIError
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ReadTimeout
+
+    return [
+        (dict(fail=ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. "
+                               "(read timeout=7)")), "(no answer for 7 seconds)"),
+        (dict(fail=RequestsConnectionError("('Connection aborted.', BrokenPipeError(32, 'Broken pipe'))")),
+         "Broken pipe"),
+        (dict(status_error=APIError("500 Server Error", explanation="write /x: no space left on device")),
+         "no space left on device"),
+        (dict(status_error=APIError("404 Client Error", explanation="No such container: helper"), gone=True),
+         "(it was removed)"),
+    ]
+
+
+@pytest.mark.parametrize("kwargs,cause", _errors())
+def test_api_side_names_the_volume_when_its_write_fails(kwargs, cause):
+    api = _HelperApi(**kwargs)
     with pytest.raises(transfer.DockerError) as info:
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x"]))
-    assert "volume 'data'" in str(info.value) and cause in str(info.value) and "helper container" in str(info.value)
-    assert api.removed == ["helper"]
+    assert "volume 'data'" in str(info.value) and cause in str(info.value)
+    assert "lost the helper container while writing" in str(info.value) and "Traceback" not in str(info.value)
+    assert api.removed == ["helper", "helper"]
 
 
 def test_api_side_does_not_blame_the_helper_for_the_source():
@@ -556,7 +582,42 @@ def test_api_side_does_not_blame_the_helper_for_the_source():
         yield b"x"
         raise OSError(5, "Input/output error")
 
-    api = _HelperApi(_Sock())
+    api = _HelperApi()
     with pytest.raises(OSError, match="Input/output error"):
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
-    assert api.removed == ["helper"]
+    assert api.sent == [b"x"] and api.removed == ["helper", "helper"]
+
+
+def test_api_side_stops_reading_the_source_when_the_engine_answers_early():
+    closed = []
+
+    def chunks():
+        try:
+            yield b"x"
+            yield b"y"
+        finally:
+            closed.append(True)
+
+    from docker.errors import APIError
+
+    api = _HelperApi(status_error=APIError("400", explanation="cannot overwrite directory"))
+    api._put = lambda url, params=None, data=None, timeout=None: (next(data), 200)[1]  # reads one chunk, answers
+    with pytest.raises(transfer.DockerError, match="cannot overwrite directory"):
+        volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
+    assert closed == [True]
+
+
+def test_api_side_sets_what_the_engine_leaves_out():
+    api = _HelperApi()
+    entries = [dict(path="", type="dir", mode=0o750, uid=1, gid=2, mtime=0),
+               dict(path="sp ace/f", type="file", mode=0o2750, uid=3, gid=4, mtime=0, size=0),
+               dict(path="plain", type="file", mode=0o644, uid=3, gid=4, mtime=0, size=0)]
+    volume_access.ApiRoot(api, "data", "busybox:latest").fix_times(entries)
+    staging = "%s/%s" % (volume_access.HELPER_MOUNT, manifest.STAGING)
+    assert api.put["params"]["path"] == staging
+    with tarfile.open(fileobj=io.BytesIO(b"".join(api.sent)), mode="r:") as sent:
+        [member] = sent.getmembers()
+        script = sent.extractfile(member).read().decode()
+    assert member.name == volume_access.FIX_SCRIPT
+    assert script.splitlines()[2:] == ["chown 1:2 .; chmod 750 .", "chmod 2750 -- 'sp ace/f'"]
+    assert api.created[-1][0][-1] == "sh %s/%s && rm -f %s/%s" % ((staging, volume_access.FIX_SCRIPT) * 2)
