@@ -24,7 +24,8 @@ def documentation(name):
 
 def engine_modules():
     """The modules with the connection options: those that module_defaults of the group can set."""
-    return [name for name in MODULES if "persist.docker.docker" in documentation(name)["extends_documentation_fragment"]]
+    return [name for name in MODULES
+            if "persist.docker.docker" in documentation(name)["extends_documentation_fragment"]]
 
 
 def test_the_group_lists_exactly_the_engine_modules():
