@@ -76,6 +76,7 @@ ROOT_ACCESS_REMOVED_IN = "2.0.0"
 # What to do about an OSError: of the root operations, and of a staged copy.
 ROOT_HINT = "run the module as root (become: true) or set method: api"
 COPY_HINT = "fix the cause and run again, the source is unchanged"
+WRITE_HINT = "the run stopped, fix the cause and run again"
 
 # The bound of a socket read or write of a helper container when the client has no timeout of its own.
 DEFAULT_IO_TIMEOUT = 60
@@ -629,14 +630,16 @@ class ApiRoot:
 
     def _write_error(self, cid, exc):
         """The DockerError of a failed write to helper cid (exc: what api_errors made of it)."""
+        text = str(exc)[len(self.subject) + 2:] if str(exc).startswith(self.subject + ": ") else str(exc)
         if get_or_none("the helper container of %s" % self.subject, self.api.inspect_container, cid) is None:
-            cause = "it was removed"
-        elif "timed out" in str(exc).lower():
-            cause = "no answer for %s seconds" % self.io_timeout()
+            cause = "lost the helper container while writing (it was removed)"
+        elif "timed out" in text.lower():
+            cause = "lost the helper container while writing (no answer for %s seconds)" % self.io_timeout()
+        elif text.endswith(" not found on the Docker daemon"):
+            cause = "the directory the copy goes into is gone while writing (another process removed it)"
         else:
-            cause = str(exc)[len(self.subject) + 2:] if str(exc).startswith(self.subject + ": ") else str(exc)
-        return DockerError("%s: lost the helper container while writing (%s); the run stopped and the next run "
-                           "finishes the job" % (self.subject, cause))
+            cause = "writing failed: %s" % text
+        return DockerError("%s: %s; %s" % (self.subject, cause, WRITE_HINT))
 
 
 def stale_helpers(api, volume):

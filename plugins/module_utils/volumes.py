@@ -218,6 +218,17 @@ def volume_kind(attrs):
     return local_kind(attrs.get("Options") or {})
 
 
+def require_lasting(name, attrs, what):
+    """Raise DockerError when volume ``name`` (inspect dict ``attrs``) is a tmpfs volume.
+
+    Its data lives only while a container mounts it, so ``what`` written into it
+    by a helper container would be gone when the helper exits.
+    """
+    if volume_kind(attrs) == "tmpfs":
+        raise DockerError("volume '%s' is a tmpfs volume: its data lives only while a container mounts it, so %s "
+                          "would be lost; choose a volume that keeps its data" % (name, what))
+
+
 def data_at_risk(attrs):
     """Whether removing the volume deletes its data.
 

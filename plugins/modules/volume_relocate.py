@@ -319,6 +319,7 @@ from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     container_names,
     containers_using,
     inspect_volume,
+    require_lasting,
     validate_volume_name,
 )
 
@@ -411,6 +412,8 @@ class VolumeRelocateManager(Manager):
             raise DockerError("destination volume '%s' exists with driver %s, not %s; remove it or give driver %s"
                               % (dst_name, dst_attrs.get("Driver"), p["destination"]["driver"],
                                  dst_attrs.get("Driver")))
+        require_lasting(dst_name, dst_attrs or dict(Driver=p["destination"]["driver"],
+                                                    Options=p["destination"]["driver_opts"]), "the relocated data")
         stale = []
         for api, name, attrs in ((self.src_api, src_name, src_attrs), (self.dst_api, dst_name, dst_attrs)):
             # Under the lock of both volumes: a helper found now was left by a run that was killed.
@@ -505,9 +508,12 @@ class VolumeRelocateManager(Manager):
                                               state["staging"] if action == "resume" else None,
                                               checkpoint=self.check_destination)
             except DockerError as exc:
+                detail = str(exc).rstrip(".")
+                for hint in (va.COPY_HINT, va.WRITE_HINT):  # said once, below
+                    detail = detail.replace("; " + hint, "")
                 raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
                                   "the destination holds no complete copy and the next run finishes the job"
-                                  % (src_name, dst_name, self.dst_host, str(exc).rstrip("."))) from None
+                                  % (src_name, dst_name, self.dst_host, detail)) from None
             if p["mode"] == "move" and dest.how == "local":
                 os.sync()  # the copy must be on disk before the source goes
             if p["mode"] == "move":

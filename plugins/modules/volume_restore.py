@@ -174,6 +174,7 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     inspect_volume,
+    require_lasting,
 )
 
 
@@ -232,6 +233,7 @@ class VolumeRestoreManager(Manager):
         state = None
         action = "copy"
         if attrs is not None:
+            require_lasting(p["volume"], attrs, "the restored data")
             dest = self.open_side(attrs)
             result["method"] = dest.how
             action, state, before = self.plan(dest, wanted, level)

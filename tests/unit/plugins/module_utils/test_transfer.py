@@ -551,19 +551,22 @@ def test_api_side_streams_the_archive_with_a_timeout():
 
 
 def _errors():
-    from docker.errors import APIError
+    from docker.errors import APIError, NotFound
     from requests.exceptions import ConnectionError as RequestsConnectionError
     from requests.exceptions import ReadTimeout
 
     return [
         (dict(fail=ReadTimeout("UnixHTTPConnectionPool(host='localhost', port=None): Read timed out. "
-                               "(read timeout=7)")), "(no answer for 7 seconds)"),
+                               "(read timeout=7)")),
+         "lost the helper container while writing (no answer for 7 seconds)"),
         (dict(fail=RequestsConnectionError("('Connection aborted.', BrokenPipeError(32, 'Broken pipe'))")),
-         "Broken pipe"),
+         "writing failed: lost the connection to the Docker daemon"),
         (dict(status_error=APIError("500 Server Error", explanation="write /x: no space left on device")),
-         "no space left on device"),
+         "writing failed: the Docker daemon refused the request: write /x: no space left on device"),
+        (dict(status_error=NotFound("404 Client Error", explanation="Could not find the file /x in container")),
+         "the directory the copy goes into is gone while writing"),
         (dict(status_error=APIError("404 Client Error", explanation="No such container: helper"), gone=True),
-         "(it was removed)"),
+         "lost the helper container while writing (it was removed)"),
     ]
 
 
@@ -572,8 +575,8 @@ def test_api_side_names_the_volume_when_its_write_fails(kwargs, cause):
     api = _HelperApi(**kwargs)
     with pytest.raises(transfer.DockerError) as info:
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x"]))
-    assert "volume 'data'" in str(info.value) and cause in str(info.value)
-    assert "lost the helper container while writing" in str(info.value) and "Traceback" not in str(info.value)
+    assert str(info.value).startswith("volume 'data' on the engine (through the Engine API): " + cause)
+    assert str(info.value).endswith("; the run stopped, fix the cause and run again")
     assert api.removed == ["helper", "helper"]
 
 

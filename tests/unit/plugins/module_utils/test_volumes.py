@@ -119,6 +119,15 @@ def test_kind_and_risk(attrs, kind, risk):
     assert v.data_at_risk(attrs) is risk
 
 
+def test_require_lasting_refuses_only_tmpfs():
+    with pytest.raises(DockerError, match="volume 'scratch' is a tmpfs volume: .* so the restored data would be lost"):
+        v.require_lasting("scratch", {"Driver": "local", "Options": {"type": "tmpfs", "device": "tmpfs"}},
+                          "the restored data")
+    for attrs in ({"Driver": "local", "Options": None}, {"Driver": "rexray", "Options": {"type": "tmpfs"}},
+                  {"Driver": "local", "Options": {"type": "none", "o": "bind", "device": "/x"}}):
+        v.require_lasting("data", attrs, "the restored data")
+
+
 def current(driver="local", options=None, labels=None):
     return {"Name": "data", "Driver": driver, "Options": options, "Labels": labels}
 

@@ -18,6 +18,10 @@ for case in "$@"; do
       volume)
         # Not CreatedAt: for a local volume it is the ctime of its directory, which any new entry changes.
         if mountpoint=$(docker volume inspect --format '{{.Mountpoint}}' "$what" 2>&1); then
+          # a bind volume's entries are in its device path
+          case $(docker volume inspect --format '{{.Options.o}}' "$what") in
+            *bind*) mountpoint=$(docker volume inspect --format '{{.Options.device}}' "$what") ;;
+          esac
           docker volume inspect --format '{{.Name}} {{.Driver}} {{json .Options}} {{json .Labels}} {{.Mountpoint}}' "$what"
           # root reads a local volume's entries on this host (a tmpfs volume is empty while unused)
           (cd "$mountpoint" && find . ! -path "./.persist-docker-staging*" -printf '%p %y %m %U %G\n' | sort &&
