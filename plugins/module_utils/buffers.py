@@ -8,6 +8,7 @@
 * :class:`Buffers` -- a stream laid out in a pool's buffers, one whole buffer per chunk.
 * :class:`Worker` -- a thread that applies work to batches in order (hashing, writing).
 * :func:`hash_worker` -- a Worker that feeds sha256 objects with pooled chunks.
+* :func:`prefetch` -- an iterator run on a thread, a bounded number of items ahead of its consumer.
 """
 
 from __future__ import annotations
@@ -189,3 +190,64 @@ class Worker:
             self.error = DockerError("abandoned")
         self.queue.put(None)
         self.thread.join()
+
+
+class _Failed:
+    def __init__(self, error):
+        self.error = error
+
+
+_END = object()
+
+
+def prefetch(items, depth=32, patience=30.0):
+    """Yield what iterating ``items`` yields, iterated on a thread up to ``depth`` items ahead.
+
+    Socket reads and hashing release the GIL, so the source's reads (an Engine
+    API stream) overlap the consumer's work (parsing, hashing, sending). The
+    items must stay valid once yielded (bytes, not pooled buffers). An error of
+    the source is raised in the consumer. When the consumer stops early, the
+    thread stops at its next item and closes the source there (its cleanup runs
+    on the thread that ran it); the consumer waits at most ``patience`` seconds
+    for that.
+    """
+    ahead = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item):
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        source = iter(items)
+        end = _END
+        try:
+            for item in source:
+                if not offer(item):
+                    return
+        except Exception as e:  # noqa: BLE001 - raised in the consumer
+            end = _Failed(e)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        offer(end)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(patience)

@@ -44,6 +44,7 @@ import tarfile
 from ansible_collections.persist.docker.plugins.module_utils import (
     archive_check,
     atomic,
+    buffers,
     fdtree,
     idmap,
     manifest,
@@ -493,7 +494,11 @@ class ApiRoot:
             self.api.remove_container(cid, force=True)
 
     def _archive(self, path):
-        """Yield the chunks of GET /containers/{id}/archive?path=path of a helper container."""
+        """Yield the chunks of GET /containers/{id}/archive?path=path of a helper container, read ahead on a
+        thread while the caller works on them."""
+        return buffers.prefetch(self._archive_stream(path), depth=64)  # the engine sends chunks of 32 KiB
+
+    def _archive_stream(self, path):
         cid = self._create(["true"], read_only=True)
         try:
             with api_errors(self.subject), self._socket_errors("reading"):
@@ -519,7 +524,9 @@ class ApiRoot:
 
     def archive(self, checksum, entries, counter, pool=None):
         builder = manifest.TarManifest(".")
-        yield from tar_stream.tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum, counter, self.ids)
+        # parsed and hashed on a thread too: the consumer sends (or writes) meanwhile
+        yield from buffers.prefetch(tar_stream.tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum,
+                                                       counter, self.ids), depth=8)  # pieces of at most 1 MiB
         entries.extend(builder.result())
 
     def manifest(self, checksum):
@@ -558,11 +565,13 @@ class ApiRoot:
         """Extract a tar stream (members './...') into the staging directory: PUT /containers/{id}/archive
         of a helper container that mounts the volume (it never runs)."""
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
-        data = "%s/%s" % (staging, DATA)
-        self.run("rm -rf %s && mkdir -m 700 %s && mkdir %s" % (staging, staging, data))
         cid = self._create(["true"], label="receive")
         try:
-            self._put_archive(cid, data, chunks)
+            if self._exists(cid, staging):
+                self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
+            # the staging directories come in as a tar too: no helper has to run for them
+            self._put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
+            self._put_archive(cid, "%s/%s" % (staging, DATA), chunks)
         except archive_check.Refused as exc:
             self.run("rm -rf %s" % staging)
             raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
@@ -572,17 +581,18 @@ class ApiRoot:
     def fix_times(self, entries):
         """Set what the engine's extraction of the tree leaves out; its times are right.
 
-        It skips the member '.' (the staged root keeps the owner and mode of its mkdir), and the
-        chown of a hard link clears the setuid and setgid bits of the file it links to (Engine
-        20.10 sets no mode on a hard link). The script goes in like the tree (an argument of sh -c
-        is limited to 128 KiB) and runs in a helper container that mounts the volume.
+        The chown of a hard link clears the setuid and setgid bits of the file it links to (Engine
+        20.10 sets no mode on a hard link): those files get their mode again. The script goes in
+        like the tree (an argument of sh -c is limited to 128 KiB) and runs in a helper container
+        that mounts the volume; without such files nothing runs. The engine also skips the member
+        '.', but the staged root's owner and mode are not used: finish() gives the volume's root
+        those of the source's.
         """
         lines = ["set -e", "cd %s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)]
-        for entry in manifest.canonical(entries):
-            if entry["path"] == "":
-                lines.append("chown %d:%d .; chmod %o ." % (entry["uid"], entry["gid"], entry["mode"]))
-            elif entry["type"] == "file" and entry["mode"] & 0o6000:
-                lines.append("chmod %o -- %s" % (entry["mode"], shlex.quote(entry["path"])))
+        lines.extend("chmod %o -- %s" % (entry["mode"], shlex.quote(entry["path"]))
+                     for entry in manifest.canonical(entries) if entry["type"] == "file" and entry["mode"] & 0o6000)
+        if len(lines) == 2:
+            return
         script = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
         member = tarfile.TarInfo(FIX_SCRIPT)
         member.size, member.mode = len(script), 0o600
@@ -594,6 +604,16 @@ class ApiRoot:
         finally:
             self._remove(cid)
         self.run('sh %s/%s && rm -f %s/%s' % (staging, FIX_SCRIPT, staging, FIX_SCRIPT))
+
+    def _exists(self, cid, path):
+        """Whether path exists in helper cid (HEAD /containers/{cid}/archive: no helper has to run)."""
+        api = self.api
+        with api_errors(self.subject):
+            res = api.head(api._url("/containers/{0}/archive", cid), params={"path": path}, timeout=self.io_timeout())
+            if res.status_code == 404:
+                return False
+            api._raise_for_status(res)
+        return True
 
     def _put_archive(self, cid, path, chunks):
         """Stream chunks (a tar archive) to PUT /containers/{cid}/archive?path=path, bounded by the io timeout.
@@ -640,6 +660,16 @@ class ApiRoot:
         else:
             cause = "writing failed: %s" % text
         return DockerError("%s: %s; %s" % (self.subject, cause, WRITE_HINT))
+
+
+def _directories_tar(*names):
+    """A tar stream of empty directories (mode 0700, owned by root), in the order given."""
+    headers = []
+    for name in names:
+        member = tarfile.TarInfo(name)
+        member.type, member.mode = tarfile.DIRTYPE, 0o700
+        headers.append(member.tobuf(format=tarfile.GNU_FORMAT))
+    return headers + [bytes(2 * tarfile.BLOCKSIZE)]
 
 
 def stale_helpers(api, volume):

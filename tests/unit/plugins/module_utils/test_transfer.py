@@ -478,9 +478,11 @@ class _HelperApi:
 
     timeout = 7
 
-    def __init__(self, fail=None, status_error=None, gone=False):
+    def __init__(self, fail=None, status_error=None, gone=False, staging_exists=False):
         self.fail, self.status_error, self.gone = fail, status_error, gone
+        self.staging_exists = staging_exists
         self.put = None
+        self.puts = []
         self.sent = []
         self.created = []
         self.removed = []
@@ -507,8 +509,17 @@ class _HelperApi:
     def _url(self, path, *args):
         return path.format(*args)
 
+    def head(self, url, params=None, timeout=None):
+        class Response:
+            status_code = 200 if self.staging_exists else 404
+        return Response()
+
     def _put(self, url, params=None, data=None, timeout=None):
         self.put = dict(url=url, params=params, timeout=timeout, body=type(data).__name__)
+        self.puts.append(self.put)
+        if params["path"] == volume_access.HELPER_MOUNT:  # the staging directories
+            return b"".join(data)
+        self.sent = []
         for chunk in data:
             if self.fail is not None:
                 raise self.fail
@@ -516,7 +527,7 @@ class _HelperApi:
         return 200
 
     def _raise_for_status(self, res):
-        if self.status_error is not None:
+        if self.status_error is not None and res == 200:
             raise self.status_error
 
     def inspect_container(self, cid):
@@ -545,9 +556,27 @@ def test_api_side_streams_the_archive_with_a_timeout():
     assert api.put == dict(url="/containers/helper/archive", params={"path": data, "noOverwriteDirNonDir": "true"},
                            timeout=7, body="generator")
     assert api.sent == [b"x" * 10, b"y" * 5]
-    # the staging directory is made by a helper that runs, the archive goes to one that does not
-    assert "mkdir" in api.created[0][0][-1] and api.created[1] == (["true"], {volume_access.HELPER_LABEL: "receive"})
-    assert api.removed == ["helper", "helper"]
+    # the staging directories go in as a tar before the archive, to the same helper, which never runs
+    assert [put["params"]["path"] for put in api.puts] == [volume_access.HELPER_MOUNT, data]
+    assert api.created == [(["true"], {volume_access.HELPER_LABEL: "receive"})]
+    assert api.removed == ["helper"]
+
+
+def test_api_side_removes_a_leftover_staging_directory_first():
+    api = _HelperApi(staging_exists=True)
+    volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x"]))
+    assert api.created[0] == (["true"], {volume_access.HELPER_LABEL: "receive"})
+    assert "rm -rf %s/%s" % (volume_access.HELPER_MOUNT, manifest.STAGING) in api.created[1][0][-1]
+    assert api.sent == [b"x"]
+
+
+def test_the_staging_directories_tar_is_private_and_in_order():
+    import io
+    import tarfile
+
+    data = b"".join(volume_access._directories_tar("s", "s/d"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        assert [(m.name, m.isdir(), m.mode, m.uid) for m in archive] == [("s", True, 0o700, 0), ("s/d", True, 0o700, 0)]
 
 
 def _errors():
@@ -577,7 +606,7 @@ def test_api_side_names_the_volume_when_its_write_fails(kwargs, cause):
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(iter([b"x"]))
     assert str(info.value).startswith("volume 'data' on the engine (through the Engine API): " + cause)
     assert str(info.value).endswith("; the run stopped, fix the cause and run again")
-    assert api.removed == ["helper", "helper"]
+    assert api.removed == ["helper"]
 
 
 def test_api_side_does_not_blame_the_helper_for_the_source():
@@ -588,7 +617,7 @@ def test_api_side_does_not_blame_the_helper_for_the_source():
     api = _HelperApi()
     with pytest.raises(OSError, match="Input/output error"):
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
-    assert api.sent == [b"x"] and api.removed == ["helper", "helper"]
+    assert api.sent == [b"x"] and api.removed == ["helper"]
 
 
 def test_api_side_stops_reading_the_source_when_the_engine_answers_early():
@@ -604,7 +633,9 @@ def test_api_side_stops_reading_the_source_when_the_engine_answers_early():
     from docker.errors import APIError
 
     api = _HelperApi(status_error=APIError("400", explanation="cannot overwrite directory"))
-    api._put = lambda url, params=None, data=None, timeout=None: (next(data), 200)[1]  # reads one chunk, answers
+    # reads one chunk, answers (the staging directories' PUT goes through)
+    api._put = lambda url, params=None, data=None, timeout=None: (
+        next(data), 201 if params["path"] == volume_access.HELPER_MOUNT else 200)[1]
     with pytest.raises(transfer.DockerError, match="cannot overwrite directory"):
         volume_access.ApiRoot(api, "data", "busybox:latest").receive(chunks())
     assert closed == [True]
@@ -622,5 +653,23 @@ def test_api_side_sets_what_the_engine_leaves_out():
         [member] = sent.getmembers()
         script = sent.extractfile(member).read().decode()
     assert member.name == volume_access.FIX_SCRIPT
-    assert script.splitlines()[2:] == ["chown 1:2 .; chmod 750 .", "chmod 2750 -- 'sp ace/f'"]
+    assert script.splitlines()[2:] == ["chmod 2750 -- 'sp ace/f'"]
     assert api.created[-1][0][-1] == "sh %s/%s && rm -f %s/%s" % ((staging, volume_access.FIX_SCRIPT) * 2)
+
+
+def test_api_side_runs_no_helper_when_the_engine_left_nothing_out():
+    api = _HelperApi()
+    entries = [dict(path="", type="dir", mode=0o750, uid=1, gid=2, mtime=0),
+               dict(path="plain", type="file", mode=0o755, uid=3, gid=4, mtime=0, size=0)]
+    volume_access.ApiRoot(api, "data", "busybox:latest").fix_times(entries)
+    assert api.created == [] and api.puts == []
+
+
+def test_the_staged_roots_owner_and_mode_are_not_compared():
+    """finish() gives the volume's root the source root's owner and mode; the staged root is never used."""
+    source = [dict(path="", type="dir", mode=0o750, uid=1, gid=2),
+              dict(path="f", type="file", mode=0o644, uid=3, gid=4, mtime=0, size=1, sha256="a")]
+    staged = [dict(source[0], mode=0o700, uid=0, gid=0), source[1]]
+    assert transfer._staged_differ(source, staged, "checksum") == []
+    assert transfer._staged_differ(source, [staged[0], dict(source[1], uid=0)], "checksum") != []
+    assert transfer._staged_differ(source, [dict(staged[0], type="file"), source[1]], "checksum") != []

@@ -286,7 +286,8 @@ def engine_killed_mid_copy(module, source, report):
             staged = os.path.join(s["root"], "volumes", dest, "_data", STAGING)
             while not os.path.exists(staged) and run.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(0.1)
+            if method == "api":
+                time.sleep(0.1)  # into the stream; the local copy asks the engine only after it (and takes 0.1 s)
             proc.kill()  # the engine dies: dockerd only, as a crash or an OOM kill would do
             proc.wait()
             out, _err = run.communicate(timeout=300)
