@@ -14,6 +14,7 @@ run that was killed is removed and created again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat
@@ -71,6 +72,20 @@ def sync_directory(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_file_system(fd):
+    """Write what is not on disk yet of the file system that holds fd (syncfs(2), like ``sync -f``;
+    os.sync() where the C library has no syncfs)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    if syncfs(ctypes.c_int(fd)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def write_text(path, text, mode=PRIVATE):

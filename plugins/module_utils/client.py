@@ -12,8 +12,11 @@ This is the file that imports the Docker SDK, and only when it is installed.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import sys
+import types
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -21,6 +24,34 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 # DockerError and os_errors live in errors.py (no Docker SDK there); re-exported here for older imports.
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.persist.docker.plugins.module_utils.module import PersistModule
+
+_SSH_TRANSPORT = "docker.transport.sshconn"
+
+
+def _real_ssh_adapter(*args, **kwargs):
+    """The SDK's SSHHTTPAdapter, its module (and paramiko) loaded now; see _defer_ssh_transport()."""
+    module = sys.modules.get(_SSH_TRANSPORT)
+    if getattr(module, "__persist_docker_stand_in__", False):
+        del sys.modules[_SSH_TRANSPORT]
+    return importlib.import_module(_SSH_TRANSPORT).SSHHTTPAdapter(*args, **kwargs)
+
+
+def _defer_ssh_transport():
+    """Stand in for docker.transport.sshconn until an ssh:// engine is used.
+
+    That module imports paramiko, a fifth of a module's start-up, which only ssh:// engines need.
+    The SDK takes one name from it, SSHHTTPAdapter, and only calls it (for an ssh:// base URL): the
+    stand-in's loads the real module then and makes the real adapter.
+    """
+    if "docker" in sys.modules or _SSH_TRANSPORT in sys.modules:
+        return
+    stand_in = types.ModuleType(_SSH_TRANSPORT)
+    stand_in.__persist_docker_stand_in__ = True
+    stand_in.SSHHTTPAdapter = _real_ssh_adapter
+    sys.modules[_SSH_TRANSPORT] = stand_in
+
+
+_defer_ssh_transport()
 
 try:
     import docker
@@ -44,11 +75,12 @@ except ImportError:
 else:
     HAS_DOCKER = True
 
-try:
-    from paramiko import SSHException
-except ImportError:  # the SDK needs paramiko only for ssh:// without use_ssh_client
-    class SSHException(Exception):
-        """Never raised: paramiko is not installed."""
+
+def _ssh_errors():
+    """paramiko's base error when paramiko is loaded (only an ssh:// engine loads it)."""
+    paramiko = sys.modules.get("paramiko")
+    return (paramiko.SSHException,) if paramiko is not None else ()
+
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -230,7 +262,7 @@ def connect(params):
             "cannot connect to the Docker daemon: docker_host %r or api_version %r is not valid (%s); give a URL "
             "such as unix:///var/run/docker.sock or tcp://host:2376, and an API version such as 1.41 or auto"
             % (host, params["api_version"], exc)) from None
-    except (OSError, SSHException) as exc:  # paramiko's own errors (connection, authentication, host keys)
+    except (OSError,) + _ssh_errors() as exc:  # paramiko's own errors (connection, authentication, host keys)
         raise DockerError(
             "cannot reach the Docker daemon at %s over SSH (%s: %s); check that the key is accepted and "
             "the host key is in known_hosts, or set use_ssh_client: true to use the ssh client and its "

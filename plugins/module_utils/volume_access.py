@@ -328,6 +328,10 @@ class LocalRoot:
         """Steps 2-4 of the staging protocol from state ('verified'/'moving', digest) on."""
         word, digest = state
         if word == "new":
+            with self._guard("writing the copy to disk"):
+                # durable before 'verified': the next step removes the old data
+                root = fdtree.open_root(self.path)
+                atomic.sync_file_system(root.fd)
             self.set_state("verified", digest)
             word = "verified"
         if word == "verified":

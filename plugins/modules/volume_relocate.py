@@ -300,7 +300,6 @@ actions:
 """
 
 import contextlib
-import os
 import time
 
 from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
@@ -514,8 +513,6 @@ class VolumeRelocateManager(Manager):
                 raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
                                   "the destination holds no complete copy and the next run finishes the job"
                                   % (src_name, dst_name, self.dst_host, detail)) from None
-            if p["mode"] == "move" and dest.how == "local":
-                os.sync()  # the copy must be on disk before the source goes
             if p["mode"] == "move":
                 final = dest.manifest(self.checksum)
                 if not self.same(final, copied["entries"]):

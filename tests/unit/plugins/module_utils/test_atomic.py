@@ -67,3 +67,14 @@ def test_write_text_in_a_directory_by_descriptor(tmp_path):
     with pytest.raises(DockerError, match="state.tmp is a symbolic link"):
         atomic.write_text_in(staging, "state", "moving sha256:1\n")
     assert victim.read_text() == "keep"
+
+
+def test_sync_file_system_syncs_or_names_the_bad_descriptor(tmp_path):
+    fd = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        atomic.sync_file_system(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        atomic.sync_file_system(fd)
+    assert info.value.errno == 9  # EBADF: the closed descriptor

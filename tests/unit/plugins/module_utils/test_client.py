@@ -102,3 +102,34 @@ def test_os_errors_become_one_line_with_the_file_and_a_hint():
         raise PermissionError(13, "Permission denied", "/var/lib/docker/volumes/a/_data/x")
     assert str(caught.value) == ("copy of volume 'a' failed: Permission denied "
                                  "(/var/lib/docker/volumes/a/_data/x); run again")
+
+
+def test_paramiko_loads_only_for_an_ssh_engine():
+    """The SDK's ssh transport (and paramiko) load when an ssh:// client is made, not on import."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import socket, sys
+from ansible_collections.persist.docker.plugins.module_utils import client
+import docker
+assert "paramiko" not in sys.modules, "paramiko loaded on import"
+assert client._ssh_errors() == ()
+docker.APIClient(base_url="unix:///var/run/nothing-here.sock", version="1.41")
+assert "paramiko" not in sys.modules, "paramiko loaded for a unix socket"
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+port = s.getsockname()[1]
+s.close()  # a closed port on the loopback: the real transport tries it and fails
+try:
+    docker.APIClient(base_url="ssh://root@127.0.0.1:%d" % port, version="1.41")
+except Exception as exc:
+    print(type(exc).__module__)
+assert "paramiko" in sys.modules and client._ssh_errors()[0] is sys.modules["paramiko"].SSHException
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("paramiko"), out.stdout

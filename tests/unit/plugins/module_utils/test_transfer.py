@@ -673,3 +673,16 @@ def test_the_staged_roots_owner_and_mode_are_not_compared():
     assert transfer._staged_differ(source, staged, "checksum") == []
     assert transfer._staged_differ(source, [staged[0], dict(source[1], uid=0)], "checksum") != []
     assert transfer._staged_differ(source, [dict(staged[0], type="file"), source[1]], "checksum") != []
+
+
+def test_local_copy_is_on_disk_before_it_is_marked_verified(tmp_path, monkeypatch):
+    """The step after 'verified' removes the old data: the new copy must be durable first."""
+    root, _outside, side = _volume_with_staging(tmp_path)
+    (root / "old").write_text("old\n")
+    done = []
+    monkeypatch.setattr(volume_access.atomic, "sync_file_system", lambda fd: done.append(("sync", os.fstat(fd).st_ino)))
+    set_state = side.set_state
+    monkeypatch.setattr(side, "set_state", lambda word, digest: (done.append(word), set_state(word, digest)))
+    side.finish(("new", "sha256:x"), dict(path="", type="dir", mode=0o755, uid=0, gid=0))
+    assert done == [("sync", os.stat(str(root)).st_ino), "verified", "moving"]
+    assert not (root / "old").exists()
