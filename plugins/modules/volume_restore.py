@@ -11,9 +11,12 @@ short_description: Restore a Docker volume from an archive made by volume_backup
 version_added: 0.1.0
 description:
   - Checks the archive against its V(<path>.sha256) file and reads its manifest
-    (V(<path>.manifest.json)) before anything changes, then extracts it into a staging directory of
-    the volume (creating the volume when it does not exist), compares the extracted tree with the
-    manifest and only then moves it into place.
+    (V(<path>.manifest.json)), extracts it into a staging directory of the volume (creating the volume
+    when it does not exist), compares the extracted tree with the manifest and only then moves it into
+    place. The archive's sha256 is checked before anything changes; into a volume that no container
+    uses, reached through its mountpoint, it is computed while the archive is extracted instead, and a
+    damaged archive removes the staging directory (and the volume, if the run created it) before
+    anything is used.
   - Each member of the archive is checked against the manifest before it is written - its name, type,
     size, link target or device - and the manifest must describe a tree (no absolute or C(..) path,
     nothing below a symbolic link). A member the manifest does not list, or one that would lead
@@ -157,6 +160,7 @@ actions:
   elements: str
 """
 
+import contextlib
 import os
 import time
 
@@ -173,6 +177,7 @@ from ansible_collections.persist.docker.plugins.module_utils.client import Docke
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
+    containers_using,
     inspect_volume,
     require_lasting,
 )
@@ -197,16 +202,23 @@ class VolumeRestoreManager(Manager):
         except archive_check.Refused as exc:
             raise DockerError("%s: %s" % (manifest_path, exc)) from None
         recorded = archive.read_checksum_file(checksum_path)
-        actual = archive.sha256_file(path)
-        if actual != recorded or recorded != doc.get("archive_sha256"):
-            raise DockerError("the archive %s has sha256 %s, but %s says %s: it is damaged or was changed; nothing "
-                              "was restored, use another backup" % (path, actual, checksum_path, recorded))
+        if recorded != doc.get("archive_sha256"):
+            raise DockerError("the archive %s: its checksum file %s says %s, but its manifest says %s: it is damaged "
+                              "or was changed; nothing was restored, use another backup"
+                              % (path, checksum_path, recorded, doc.get("archive_sha256")))
         compression = self.params["compression"]
         if compression == "auto":
             compression = doc.get("compression") or archive.pick_compression(path, "auto")
         if compression == "zstd":
             archive.require_zstandard()
-        return doc, actual, compression
+        return doc, recorded, compression
+
+    def check_sha256(self, actual, recorded):
+        """DockerError unless the archive's sha256 is the one its checksum file records."""
+        path, _manifest_path, checksum_path = archive.archive_files(self.params["path"])
+        if actual != recorded:
+            raise DockerError("the archive %s has sha256 %s, but %s says %s: it is damaged or was changed; nothing "
+                              "was restored, use another backup" % (path, actual, checksum_path, recorded))
 
     def run(self):
         p = self.params
@@ -244,6 +256,13 @@ class VolumeRestoreManager(Manager):
             self.act("created volume '%s'" % p["volume"])
         self.act("%s %s into volume '%s'" % ("restored" if action == "copy" else
                                              "finished restoring", p["path"], p["volume"]))
+        # Into a volume no container uses, through its mountpoint, the archive is hashed while it is
+        # extracted, and a damaged one undoes the restore before the copy is used; otherwise first
+        # (stopping containers for a damaged archive would change the host for nothing).
+        meanwhile = (not self.dm.check_mode and (attrs is None or dest.how == "local")
+                     and not (attrs and containers_using(api, p["volume"])))
+        if not meanwhile:
+            self.check_sha256(archive.sha256_file(p["path"]), sha)
         if self.dm.check_mode:
             return self.with_diff(result, before, doc["digest"])
         if attrs is None:
@@ -251,16 +270,42 @@ class VolumeRestoreManager(Manager):
                 api.create_volume(p["volume"])
             dest = self.open_side(inspect_volume(api, p["volume"]))
             result["method"] = dest.how
+            if dest.how != "local":
+                meanwhile = False
+                self.undo_on_damage(archive.sha256_file(p["path"]), sha, dest, created=True)
         how = "stop" if p["stop_containers"] else "none"
-        with containers.containers_stopped(api, self.engine, p["volume"], how,
-                                           "the restore of volume '%s'" % p["volume"]) as stopped:
+        with contextlib.ExitStack() as stack:
+            pending = stack.enter_context(archive.sha256_meanwhile(p["path"])) if meanwhile else None
+            stopped = stack.enter_context(containers.containers_stopped(
+                api, self.engine, p["volume"], how, "the restore of volume '%s'" % p["volume"]))
             result["stopped_containers"] = stopped
             start = time.monotonic()
             source = archive.ArchiveSource(p["path"], compression, doc)
-            transfer.staged_copy(source, dest, level, state if action == "resume" else None)
+            checkpoint = (lambda: self.undo_on_damage(pending(), sha, dest, attrs is None)) if pending else None
+            try:
+                transfer.staged_copy(source, dest, level, state if action == "resume" else None,
+                                     checkpoint=checkpoint)
+            except DockerError:
+                if pending is not None:  # a damaged archive is the cause to name
+                    self.undo_on_damage(pending(), sha, dest, attrs is None)
+                raise
             seconds = time.monotonic() - start
         result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
         return self.with_diff(result, before, doc["digest"])
+
+    def undo_on_damage(self, actual, recorded, dest, created):
+        """When the archive's sha256 is not the recorded one: remove what this run made (the staging
+        directory, the volume if it created it) and raise check_sha256()'s error."""
+        if actual == recorded:
+            return
+        if dest.how == "local":
+            dest.remove_staging()
+        else:
+            dest.run("rm -rf %s/%s" % (va.HELPER_MOUNT, manifest.STAGING))
+        if created:
+            with api_errors("volume '%s'" % self.params["volume"]):
+                self.dm.api.remove_volume(self.params["volume"])
+        self.check_sha256(actual, recorded)
 
     def plan(self, dest, wanted, level):
         """(action, staging state, digest before) for an existing volume; DockerError for a refusal."""
