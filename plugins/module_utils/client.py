@@ -76,6 +76,11 @@ else:
     HAS_DOCKER = True
 
 
+def is_local_engine(docker_host):
+    """Whether the engine at docker_host runs on this host (a local Unix socket)."""
+    return (docker_host or "").startswith("unix://") or (docker_host or "").startswith("/")
+
+
 def _ssh_errors():
     """paramiko's base error when paramiko is loaded (only an ssh:// engine loads it)."""
     paramiko = sys.modules.get("paramiko")

@@ -10,9 +10,8 @@ import hashlib
 import os
 import stat
 
-from ansible_collections.persist.docker.plugins.module_utils.client import api_errors
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors, is_local_engine
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
-from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
 
 # Kind codes of GET /containers/{id}/changes, as `docker diff` prints them.
 CHANGE_KINDS = {0: "C", 1: "A", 2: "D"}

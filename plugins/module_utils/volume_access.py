@@ -24,7 +24,7 @@ Both have the root operations of the volume modules (``stat()``, ``holds_data()`
 
 :func:`volume_root` / :func:`path_root` decide which way a volume's root or a host path is
 reached; :func:`open_side` / :func:`api_side` do the same for a side of a copy, aware of the
-engine's userns-remap id maps (:func:`engine_id_maps`). :func:`is_local_engine` is the one
+engine's userns-remap id maps (:func:`engine_id_maps`). ``client.is_local_engine`` is the one
 test of whether an engine runs on this host.
 """
 
@@ -52,10 +52,11 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     tree_copy,
     volumes,
 )
-from ansible_collections.persist.docker.plugins.module_utils.client import (
+from ansible_collections.persist.docker.plugins.module_utils.client import (  # noqa: F401 is_local_engine: for callers
     DockerError,
     api_errors,
     get_or_none,
+    is_local_engine,
     os_errors,
 )
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
@@ -109,11 +110,6 @@ def method_of(dm):
                             collection_name="persist.docker")
         value = dm.params["method"] = ROOT_ACCESS[value]
     return value
-
-
-def is_local_engine(docker_host):
-    """Whether the engine at docker_host runs on this host (a local Unix socket)."""
-    return (docker_host or "").startswith("unix://") or (docker_host or "").startswith("/")
 
 
 def _read_text(path):

@@ -375,7 +375,12 @@ import os
 import shutil
 
 from ansible_collections.persist.docker.plugins.module_utils import locking
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerModule,
+    api_errors,
+    get_or_none,
+    is_local_engine,
+)
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import RegistryClient, wait_until_up
@@ -420,7 +425,6 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_storage im
     plan_storage,
     storage_label,
 )
-from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
 from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
 
 

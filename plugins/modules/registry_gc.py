@@ -171,7 +171,12 @@ import json
 import os
 
 from ansible_collections.persist.docker.plugins.module_utils import locking
-from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule, api_errors, get_or_none
+from ansible_collections.persist.docker.plugins.module_utils.client import (
+    DockerModule,
+    api_errors,
+    get_or_none,
+    is_local_engine,
+)
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.registry_api import (
@@ -208,7 +213,6 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_gc import 
     readonly_config,
     still_deletable,
 )
-from ansible_collections.persist.docker.plugins.module_utils.volume_access import is_local_engine
 
 BLOBS = "docker/registry/v2/blobs"
 

@@ -273,25 +273,30 @@ class VolumeRestoreManager(Manager):
             if dest.how != "local":
                 meanwhile = False
                 self.undo_on_damage(archive.sha256_file(p["path"]), sha, dest, created=True)
+        self.copy(result, dest, doc, sha, compression, level, state if action == "resume" else None,
+                  created=attrs is None, meanwhile=meanwhile)
+        return self.with_diff(result, before, doc["digest"])
+
+    def copy(self, result, dest, doc, sha, compression, level, state, created, meanwhile):  # noqa: PLR0913
+        """The staged copy of the archive into dest; with meanwhile, its sha256 is checked as it goes."""
+        p = self.params
         how = "stop" if p["stop_containers"] else "none"
         with contextlib.ExitStack() as stack:
             pending = stack.enter_context(archive.sha256_meanwhile(p["path"])) if meanwhile else None
             stopped = stack.enter_context(containers.containers_stopped(
-                api, self.engine, p["volume"], how, "the restore of volume '%s'" % p["volume"]))
+                self.dm.api, self.engine, p["volume"], how, "the restore of volume '%s'" % p["volume"]))
             result["stopped_containers"] = stopped
             start = time.monotonic()
             source = archive.ArchiveSource(p["path"], compression, doc)
-            checkpoint = (lambda: self.undo_on_damage(pending(), sha, dest, attrs is None)) if pending else None
+            checkpoint = (lambda: self.undo_on_damage(pending(), sha, dest, created)) if pending else None
             try:
-                transfer.staged_copy(source, dest, level, state if action == "resume" else None,
-                                     checkpoint=checkpoint)
+                transfer.staged_copy(source, dest, level, state, checkpoint=checkpoint)
             except DockerError:
                 if pending is not None:  # a damaged archive is the cause to name
-                    self.undo_on_damage(pending(), sha, dest, attrs is None)
+                    self.undo_on_damage(pending(), sha, dest, created)
                 raise
             seconds = time.monotonic() - start
         result.update(seconds=round(seconds, 3), throughput=transfer.throughput(result["bytes"], seconds))
-        return self.with_diff(result, before, doc["digest"])
 
     def undo_on_damage(self, actual, recorded, dest, created):
         """When the archive's sha256 is not the recorded one: remove what this run made (the staging
