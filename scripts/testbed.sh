@@ -6,6 +6,7 @@
 #
 #   scripts/testbed.sh            install, start engines, build images
 #   scripts/testbed.sh engines    only start the engines
+#   scripts/testbed.sh packages   only install the Debian packages (restic included) and check them
 #   scripts/testbed.sh images HOST [busybox|registry ...]
 #                                 build the test images (default: both) on the
 #                                 engine at HOST, e.g. a test's scratch engine
@@ -30,7 +31,7 @@ SSH_PORT=2222
 SSH_PORT_B=2223
 SSH_ALIAS=persist-docker-testbed
 SSH_DIR=/var/lib/persist-docker-testbed/ssh
-APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client)
+APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client restic)
 
 log() { echo "testbed: $*"; }
 
@@ -51,6 +52,11 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# check_tools: the binaries the modules run on the managed host answer.
+check_tools() {
+  restic version >/dev/null || { echo "testbed: restic is installed but 'restic version' fails" >&2; exit 1; }
 }
 
 # wait_for HOST SECONDS: poll until the engine at HOST answers.
@@ -260,6 +266,7 @@ main() {
       ;;
     all)
       install_packages
+      check_tools
       start_engine_a
       start_engine_b
       start_ssh
@@ -267,6 +274,10 @@ main() {
         build_busybox "$h"
         build_registry "$h"
       done
+      ;;
+    packages)
+      install_packages
+      check_tools
       ;;
     ssh)
       start_ssh
@@ -288,7 +299,7 @@ main() {
       done
       ;;
     *)
-      echo "usage: $0 [all|engines|ssh|s3 [stop]|images HOST [busybox|registry ...]]" >&2
+      echo "usage: $0 [all|engines|packages|ssh|s3 [stop]|images HOST [busybox|registry ...]]" >&2
       exit 2
       ;;
   esac
