@@ -171,6 +171,8 @@ YML
 # ports of their own, gRPC at each + 10000), an identities file with a secret made on first
 # start, and the buckets the tests use. The secret, the endpoint and the filer address (for
 # listing objects without signing requests) are written to $S3_ENV, which the tests read.
+# -volume.max=0: as many 64 MB volumes as the disk holds (the default, 8, is used up by
+# pd-registry alone, and then every write to pd-backup fails with "internal error").
 s3_up() {
   curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null
 }
@@ -189,7 +191,7 @@ start_s3() {
   (cd "$S3_DIR" && setsid nohup "$WEED" server -dir="$S3_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3 -s3.port="$S3_PORT" -s3.config="$S3_DIR/identities.json" -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.port=$((S3_PORT + 1)) -volume.port=$((S3_PORT + 2)) -filer.port=$((S3_PORT + 3)) \
-    -master.volumeSizeLimitMB=64 >/var/log/persist-docker-s3.log 2>&1 </dev/null & echo $! > "$S3_DIR/pid")
+    -master.volumeSizeLimitMB=64 -volume.max=0 >/var/log/persist-docker-s3.log 2>&1 </dev/null & echo $! > "$S3_DIR/pid")
   for ((i = 0; i < 240; i++)); do
     s3_up && break
     sleep 0.25
