@@ -154,10 +154,10 @@ def snapshot_summary(snapshot):
 def parse_snapshots(text, subject):
     """The snapshots of ``snapshots --json`` (pure), oldest first as restic lists them."""
     try:
-        data = json.loads(text or "null")
-    except ValueError:
-        data = None
-    if data is None:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        data = {}
+    if data is None:  # "null": no snapshots
         data = []
     if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
         raise DockerError("%s: restic printed no snapshot list where one was expected; is the restic "
@@ -245,10 +245,11 @@ def fatal_line(text):
 # -- running restic ------------------------------------------------------------------------------
 
 def find_binary(path=None):
-    """The path of the restic binary on this host, or DockerError with what to install."""
-    search = os.pathsep.join(p for p in (path if path is not None else os.environ.get("PATH", ""),
-                                         "/usr/local/bin", "/usr/bin", "/bin") if p)
-    binary = shutil.which("restic", path=search)
+    """The path of the restic binary, searched in ``path`` (default: PATH and the usual bin directories),
+    or DockerError with what to install."""
+    if path is None:
+        path = os.pathsep.join(p for p in (os.environ.get("PATH", ""), "/usr/local/bin", "/usr/bin", "/bin") if p)
+    binary = shutil.which("restic", path=path)
     if not binary:
         raise DockerError(INSTALL_HINT)
     return binary
