@@ -87,12 +87,15 @@ def redact(repository):
     return URL_PASSWORD.sub(r"\1***\2", repository or "")
 
 
+def url_password(repository):
+    """The password inside a repository URL (``rest:https://user:PASSWORD@host/``), or None (pure)."""
+    match = re.search(r"://[^/@:\s]*:([^/@\s]*)@", repository or "")
+    return match.group(1) if match else None
+
+
 def secrets_of(repository, password=None, repository_env=None):
     """The strings that must never show in a message (pure): password, env values, a URL's password."""
-    found = [password] + list((repository_env or {}).values())
-    match = re.search(r"://[^/@:\s]*:([^/@\s]*)@", repository or "")
-    if match:
-        found.append(match.group(1))
+    found = [password, url_password(repository)] + [str(v) for v in (repository_env or {}).values() if v is not None]
     return [s for s in found if s and len(s) >= 3]
 
 
