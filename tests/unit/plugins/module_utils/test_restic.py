@@ -80,8 +80,8 @@ def test_redact_matches_restic_own():
 
 
 def test_secrets_and_scrub():
-    secrets = restic.secrets_of("rest:https://u:urlpass@h/", "thepassword", {"AWS_SECRET_ACCESS_KEY": "envsecret",
-                                                                           "AWS_DEFAULT_REGION": "us"})
+    env = {"AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_DEFAULT_REGION": "us"}
+    secrets = restic.secrets_of("rest:https://u:urlpass@h/", "thepassword", env)
     assert sorted(secrets) == ["envsecret", "thepassword", "urlpass"]  # values under 3 characters are not scrubbed
     text = "Fatal: thepassword envsecret urlpass us"
     assert restic.scrub(text, secrets) == "Fatal: *** *** *** us"
