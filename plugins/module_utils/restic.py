@@ -200,7 +200,7 @@ CAUSES = (
      "repository_password_file"),
     (("SignatureDoesNotMatch", "signature we calculated does not match"),
      "the S3 server refused the secret key (SignatureDoesNotMatch); check AWS_SECRET_ACCESS_KEY in repository_env"),
-    (("InvalidAccessKeyId", "Access Denied", "AccessDenied"),
+    (("InvalidAccessKeyId", "Access Denied", "AccessDenied", "Key ID you provided does not exist"),
      "the S3 server denied access; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in repository_env and "
      "the key's rights on the bucket"),
     (("The specified bucket does not exist",),
@@ -219,7 +219,7 @@ def known_cause(stderr):
     """The cause and what to do, for a failure that restic reports in a known way, or None (pure)."""
     text = stderr or ""
     for markers, message in CAUSES:
-        if any(marker in text for marker in markers):
+        if any(marker.lower() in text.lower() for marker in markers):
             return message % fatal_line(text) if "%s" in message else message
     return None
 

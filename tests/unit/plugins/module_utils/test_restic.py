@@ -166,6 +166,7 @@ def test_parse_backup_without_summary():
     ("err_no_repository_s3.txt", "there is no restic repository there (unable to open config file: Stat: The "
                                  "specified key does not exist.)"),
     ("err_s3_signature.txt", "the S3 server refused the secret key (SignatureDoesNotMatch)"),
+    ("err_s3_unknown_access_key.txt", "the S3 server denied access; check AWS_ACCESS_KEY_ID"),
     ("err_s3_no_bucket.txt", "the S3 bucket does not exist"),
     ("err_password_file_missing.txt", "the password could not be read (Resolving password failed: Fatal: "),
     ("err_rest_unreachable.txt", "there is no restic repository there (unable to open config file: client.Head"),
