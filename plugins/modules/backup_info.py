@@ -206,7 +206,7 @@ def main():
         dict(
             repository=dict(type="str", required=True),
             repository_password=dict(type="str", no_log=True),
-            repository_password_file=dict(type="path"),
+            repository_password_file=dict(type="path", no_log=False),
             repository_env=dict(type="dict", default={}, no_log=True),
             volume=dict(type="str"),
             check=dict(type="bool", default=False),
