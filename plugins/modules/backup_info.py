@@ -74,6 +74,8 @@ options:
     default: 3600
 notes:
   - The snapshots are listed in the order restic gives them, the oldest first.
+  - Like the restic CLI, it writes a lock file into the repository while it reads (an exclusive one for O(check)),
+    so it waits for, or fails on, a lock that C(restic prune) holds; the repository's data is not changed.
 seealso:
   - module: persist.docker.volume_backup
   - module: persist.docker.volume_restore
