@@ -6,6 +6,7 @@
 #
 #   scripts/testbed.sh            install, start engines, build images
 #   scripts/testbed.sh engines    only start the engines
+#   scripts/testbed.sh packages   only install the Debian packages (restic included) and check them
 #   scripts/testbed.sh images HOST [busybox|registry ...]
 #                                 build the test images (default: both) on the
 #                                 engine at HOST, e.g. a test's scratch engine
@@ -30,7 +31,7 @@ SSH_PORT=2222
 SSH_PORT_B=2223
 SSH_ALIAS=persist-docker-testbed
 SSH_DIR=/var/lib/persist-docker-testbed/ssh
-APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client)
+APT_PACKAGES=(docker.io docker-registry busybox-static rsync iproute2 openssl curl openssh-server openssh-client restic)
 
 log() { echo "testbed: $*"; }
 
@@ -51,6 +52,11 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# check_tools: the binaries the modules run on the managed host answer.
+check_tools() {
+  restic version >/dev/null || { echo "testbed: restic is installed but 'restic version' fails" >&2; exit 1; }
 }
 
 # wait_for HOST SECONDS: poll until the engine at HOST answers.
@@ -165,6 +171,8 @@ YML
 # ports of their own, gRPC at each + 10000), an identities file with a secret made on first
 # start, and the buckets the tests use. The secret, the endpoint and the filer address (for
 # listing objects without signing requests) are written to $S3_ENV, which the tests read.
+# -volume.max=0: as many 64 MB volumes as the disk holds (the default, 8, is used up by
+# pd-registry alone, and then every write to pd-backup fails with "internal error").
 s3_up() {
   curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null
 }
@@ -183,7 +191,7 @@ start_s3() {
   (cd "$S3_DIR" && setsid nohup "$WEED" server -dir="$S3_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3 -s3.port="$S3_PORT" -s3.config="$S3_DIR/identities.json" -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.port=$((S3_PORT + 1)) -volume.port=$((S3_PORT + 2)) -filer.port=$((S3_PORT + 3)) \
-    -master.volumeSizeLimitMB=64 >/var/log/persist-docker-s3.log 2>&1 </dev/null & echo $! > "$S3_DIR/pid")
+    -master.volumeSizeLimitMB=64 -volume.max=0 >/var/log/persist-docker-s3.log 2>&1 </dev/null & echo $! > "$S3_DIR/pid")
   for ((i = 0; i < 240; i++)); do
     s3_up && break
     sleep 0.25
@@ -260,6 +268,7 @@ main() {
       ;;
     all)
       install_packages
+      check_tools
       start_engine_a
       start_engine_b
       start_ssh
@@ -267,6 +276,10 @@ main() {
         build_busybox "$h"
         build_registry "$h"
       done
+      ;;
+    packages)
+      install_packages
+      check_tools
       ;;
     ssh)
       start_ssh
@@ -288,7 +301,7 @@ main() {
       done
       ;;
     *)
-      echo "usage: $0 [all|engines|ssh|s3 [stop]|images HOST [busybox|registry ...]]" >&2
+      echo "usage: $0 [all|engines|packages|ssh|s3 [stop]|images HOST [busybox|registry ...]]" >&2
       exit 2
       ;;
   esac

@@ -43,6 +43,8 @@ FORBIDDEN = {
     "container": PURE,
     "engine_info": PURE,
     "tls_certificate": PURE,
+    # the restic CLI: runs on hosts without the Docker SDK (backup_info), no module base either
+    "restic": PURE | {"module", "manager"},
 }
 
 

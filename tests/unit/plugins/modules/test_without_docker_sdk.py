@@ -4,7 +4,6 @@ The Docker SDK is made unimportable (sys.modules['docker'] = None) and the colle
 modules are imported afresh; a small HTTP server on the loopback plays the registry.
 """
 
-import importlib
 import json
 import sys
 import threading
@@ -52,22 +51,6 @@ def registry():
     yield "127.0.0.1:%d" % server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def without_sdk():
-    """Import modules of the collection afresh while `import docker` fails; put the real ones back after."""
-    saved = dict(sys.modules)
-    for name in saved:
-        if name == "docker" or name.startswith(("docker.", PREFIX)):
-            del sys.modules[name]
-    sys.modules["docker"] = None
-
-    def load(name):
-        return importlib.import_module(PREFIX + name)
-    yield load
-    sys.modules.clear()
-    sys.modules.update(saved)
 
 
 def run_module(capsys, module, **args):

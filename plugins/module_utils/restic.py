@@ -1,0 +1,339 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Running the restic CLI on the managed host, safely.
+
+No secret ever reaches restic's command line: the repository (which may hold a user and
+password, ``rest:https://user:pass@host/``), the repository's password and the user's
+``repository_env`` (``AWS_SECRET_ACCESS_KEY``, ...) go to restic through its environment;
+``argv`` holds the subcommand and its options only. Messages name a repository through
+:func:`redact` and have the secrets scrubbed from restic's output (:func:`scrub`).
+
+Also the one place of the snapshot tag convention (:func:`volume_tag`, :func:`digest_tag`,
+:func:`tag_fields`) that the backup modules write and ``backup_info`` reads, and the parsers of
+restic's JSON output (``snapshots --json``, the ``summary`` line of ``backup --json``).
+
+Everything but :func:`run` and :func:`version` is pure. This file imports no Docker SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+
+TAG_VOLUME = "persist.docker.volume"
+TAG_DIGEST = "persist.docker.digest"
+TIMEOUT = 3600
+INSTALL_HINT = "restic is not installed on the managed host; install the restic package"
+CHECK_LINES = 10
+
+# Variables of restic's environment that the module's own options set: inherited or given in
+# repository_env they would override (or fight with) the options.
+OWN_VARIABLES = ("RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE",
+                 "RESTIC_PASSWORD_COMMAND")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# scheme://user:password@ inside a repository string (rest:, s3:, swift: and rclone URLs).
+URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*(@)")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+# -- the tag convention ---------------------------------------------------------------------------
+
+def check_tag(tag):
+    """Return tag if restic 0.14 keeps it as it is, or raise DockerError (pure).
+
+    restic splits a --tag value at commas, trims surrounding white space and drops empty tags.
+    """
+    if not tag or tag != tag.strip() or "," in tag or any(ord(c) < 32 or ord(c) == 127 for c in tag):
+        raise DockerError("restic tag %r is not usable: a tag must be non-empty, without commas, control "
+                          "characters or surrounding spaces" % tag)
+    return tag
+
+
+def volume_tag(volume):
+    """The tag that names the volume a snapshot holds (pure)."""
+    return check_tag("%s=%s" % (TAG_VOLUME, volume))
+
+
+def digest_tag(digest):
+    """The tag that holds the manifest digest (``sha256:<64 hex>``) of a snapshot's volume (pure)."""
+    if not DIGEST.match(digest or ""):
+        raise DockerError("manifest digest %r is not of the form sha256:<64 hex digits>" % (digest,))
+    return check_tag("%s=%s" % (TAG_DIGEST, digest))
+
+
+def tag_fields(tags):
+    """``{volume, digest}`` read from a snapshot's tags, None when absent (pure)."""
+    fields = dict(volume=None, digest=None)
+    for tag in tags or ():
+        key, sep, value = tag.partition("=")
+        if sep and key == TAG_VOLUME:
+            fields["volume"] = value
+        elif sep and key == TAG_DIGEST:
+            fields["digest"] = value
+    return fields
+
+
+# -- secrets out of argv, messages and output -----------------------------------------------------
+
+def redact(repository):
+    """The repository string with any password in it replaced by ``***``, as restic prints it (pure)."""
+    return URL_PASSWORD.sub(r"\1***\2", repository or "")
+
+
+def url_password(repository):
+    """The password inside a repository URL (``rest:https://user:PASSWORD@host/``), or None (pure)."""
+    match = re.search(r"://[^/@:\s]*:([^/@\s]*)@", repository or "")
+    return match.group(1) if match else None
+
+
+def secrets_of(repository, password=None, repository_env=None):
+    """The strings that must never show in a message (pure): password, env values, a URL's password."""
+    found = [password, url_password(repository)] + [str(v) for v in (repository_env or {}).values() if v is not None]
+    return [s for s in found if s and len(s) >= 3]
+
+
+def scrub(text, secrets):
+    """text with each secret replaced by ``***`` (pure)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def environment(repository, password=None, password_file=None, repository_env=None, base=None):
+    """The environment restic runs with (pure): ``base`` (os.environ) without the variables the
+    options own, then the user's ``repository_env``, the repository and the password (or its file).
+    """
+    if (password is None) == (password_file is None):
+        raise DockerError("give exactly one of repository_password and repository_password_file")
+    env = {k: v for k, v in (base if base is not None else os.environ).items() if k not in OWN_VARIABLES}
+    for key, value in (repository_env or {}).items():
+        if not ENV_NAME.match(str(key)):
+            raise DockerError("repository_env: %r is not a name of an environment variable" % (key,))
+        if key in OWN_VARIABLES:
+            raise DockerError("repository_env: %s is set by the options repository, repository_password and "
+                              "repository_password_file; remove it from repository_env" % key)
+        env[key] = "" if value is None else str(value)
+    env["RESTIC_REPOSITORY"] = repository
+    if password is not None:
+        env["RESTIC_PASSWORD"] = password
+    else:
+        env["RESTIC_PASSWORD_FILE"] = password_file
+    return env
+
+
+def argv(binary, command, *args):
+    """restic's command line (pure): the binary, the subcommand and its options, never a secret.
+
+    The repository is not on it either (RESTIC_REPOSITORY, since it may hold a password).
+    """
+    return [binary, command] + [str(a) for a in args]
+
+
+# -- output of restic ----------------------------------------------------------------------------
+
+def parse_version(text):
+    """``0.14.0`` from ``restic version`` (pure), or None."""
+    match = re.match(r"restic (\d+\.\d+\.\d+)", text or "")
+    return match.group(1) if match else None
+
+
+def snapshot_summary(snapshot):
+    """One snapshot as backup_info returns it (pure)."""
+    tags = list(snapshot.get("tags") or [])
+    result = dict(id=snapshot.get("id"), short_id=snapshot.get("short_id") or (snapshot.get("id") or "")[:8],
+                  time=snapshot.get("time"), hostname=snapshot.get("hostname"),
+                  paths=list(snapshot.get("paths") or []), tags=tags)
+    result.update(tag_fields(tags))
+    return result
+
+
+def parse_snapshots(text, subject):
+    """The snapshots of ``snapshots --json`` (pure), oldest first as restic lists them."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        data = {}
+    if data is None:  # "null": no snapshots
+        data = []
+    if not isinstance(data, list) or not all(isinstance(s, dict) for s in data):
+        raise DockerError("%s: restic printed no snapshot list where one was expected; is the restic "
+                          "binary a restic >= 0.14?" % subject)
+    return [snapshot_summary(s) for s in data]
+
+
+def parse_backup_summary(text, subject):
+    """The ``summary`` message of ``backup --json`` (pure), from its JSON lines."""
+    summary = None
+    for raw in (text or "").splitlines():
+        line = raw.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("message_type") == "summary":
+            summary = message
+    if summary is None:
+        raise DockerError("%s: restic's backup printed no summary; the snapshot may not have been saved" % subject)
+    return summary
+
+
+def last_lines(text, count=CHECK_LINES):
+    """The last ``count`` non-empty lines of text (pure)."""
+    return [line for line in (text or "").splitlines() if line.strip()][-count:]
+
+
+# Known failures: the texts restic 0.14 (or the S3 server through it) prints, and what to tell the user.
+# The first match wins; "%s" is filled with restic's Fatal line. Order matters: an S3 refusal is
+# followed by restic's "Is there a repository ..." too.
+CAUSES = (
+    (("wrong password or no key found",),
+     "wrong password or no key found; give the repository's password in repository_password or "
+     "repository_password_file"),
+    (("SignatureDoesNotMatch", "signature we calculated does not match"),
+     "the S3 server refused the secret key (SignatureDoesNotMatch); check AWS_SECRET_ACCESS_KEY in repository_env"),
+    (("InvalidAccessKeyId", "Access Denied", "AccessDenied", "Key ID you provided does not exist"),
+     "the S3 server denied access; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in repository_env and "
+     "the key's rights on the bucket"),
+    (("The specified bucket does not exist",),
+     "the S3 bucket does not exist; create it, or correct the repository"),
+    (("Is there a repository at the following location?",),
+     "there is no restic repository there (%s); correct the repository, or create it with 'restic init'"),
+    (("Resolving password failed", "an empty password is not a password"),
+     "the password could not be read (%s); check repository_password_file"),
+    (("unable to create lock", "repository is already locked"),
+     "the repository is locked by another restic process (%s); wait for it, or remove a stale lock with "
+     "'restic unlock'"),
+)
+
+
+def known_cause(stderr):
+    """The cause and what to do, for a failure that restic reports in a known way, or None (pure)."""
+    text = stderr or ""
+    for markers, message in CAUSES:
+        if any(marker.lower() in text.lower() for marker in markers):
+            return message % fatal_line(text) if "%s" in message else message
+    return None
+
+
+def classify(stderr, subject):
+    """A one-line message for restic's failure (pure): the cause and what to do, else restic's last line.
+
+    ``subject`` names the repository, already redacted (``restic repository 's3:...'``).
+    """
+    cause = known_cause(stderr)
+    if cause is None:
+        lines = last_lines(stderr, 1)
+        cause = "restic failed: %s" % (lines[0] if lines else "no message")
+    return "%s: %s" % (subject, cause)
+
+
+def fatal_line(text):
+    """restic's first ``Fatal:`` line without the prefix, or its last line (pure)."""
+    for line in text.splitlines():
+        if line.startswith("Fatal:"):
+            return line[len("Fatal:"):].strip()
+    lines = last_lines(text, 1)
+    return lines[0] if lines else "no message"
+
+
+# -- running restic ------------------------------------------------------------------------------
+
+def find_binary(path=None):
+    """The path of the restic binary, searched in ``path`` (default: PATH and the usual bin directories),
+    or DockerError with what to install."""
+    if path is None:
+        path = os.pathsep.join(p for p in (os.environ.get("PATH", ""), "/usr/local/bin", "/usr/bin", "/bin") if p)
+    binary = shutil.which("restic", path=path)
+    if not binary:
+        raise DockerError(INSTALL_HINT)
+    return binary
+
+
+class Restic:
+    """restic run on one repository, with its secrets in the environment only."""
+
+    def __init__(self, repository, password=None, password_file=None, repository_env=None,
+                 timeout=TIMEOUT, binary=None):
+        self.repository = repository
+        self.subject = "restic repository '%s'" % redact(repository)
+        self.secrets = secrets_of(repository, password, repository_env)
+        self.env = environment(repository, password, password_file, repository_env)
+        self.timeout = timeout
+        self.binary = binary or find_binary()
+
+    def run(self, command, *args):
+        """(rc, stdout, stderr) of restic; stdin is closed, the run bounded by the timeout."""
+        cmd = argv(self.binary, command, *args)
+        try:
+            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise DockerError("%s: cannot run %s: %s; %s"
+                              % (self.subject, self.binary, exc.strerror, INSTALL_HINT)) from None
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise DockerError("%s: 'restic %s' did not end within %d seconds; raise restic_timeout, or look for "
+                              "what holds it (network, lock)" % (self.subject, command, self.timeout)) from None
+        return (proc.returncode, scrub(out.decode("utf-8", "replace"), self.secrets),
+                scrub(err.decode("utf-8", "replace"), self.secrets))
+
+    def call(self, command, *args):
+        """stdout of a restic run that must succeed; DockerError with the classified cause otherwise."""
+        rc, out, err = self.run(command, *args)
+        if rc != 0:
+            raise DockerError(classify(err, self.subject))
+        return out
+
+    def version(self):
+        """restic's version, such as ``0.14.0``."""
+        rc, out, err = self.run("version")
+        found = parse_version(out)
+        if rc != 0 or not found:
+            raise DockerError("%s does not answer 'version' as restic does (%s); %s"
+                              % (self.binary, (last_lines(err or out, 1) or ["no output"])[0], INSTALL_HINT))
+        return found
+
+    def snapshots(self, volume=None):
+        """The snapshots, of one volume (by its tag) when given."""
+        args = ["--json"]
+        if volume is not None:
+            args += ["--tag", volume_tag(volume)]
+        return parse_snapshots(self.call("snapshots", *args), self.subject)
+
+    def check(self, read_data_subset=None):
+        """``{ok, output}`` of ``restic check``; DockerError when the repository cannot be opened."""
+        args = ["--read-data-subset", read_data_subset] if read_data_subset else []
+        rc, out, err = self.run("check", *args)
+        output = last_lines(out + "\n" + err)
+        if rc != 0 and known_cause(err) is not None:
+            raise DockerError(classify(err, self.subject))
+        return dict(ok=rc == 0, output=output)
+
+
+READ_DATA_SUBSET = re.compile(r"^(?:[1-9]\d*/[1-9]\d*|\d+(?:\.\d+)?%|\d+[kKmMgGtT]?)$")
+
+
+def check_read_data_subset(value):
+    """value if restic 0.14's ``check --read-data-subset`` takes it (``n/t``, ``x%``, a size), or raise (pure)."""
+    if not READ_DATA_SUBSET.match(value or ""):
+        raise DockerError("read_data_subset %r is not n/t (such as 1/5), a percentage (10%%) or a size (500M)"
+                          % (value,))
+    if "/" in value:
+        n, t = (int(x) for x in value.split("/"))
+        if n > t:
+            raise DockerError("read_data_subset %r: the group %d is beyond the %d groups" % (value, n, t))
+    elif value.endswith("%") and not 0 < float(value[:-1]) <= 100:
+        raise DockerError("read_data_subset %r: a percentage is above 0 and at most 100" % value)
+    return value

@@ -1,0 +1,254 @@
+"""restic.py: argv and environment without secrets, redaction, the tag convention, parsers of real restic 0.14
+output (fixtures/restic, captured from restic 0.14.0 against a local repository and the test bed's S3 server),
+error classification, and one real run of a stand-in binary for the timeout and the scrubbing."""
+
+import pathlib
+import stat
+
+import pytest
+
+from ansible_collections.persist.docker.plugins.module_utils import restic
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "restic"
+DIGEST = "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+SUBJECT = "restic repository 'x'"
+
+
+def fixture(name):
+    return (FIXTURES / name).read_text()
+
+
+# -- argv and environment --------------------------------------------------------------------------
+
+def test_argv_holds_no_repository_nor_secret():
+    repository = "rest:https://alice:s3cr3t@backup.example.com/"
+    cmd = restic.argv("/usr/bin/restic", "snapshots", "--json", "--tag", restic.volume_tag("web"))
+    assert cmd == ["/usr/bin/restic", "snapshots", "--json", "--tag", "persist.docker.volume=web"]
+    assert not any("s3cr3t" in a or repository in a for a in cmd)
+
+
+def test_environment_with_password():
+    env = restic.environment("s3:http://h/b/p", password="pw", repository_env={"AWS_SECRET_ACCESS_KEY": "sk"},
+                             base={"PATH": "/bin", "RESTIC_PASSWORD_FILE": "/old", "RESTIC_REPOSITORY": "old"})
+    assert env == {"PATH": "/bin", "RESTIC_REPOSITORY": "s3:http://h/b/p", "RESTIC_PASSWORD": "pw",
+                   "AWS_SECRET_ACCESS_KEY": "sk"}
+
+
+def test_environment_with_password_file_drops_inherited_password():
+    env = restic.environment("/srv/repo", password_file="/etc/pw",
+                             base={"RESTIC_PASSWORD": "inherited", "RESTIC_PASSWORD_COMMAND": "cat x", "HOME": "/r"})
+    assert env == {"HOME": "/r", "RESTIC_REPOSITORY": "/srv/repo", "RESTIC_PASSWORD_FILE": "/etc/pw"}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(), "exactly one"),
+    (dict(password="a", password_file="/b"), "exactly one"),
+    (dict(password="a", repository_env={"RESTIC_PASSWORD": "b"}), "remove it from repository_env"),
+    (dict(password="a", repository_env={"RESTIC_REPOSITORY": "b"}), "remove it from repository_env"),
+    (dict(password="a", repository_env={"BAD NAME": "b"}), "not a name"),
+])
+def test_environment_refuses(kwargs, match):
+    with pytest.raises(DockerError, match=match):
+        restic.environment("/srv/repo", base={}, **kwargs)
+
+
+def test_environment_values_are_strings():
+    env = restic.environment("/r", password="p", repository_env={"AWS_DEFAULT_REGION": 1, "X": None}, base={})
+    assert env["AWS_DEFAULT_REGION"] == "1" and env["X"] == ""
+
+
+# -- redaction -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("repository, shown", [
+    ("s3:http://127.0.0.1:5380/pd-backup/prefix", "s3:http://127.0.0.1:5380/pd-backup/prefix"),
+    ("/srv/restic", "/srv/restic"),
+    ("sftp:backup@host:/srv/restic", "sftp:backup@host:/srv/restic"),
+    ("rest:https://user:pass@host/", "rest:https://user:***@host/"),
+    ("rest:http://user:p%40ss:w@host:8000/repo", "rest:http://user:***@host:8000/repo"),
+    ("rest:https://user@host/", "rest:https://user@host/"),
+    ("s3:https://key:secret@s3.example.com/bucket", "s3:https://key:***@s3.example.com/bucket"),
+])
+def test_redact(repository, shown):
+    assert restic.redact(repository) == shown
+
+
+def test_redact_matches_restic_own():
+    """restic prints a rest: URL with its password as *** too: our subject and its output agree."""
+    assert "rest:https://alice:***@127.0.0.1:1/" in fixture("err_rest_unreachable.txt")
+    assert restic.redact("rest:https://alice:s3cr3t@127.0.0.1:1/") == "rest:https://alice:***@127.0.0.1:1/"
+
+
+def test_secrets_and_scrub():
+    env = {"AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_DEFAULT_REGION": "us"}
+    secrets = restic.secrets_of("rest:https://u:urlpass@h/", "thepassword", env)
+    assert sorted(secrets) == ["envsecret", "thepassword", "urlpass"]  # values under 3 characters are not scrubbed
+    text = "Fatal: thepassword envsecret urlpass us"
+    assert restic.scrub(text, secrets) == "Fatal: *** *** *** us"
+
+
+# -- tags ------------------------------------------------------------------------------------------
+
+def test_tags_of_the_convention():
+    assert restic.volume_tag("web_data") == "persist.docker.volume=web_data"
+    assert restic.digest_tag(DIGEST) == "persist.docker.digest=" + DIGEST
+
+
+@pytest.mark.parametrize("tag", ["", " a", "a ", "a,b", "a\nb", "a\tb"])
+def test_tags_restic_would_change_are_refused(tag):
+    with pytest.raises(DockerError, match="not usable"):
+        restic.check_tag(tag)
+
+
+@pytest.mark.parametrize("digest", ["", "sha256:abc", "md5:" + "0" * 64, DIGEST.upper()])
+def test_bad_digest(digest):
+    with pytest.raises(DockerError, match="sha256:<64 hex digits>"):
+        restic.digest_tag(digest)
+
+
+@pytest.mark.parametrize("tags, fields", [
+    (None, dict(volume=None, digest=None)),
+    (["other", "persist.docker.volume"], dict(volume=None, digest=None)),
+    (["persist.docker.volume=a", "persist.docker.digest=" + DIGEST], dict(volume="a", digest=DIGEST)),
+    (["persist.docker.volumes=a"], dict(volume=None, digest=None)),
+])
+def test_tag_fields(tags, fields):
+    assert restic.tag_fields(tags) == fields
+
+
+# -- parsers on restic 0.14's own output -----------------------------------------------------------
+
+def test_parse_version():
+    assert restic.parse_version(fixture("version.txt")) == "0.14.0"
+    assert restic.parse_version("rustic 1.0") is None
+
+
+def test_parse_snapshots():
+    snapshots = restic.parse_snapshots(fixture("snapshots.json"), SUBJECT)
+    assert [s["short_id"] for s in snapshots] == ["d9d6130f", "542b73fe", "1b4d4295"]
+    first, second, untagged = snapshots
+    assert first == dict(
+        id="d9d6130f5c76f6f67a31f6f8a27089274a98b266c92c4282356c90f2a4670491", short_id="d9d6130f",
+        time="2026-12-03T03:34:23.575896882Z", hostname="fixhost", paths=["/tmp/rst.EW23/data"],
+        tags=["persist.docker.volume=web_data", "persist.docker.digest=" + DIGEST], volume="web_data", digest=DIGEST)
+    assert (second["volume"], second["digest"]) == ("db_data", None)
+    assert untagged["tags"] == [] and untagged["volume"] is None  # restic leaves out "tags" when there are none
+
+
+def test_parse_snapshots_empty():
+    assert restic.parse_snapshots(fixture("snapshots_empty.json"), SUBJECT) == []
+    assert restic.parse_snapshots("null\n", SUBJECT) == []
+
+
+@pytest.mark.parametrize("text", ["", "{}", "[1]", "Fatal: no", '{"message_type":"summary"}'])
+def test_parse_snapshots_refuses_other_output(text):
+    with pytest.raises(DockerError, match="no snapshot list"):
+        restic.parse_snapshots(text, SUBJECT)
+
+
+def test_parse_backup_summary():
+    summary = restic.parse_backup_summary(fixture("backup.jsonl"), SUBJECT)
+    assert summary["snapshot_id"] == "d9d6130f"  # restic 0.14 gives the short id here
+    assert summary["data_added"] == 4591 and summary["files_new"] == 2
+
+
+def test_parse_backup_without_summary():
+    status = fixture("backup.jsonl").splitlines()[0]
+    with pytest.raises(DockerError, match="no summary"):
+        restic.parse_backup_summary(status + "\nnot json\n", SUBJECT)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("err_wrong_password.txt", "wrong password or no key found"),
+    ("err_no_repository_local.txt", "there is no restic repository there (unable to open config file: stat "),
+    ("err_no_repository_s3.txt", "there is no restic repository there (unable to open config file: Stat: The "
+                                 "specified key does not exist.)"),
+    ("err_s3_signature.txt", "the S3 server refused the secret key (SignatureDoesNotMatch)"),
+    ("err_s3_unknown_access_key.txt", "the S3 server denied access; check AWS_ACCESS_KEY_ID"),
+    ("err_s3_no_bucket.txt", "the S3 bucket does not exist"),
+    ("err_password_file_missing.txt", "the password could not be read (Resolving password failed: Fatal: "),
+    ("err_rest_unreachable.txt", "there is no restic repository there (unable to open config file: client.Head"),
+])
+def test_classify(name, expected):
+    message = restic.classify(fixture(name), SUBJECT)
+    assert message.startswith(SUBJECT + ": " + expected)
+    assert "\n" not in message
+
+
+def test_classify_unknown_gives_restic_last_line():
+    assert restic.classify(fixture("check_damaged.stderr"), SUBJECT) == SUBJECT + ": restic failed: Fatal: " \
+        "repository contains errors"
+    assert restic.classify("", SUBJECT) == SUBJECT + ": restic failed: no message"
+    assert restic.known_cause(fixture("check_damaged.stderr")) is None
+
+
+def test_last_lines():
+    assert restic.last_lines(fixture("check_subset.txt"), 2) == ["[0:00] 100.00%  2 / 2 packs",
+                                                                 "no errors were found"]
+
+
+@pytest.mark.parametrize("value", ["1/5", "5/5", "10%", "2.5%", "100%", "500M", "1g", "123"])
+def test_read_data_subset_accepted(value):
+    assert restic.check_read_data_subset(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "0/5", "6/5", "1/0", "0%", "101%", "10 %", "1/5,2/5", "half"])
+def test_read_data_subset_refused(value):
+    with pytest.raises(DockerError, match="read_data_subset"):
+        restic.check_read_data_subset(value)
+
+
+# -- running: a stand-in binary (the real one is run by the integration target) ----------------------
+
+def stand_in(tmp_path, script):
+    binary = tmp_path / "restic"
+    binary.write_text("#!/bin/sh\n" + script)
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    return str(binary)
+
+
+def test_find_binary(tmp_path):
+    with pytest.raises(DockerError, match="^restic is not installed on the managed host; install the restic package$"):
+        restic.find_binary(path=str(tmp_path))
+    binary = stand_in(tmp_path, "exit 0\n")
+    assert restic.find_binary(path=str(tmp_path)) == binary
+
+
+def test_run_scrubs_secrets_and_keeps_them_out_of_argv(tmp_path):
+    script = 'echo "args: $*"; echo "Fatal: $RESTIC_PASSWORD $AWS_SECRET_ACCESS_KEY $RESTIC_REPOSITORY" >&2; exit 1\n'
+    binary = stand_in(tmp_path, script)
+    r = restic.Restic("rest:https://u:urlpass@h/", password="thepassword",
+                      repository_env={"AWS_SECRET_ACCESS_KEY": "envsecret"}, binary=binary)
+    rc, out, err = r.run("snapshots", "--json")
+    assert (rc, out) == (1, "args: snapshots --json\n")
+    assert err == "Fatal: *** *** rest:https://u:***@h/\n"
+    with pytest.raises(DockerError) as failed:
+        r.call("snapshots")
+    assert str(failed.value) == "restic repository 'rest:https://u:***@h/': restic failed: Fatal: *** *** " \
+        "rest:https://u:***@h/"
+
+
+def test_run_is_bounded(tmp_path):
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "sleep 30\n"), timeout=1)
+    with pytest.raises(DockerError, match="did not end within 1 seconds; raise restic_timeout"):
+        r.run("check")
+
+
+def test_version_of_something_else(tmp_path):
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "echo 'rustic 1.0'\n"))
+    with pytest.raises(DockerError, match="install the restic package"):
+        r.version()
+
+
+def test_check_damaged_and_unopenable(tmp_path):
+    out = FIXTURES / "check_damaged.stdout"
+    err = FIXTURES / "check_damaged.stderr"
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, 'cat %s; cat %s >&2; exit 1\n' % (out, err)))
+    result = r.check()
+    assert result["ok"] is False and result["output"][-1] == "Fatal: repository contains errors"
+    wrong = FIXTURES / "err_wrong_password.txt"
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % wrong))
+    with pytest.raises(DockerError, match="wrong password"):
+        r.check()
