@@ -181,6 +181,10 @@ start_s3() {
   local i secret
   [ -x "$WEED" ] || { echo "testbed: $WEED is missing; run 'make venv' first" >&2; exit 1; }
   if [ -s "$S3_ENV" ] && s3_up; then return 0; fi
+  if s3_up; then  # its secret is unknown: the tests' keys would be refused
+    echo "testbed: something already answers on 127.0.0.1:$S3_PORT without $S3_ENV; run '$0 s3 stop'" >&2
+    exit 1
+  fi
   log "starting the S3 server (SeaweedFS) on 127.0.0.1:$S3_PORT"
   mkdir -p "$S3_DIR/data" "$(dirname "$S3_ENV")"
   chmod 700 "$S3_DIR" "$(dirname "$S3_ENV")"
@@ -206,11 +210,12 @@ start_s3() {
 
 stop_s3() {
   local pid i
-  [ -s "$S3_DIR/pid" ] || return 0
-  pid=$(cat "$S3_DIR/pid")
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -9 "$pid" 2>/dev/null || true
+  # the recorded process, and any server of this data directory whose pid was not recorded
+  for pid in $(cat "$S3_DIR/pid" 2>/dev/null) $(pgrep -f -- "weed server -dir=$S3_DIR/data" || true); do
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
   rm -f "$S3_DIR/pid" "$S3_ENV"
 }
 
