@@ -274,7 +274,9 @@ class Restic:
         """(rc, stdout, stderr) of restic; stdin is closed, the run bounded by the timeout."""
         cmd = argv(self.binary, command, *args)
         try:
-            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            # Not AnsibleModule.run_command: it has no timeout, and restic's process group must be killed
+            # when one runs out (this file is pure of the module object, as its tests are).
+            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             raise DockerError("%s: cannot run %s: %s; %s"
