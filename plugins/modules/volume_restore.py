@@ -259,7 +259,8 @@ class VolumeRestoreManager(Manager):
         # Into a volume no container uses, through its mountpoint, the archive is hashed while it is
         # extracted, and a damaged one undoes the restore before the copy is used; otherwise first
         # (stopping containers for a damaged archive would change the host for nothing).
-        meanwhile = (not self.dm.check_mode and (attrs is None or dest.how == "local")
+        # (a resumed copy is checked first: its staged tree may not be read from the archive again)
+        meanwhile = (action == "copy" and not self.dm.check_mode and (attrs is None or dest.how == "local")
                      and not (attrs and containers_using(api, p["volume"])))
         if not meanwhile:
             self.check_sha256(archive.sha256_file(p["path"]), sha)
