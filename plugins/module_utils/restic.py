@@ -9,9 +9,26 @@ password, ``rest:https://user:pass@host/``), the repository's password and the u
 ``argv`` holds the subcommand and its options only. Messages name a repository through
 :func:`redact` and have the secrets scrubbed from restic's output (:func:`scrub`).
 
-Also the one place of the snapshot tag convention (:func:`volume_tag`, :func:`digest_tag`,
-:func:`tag_fields`) that the backup modules write and ``backup_info`` reads, and the parsers of
-restic's JSON output (``snapshots --json``, the ``summary`` line of ``backup --json``).
+Also the one place of the snapshot convention that the backup modules write and ``backup_info``
+and ``backup_retention`` read, and the parsers of restic's JSON output (``snapshots --json``, the
+``summary`` line of ``backup --json``).
+
+The snapshot convention (restic 0.14 keeps no other metadata with a snapshot than its tags):
+
+* One backup run of volume V writes a **data snapshot** with the tags
+  ``persist.docker.volume=V``, ``persist.docker.digest=sha256:<hex>`` (the digest of the volume's
+  manifest), ``persist.docker.run=<run id>``, ``persist.docker.bytes=<n>``,
+  ``persist.docker.files=<n>`` and ``persist.docker.format=tree`` (the volume's directory is the
+  snapshot's root, read from its mountpoint: a plain ``restic restore`` gives the volume's files)
+  or ``persist.docker.format=tar`` (one file ``/V.tar`` holding the volume as a tar stream, read
+  through the Engine API), and the user's tags.
+* Then a **manifest snapshot**: the one file ``/V.manifest.json`` (the manifest, as beside an
+  archive, with the ``stat`` of each entry for the metadata-only unchanged check) with the tags
+  ``persist.docker.manifest=V`` and the same ``persist.docker.run=<run id>``.
+* A data snapshot is **complete** when a manifest snapshot of its run exists; only complete ones
+  are restored or used as a parent. Retention removes a run's two snapshots together.
+* Both get ``--host`` = the engine's name, so that volumes of one name on several engines backed
+  up into one repository are told apart.
 
 Everything but :func:`run` and :func:`version` is pure. This file imports no Docker SDK.
 """
@@ -29,6 +46,16 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 
 TAG_VOLUME = "persist.docker.volume"
 TAG_DIGEST = "persist.docker.digest"
+TAG_RUN = "persist.docker.run"
+TAG_BYTES = "persist.docker.bytes"
+TAG_FILES = "persist.docker.files"
+TAG_FORMAT = "persist.docker.format"
+TAG_MANIFEST = "persist.docker.manifest"
+FORMATS = ("tree", "tar")
+# tag key -> field of tag_fields(), and whether its value is a count
+FIELDS = {TAG_VOLUME: ("volume", False), TAG_DIGEST: ("digest", False), TAG_RUN: ("run", False),
+          TAG_BYTES: ("bytes", True), TAG_FILES: ("files", True), TAG_FORMAT: ("format", False),
+          TAG_MANIFEST: ("manifest_of", False)}
 TIMEOUT = 3600
 INSTALL_HINT = "restic is not installed on the managed host; install the restic package"
 CHECK_LINES = 10
@@ -69,15 +96,70 @@ def digest_tag(digest):
 
 
 def tag_fields(tags):
-    """``{volume, digest}`` read from a snapshot's tags, None when absent (pure)."""
-    fields = dict(volume=None, digest=None)
+    """The fields of the convention read from a snapshot's tags (pure): ``volume``, ``digest``, ``run``,
+    ``bytes``, ``files`` (ints), ``format``, ``manifest_of`` (the volume of a manifest snapshot); None
+    when absent or not a count."""
+    fields = {name: None for name, _count in FIELDS.values()}
     for tag in tags or ():
         key, sep, value = tag.partition("=")
-        if sep and key == TAG_VOLUME:
-            fields["volume"] = value
-        elif sep and key == TAG_DIGEST:
-            fields["digest"] = value
+        if not sep or key not in FIELDS:
+            continue
+        name, count = FIELDS[key]
+        if count:
+            value = int(value) if value.isdigit() else None
+        fields[name] = value
     return fields
+
+
+def run_tag(run):
+    """The tag that pairs a data snapshot with its manifest snapshot (pure)."""
+    return check_tag("%s=%s" % (TAG_RUN, run))
+
+
+def data_tags(volume, digest, run, size, files, fmt, extra=()):
+    """The tags of a data snapshot (pure), the user's ``extra`` tags last."""
+    if fmt not in FORMATS:
+        raise DockerError("snapshot format %r is not one of %s" % (fmt, ", ".join(FORMATS)))
+    tags = [volume_tag(volume), digest_tag(digest), run_tag(run), "%s=%d" % (TAG_BYTES, size),
+            "%s=%d" % (TAG_FILES, files), "%s=%s" % (TAG_FORMAT, fmt)]
+    own = {t.partition("=")[0] for t in tags}
+    for tag in extra:
+        check_tag(tag)
+        if tag.partition("=")[0] in FIELDS or tag.partition("=")[0] in own:
+            raise DockerError("tag %r uses a name that the collection sets itself (%s...); choose another tag"
+                              % (tag, tag.partition("=")[0]))
+        tags.append(tag)
+    return tags
+
+
+def manifest_tags(volume, run):
+    """The tags of a manifest snapshot (pure)."""
+    return [check_tag("%s=%s" % (TAG_MANIFEST, volume)), run_tag(run)]
+
+
+def manifest_file(volume):
+    """The name of the manifest snapshot's one file (pure)."""
+    return "%s.manifest.json" % volume
+
+
+def tar_file(volume):
+    """The name of the one file of a data snapshot of format ``tar`` (pure)."""
+    return "%s.tar" % volume
+
+
+def complete(snapshots):
+    """The data snapshots among snapshots whose run has a manifest snapshot (pure), each with its
+    ``manifest_id``, in the given order."""
+    manifests = {}
+    for s in snapshots:
+        if s.get("manifest_of") and s.get("run"):
+            manifests[(s["manifest_of"], s["run"])] = s["id"]
+    found = []
+    for s in snapshots:
+        key = (s.get("volume"), s.get("run"))
+        if s.get("volume") and s.get("digest") and s.get("run") and key in manifests:
+            found.append(dict(s, manifest_id=manifests[key]))
+    return found
 
 
 # -- secrets out of argv, messages and output -----------------------------------------------------

@@ -113,7 +113,26 @@ def test_bad_digest(digest):
     (["persist.docker.volumes=a"], dict(volume=None, digest=None)),
 ])
 def test_tag_fields(tags, fields):
-    assert restic.tag_fields(tags) == fields
+    found = restic.tag_fields(tags)
+    assert {k: found[k] for k in fields} == fields
+    assert all(found[k] is None for k in found if k not in fields)
+
+
+def test_tags_of_a_run_and_completeness():
+    tags = restic.data_tags("web", DIGEST, "r1", 10, 3, "tree", ["daily"])
+    assert tags == ["persist.docker.volume=web", "persist.docker.digest=" + DIGEST, "persist.docker.run=r1",
+                    "persist.docker.bytes=10", "persist.docker.files=3", "persist.docker.format=tree", "daily"]
+    fields = restic.tag_fields(tags)
+    assert (fields["bytes"], fields["files"], fields["format"], fields["run"]) == (10, 3, "tree", "r1")
+    assert restic.tag_fields(["persist.docker.bytes=x"])["bytes"] is None
+    with pytest.raises(DockerError, match="sets itself"):
+        restic.data_tags("web", DIGEST, "r1", 10, 3, "tree", ["persist.docker.volume=other"])
+    with pytest.raises(DockerError, match="format"):
+        restic.data_tags("web", DIGEST, "r1", 10, 3, "zip")
+    snaps = [dict(id="d1", **restic.tag_fields(tags)),
+             dict(id="m1", **restic.tag_fields(restic.manifest_tags("web", "r1"))),
+             dict(id="d2", **restic.tag_fields(restic.data_tags("web", DIGEST, "r2", 1, 1, "tar")))]
+    assert [(s["id"], s["manifest_id"]) for s in restic.complete(snaps)] == [("d1", "m1")]
 
 
 # -- parsers on restic 0.14's own output -----------------------------------------------------------
@@ -130,7 +149,8 @@ def test_parse_snapshots():
     assert first == dict(
         id="d9d6130f5c76f6f67a31f6f8a27089274a98b266c92c4282356c90f2a4670491", short_id="d9d6130f",
         time="2026-12-03T03:34:23.575896882Z", hostname="fixhost", paths=["/tmp/rst.EW23/data"],
-        tags=["persist.docker.volume=web_data", "persist.docker.digest=" + DIGEST], volume="web_data", digest=DIGEST)
+        tags=["persist.docker.volume=web_data", "persist.docker.digest=" + DIGEST], volume="web_data", digest=DIGEST,
+        run=None, bytes=None, files=None, format=None, manifest_of=None)
     assert (second["volume"], second["digest"]) == ("db_data", None)
     assert untagged["tags"] == [] and untagged["volume"] is None  # restic leaves out "tags" when there are none
 
