@@ -237,16 +237,26 @@ def _open_ahead(parent, name, st, length):
 IN_FLIGHT = 64
 
 
-def from_directory(root, checksum=True, ids=None, known=None):
+def stat_key(st):
+    """What a file's cached digest is kept for: inode, size, mtime and ctime in ns (a change of content
+    that keeps size and mtime still moves the ctime)."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def from_directory(root, checksum=True, ids=None, known=None, stats=None):
     """The manifest of the tree at root (a path or an fdtree.Dir), read from disk (ids: see entry_from_stat).
 
     File contents are hashed by two worker threads. known maps a path to
-    (inode, size, mtime_ns, sha256) of a file hashed already; its digest is
-    reused while the file's inode, size and mtime are unchanged.
+    (inode, size, mtime_ns, sha256) of a file hashed already, or to
+    (inode, size, mtime_ns, ctime_ns, sha256): its digest is reused while
+    those fields of the file are unchanged. stats, a dict, is given each
+    regular file's stat_key() and, under the key None, the bytes hashed.
     """
     entries = []
     inodes = {}
     jobs = collections.deque()
+    hashed = 0
+    stats = {} if stats is None else stats
     with ThreadPoolExecutor(max_workers=2) as pool:
         try:
             for path, parent, name, st in walk(root):
@@ -254,6 +264,7 @@ def from_directory(root, checksum=True, ids=None, known=None):
                 if stat.S_ISREG(st.st_mode):
                     if st.st_nlink > 1:
                         inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
+                    stats[path] = stat_key(st)
                 elif stat.S_ISLNK(st.st_mode):
                     target = os.fsdecode(fdtree.readlink(parent, name))
                 entry = entry_from_stat(path, st, ids, None, target)
@@ -262,10 +273,11 @@ def from_directory(root, checksum=True, ids=None, known=None):
                 entries.append(entry)
                 if checksum and entry["type"] == "file":
                     cached = (known or {}).get(path)
-                    if cached and cached[:3] == (st.st_ino, st.st_size, st.st_mtime_ns):
-                        entry["sha256"] = cached[3]
+                    if cached and tuple(cached[:-1]) == stat_key(st)[:len(cached) - 1]:
+                        entry["sha256"] = cached[-1]
                         continue
                     fd = fdtree.open_file(parent, name, st)
+                    hashed += st.st_size
                     jobs.append((entry, fd, pool.submit(hash_and_close, fd)))
                     while len(jobs) > IN_FLIGHT:
                         entry, _fd, job = jobs.popleft()
@@ -277,6 +289,7 @@ def from_directory(root, checksum=True, ids=None, known=None):
             for _entry, fd, job in jobs:
                 if job.cancel():
                     os.close(fd)
+    stats[None] = hashed
     return link_groups(entries, inodes.values())
 
 

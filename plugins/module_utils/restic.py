@@ -35,12 +35,14 @@ Everything but :func:`run` and :func:`version` is pure. This file imports no Doc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
@@ -57,6 +59,9 @@ FIELDS = {TAG_VOLUME: ("volume", False), TAG_DIGEST: ("digest", False), TAG_RUN:
           TAG_BYTES: ("bytes", True), TAG_FILES: ("files", True), TAG_FORMAT: ("format", False),
           TAG_MANIFEST: ("manifest_of", False)}
 TIMEOUT = 3600
+CHUNK = 1 << 20
+# What restic 0.14 says when nothing is at the repository's location (the stat of its config fails).
+NO_REPOSITORY = ("Is there a repository at the following location?",)
 INSTALL_HINT = "restic is not installed on the managed host; install the restic package"
 CHECK_LINES = 10
 
@@ -122,14 +127,17 @@ def data_tags(volume, digest, run, size, files, fmt, extra=()):
         raise DockerError("snapshot format %r is not one of %s" % (fmt, ", ".join(FORMATS)))
     tags = [volume_tag(volume), digest_tag(digest), run_tag(run), "%s=%d" % (TAG_BYTES, size),
             "%s=%d" % (TAG_FILES, files), "%s=%s" % (TAG_FORMAT, fmt)]
-    own = {t.partition("=")[0] for t in tags}
-    for tag in extra:
+    return tags + user_tags(extra)
+
+
+def user_tags(tags):
+    """The user's tags of a snapshot, checked (pure): usable by restic, none of the convention's names."""
+    for tag in tags or ():
         check_tag(tag)
-        if tag.partition("=")[0] in FIELDS or tag.partition("=")[0] in own:
-            raise DockerError("tag %r uses a name that the collection sets itself (%s...); choose another tag"
+        if tag.partition("=")[0] in FIELDS:
+            raise DockerError("tag %r uses a name that the collection sets itself (%s); choose another tag"
                               % (tag, tag.partition("=")[0]))
-        tags.append(tag)
-    return tags
+    return list(tags or ())
 
 
 def manifest_tags(volume, run):
@@ -352,17 +360,20 @@ class Restic:
         self.timeout = timeout
         self.binary = binary or find_binary()
 
-    def run(self, command, *args):
-        """(rc, stdout, stderr) of restic; stdin is closed, the run bounded by the timeout."""
+    def _start(self, command, args, stdin=subprocess.DEVNULL, cwd=None):
         cmd = argv(self.binary, command, *args)
         try:
             # Not AnsibleModule.run_command: it has no timeout, and restic's process group must be killed
             # when one runs out (this file is pure of the module object, as its tests are).
-            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            return subprocess.Popen(cmd, env=self.env, stdin=stdin, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
+                                    stderr=subprocess.PIPE, start_new_session=True, cwd=cwd)
         except OSError as exc:
             raise DockerError("%s: cannot run %s: %s; %s"
                               % (self.subject, self.binary, exc.strerror, INSTALL_HINT)) from None
+
+    def run(self, command, *args, cwd=None):
+        """(rc, stdout, stderr) of restic; stdin is closed, the run bounded by the timeout."""
+        proc = self._start(command, args, cwd=cwd)
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -373,12 +384,107 @@ class Restic:
         return (proc.returncode, scrub(out.decode("utf-8", "replace"), self.secrets),
                 scrub(err.decode("utf-8", "replace"), self.secrets))
 
-    def call(self, command, *args):
+    def call(self, command, *args, cwd=None):
         """stdout of a restic run that must succeed; DockerError with the classified cause otherwise."""
-        rc, out, err = self.run(command, *args)
+        rc, out, err = self.run(command, *args, cwd=cwd)
         if rc != 0:
             raise DockerError(classify(err, self.subject))
         return out
+
+    def _watchdog(self, proc, command):
+        """A started timer that kills proc's process group when the timeout runs out."""
+        def expire():
+            expired.append(command)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        expired = []
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        timer.start()
+        return timer, expired
+
+    def _timed_out(self, command):
+        return DockerError("%s: 'restic %s' did not end within %d seconds; raise restic_timeout, or look for what "
+                           "holds it (network, lock)" % (self.subject, command, self.timeout))
+
+    def stream(self, command, *args):
+        """The stdout of restic (``dump``) as chunks of at most ``CHUNK`` bytes; DockerError with the
+        classified cause when restic fails, after the last chunk. Closing the generator early kills restic."""
+        proc = self._start(command, args)
+        timer, expired = self._watchdog(proc, command)
+        errors = []
+        reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        done = False
+        try:
+            while True:
+                chunk = proc.stdout.read1(CHUNK) if hasattr(proc.stdout, "read1") else proc.stdout.read(CHUNK)
+                if not chunk:
+                    break
+                yield chunk
+            done = True
+        finally:
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.stdout.close()
+            rc = proc.wait()
+            reader.join()
+            timer.cancel()
+        if expired:
+            raise self._timed_out(command)
+        if rc != 0:
+            err = scrub((errors[0] if errors else b"").decode("utf-8", "replace"), self.secrets)
+            raise DockerError(classify(err, self.subject))
+
+    def feed(self, command, chunks, *args):
+        """stdout of restic run with chunks on its stdin (``backup --stdin``); DockerError with the classified
+        cause when it fails. An error of the chunks' own source is raised as it is, restic killed first."""
+        proc = self._start(command, args, stdin=subprocess.PIPE)
+        timer, expired = self._watchdog(proc, command)
+        found = {}
+
+        def read(name, pipe):
+            found[name] = pipe.read()
+        readers = [threading.Thread(target=read, args=(n, getattr(proc, n)), daemon=True) for n in ("stdout", "stderr")]
+        for thread in readers:
+            thread.start()
+        done = False
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
+            done = True
+        except BrokenPipeError:
+            done = True  # restic stopped reading: its exit status and message tell why
+        finally:
+            if not done:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            rc = proc.wait()
+            for thread in readers:
+                thread.join()
+            timer.cancel()
+        if expired:
+            raise self._timed_out(command)
+        out, err = (scrub((found.get(n) or b"").decode("utf-8", "replace"), self.secrets) for n in ("stdout", "stderr"))
+        if rc != 0:
+            raise DockerError(classify(err, self.subject))
+        return out
+
+    def exists(self):
+        """Whether the repository exists and opens with the password: False when restic says there is no
+        repository there, DockerError for other failures (a wrong password, a refused key)."""
+        rc, _out, err = self.run("cat", "config")
+        if rc == 0:
+            return True
+        if any(marker in err for marker in NO_REPOSITORY):
+            return False
+        raise DockerError(classify(err, self.subject))
+
+    def init(self):
+        self.call("init")
 
     def version(self):
         """restic's version, such as ``0.14.0``."""
@@ -389,11 +495,11 @@ class Restic:
                               % (self.binary, (last_lines(err or out, 1) or ["no output"])[0], INSTALL_HINT))
         return found
 
-    def snapshots(self, volume=None):
-        """The snapshots, of one volume (by its tag) when given."""
+    def snapshots(self, volume=None, tags=()):
+        """The snapshots, of one volume (by its tag) when given, or with any of tags."""
         args = ["--json"]
-        if volume is not None:
-            args += ["--tag", volume_tag(volume)]
+        for tag in ([volume_tag(volume)] if volume is not None else []) + list(tags):
+            args += ["--tag", check_tag(tag)]
         return parse_snapshots(self.call("snapshots", *args), self.subject)
 
     def check(self, read_data_subset=None):

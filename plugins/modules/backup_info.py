@@ -158,6 +158,22 @@ snapshots:
       description: The manifest digest of the volume's data, from its tag C(persist.docker.digest=sha256:...);
         null without that tag.
       type: str
+    bytes:
+      description: Bytes of file content in the volume, from its tag C(persist.docker.bytes=N); null without it.
+      type: int
+    files:
+      description: Entries in the volume, from its tag C(persist.docker.files=N); null without it.
+      type: int
+    run:
+      description: The run id that pairs the snapshot with its manifest snapshot (C(persist.docker.run=ID)).
+      type: str
+    format:
+      description: V(tree) (the volume's directory is the snapshot's root) or V(tar) (one file C(NAME.tar)).
+      type: str
+    complete:
+      description: Whether the manifest snapshot of its run exists, so that M(persist.docker.volume_restore) can
+        restore it. A backup that was killed leaves an incomplete one.
+      type: bool
 check:
   description: The result of C(restic check).
   returned: when O(check=true)
@@ -197,10 +213,18 @@ class BackupInfoManager(Manager):
                              password_file=p["repository_password_file"], repository_env=p["repository_env"],
                              timeout=p["restic_timeout"])
         result = dict(changed=False, repository=restic.redact(p["repository"]), restic_version=repo.version(),
-                      snapshots=repo.snapshots(p["volume"]))
+                      snapshots=listed(repo, p["volume"]))
         if p["check"]:
             result["check"] = repo.check(p["read_data_subset"])
         return result
+
+
+def listed(repo, volume):
+    """The snapshots backup_info lists: all but the manifest snapshots, each with ``complete``."""
+    found = repo.snapshots(volume, tags=[restic.manifest_tags(volume, "x")[0]] if volume is not None else ())
+    complete = {s["id"] for s in restic.complete(found)}
+    return [dict({k: v for k, v in s.items() if k != "manifest_of"}, complete=s["id"] in complete)
+            for s in found if not s["manifest_of"]]
 
 
 def main():

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: volume_backup
-short_description: Archive a Docker volume to a tar file with a manifest and a checksum
+short_description: Back up a Docker volume to a tar archive, or into a restic repository
 version_added: 0.1.0
 description:
+  - With O(repository), the volume goes into a restic repository instead (a directory, S3, SFTP, a REST server),
+    encrypted and deduplicated by restic, as a snapshot tagged with the volume's name, its manifest digest and a
+    run id, followed by a second snapshot holding its manifest; see O(repository) and the notes.
   - Writes the data of a named volume to a tar archive on the host the module runs on, optionally
     compressed with gzip or zstd, with two files beside it - V(<path>.manifest.json), the manifest of
     every entry (type, mode, numeric owner, size, mtime, sha256 or link target) with its digest, and
@@ -36,6 +39,19 @@ extends_documentation_fragment:
   - persist.docker.lock
 requirements:
   - zstandard (for O(compression=zstd))
+  - restic >= 0.14 (for O(repository))
+notes:
+  - "Snapshots in a repository (O(repository)): the data snapshot carries the tags C(persist.docker.volume=NAME),
+    C(persist.docker.digest=sha256:...), C(persist.docker.run=ID), C(persist.docker.bytes=N),
+    C(persist.docker.files=N) and C(persist.docker.format=tree|tar); the manifest snapshot (one file
+    C(NAME.manifest.json)) the tags C(persist.docker.manifest=NAME) and the same run id. A data snapshot without
+    its manifest snapshot (a run that was killed) is not used by M(persist.docker.volume_restore) nor as the
+    parent of a later backup."
+  - Snapshots are written with C(--host) set to the engine's name (C(docker info)), so that volumes of one name
+    on several engines are told apart in one repository.
+  - From the mountpoint, the volume is looked at again after restic has read it; a file changed meanwhile (a
+    container that was not held still) removes the new snapshot again and fails the run, as its manifest would
+    not describe it. Use O(quiesce).
 attributes:
   check_mode:
     support: full
@@ -55,8 +71,58 @@ options:
   path:
     description:
       - The archive file to write, on the host the module runs on. Its directory must exist.
+      - One of O(path) and O(repository) is required.
     type: path
-    required: true
+  repository:
+    description:
+      - A restic repository to back the volume up into, as restic's C(-r) takes it - a directory
+        (V(/srv/restic)), V(s3:https://s3.example.com/bucket/prefix), V(sftp:user@host:/srv/restic) or
+        V(rest:https://user:password@host:8000/). It reaches restic through its environment, never its command
+        line, and messages show it with any password replaced by C(***).
+      - Read from the mountpoint (O(method=local)), the snapshot's root is the volume's directory, so a plain
+        C(restic restore) gives the volume's files. Through the Engine API (O(method=api), a remote engine) the
+        volume is stored as one file C(<volume>.tar).
+      - A run where the newest complete snapshot of the volume (of this engine, see the notes) has the volume's
+        current manifest digest makes no snapshot and reports no change. From the mountpoint this is decided
+        without reading the data - files whose inode, size, mtime and ctime are those the previous snapshot
+        recorded keep their recorded sha256 (RV(bytes_hashed) says how much was read); through the Engine API the
+        volume is read to decide it.
+      - Needs restic 0.14 or later on the managed host (Debian's C(restic) package).
+    type: str
+  repository_password:
+    description:
+      - The repository's password. Exactly one of this and O(repository_password_file) goes with O(repository).
+    type: str
+  repository_password_file:
+    description:
+      - A file on the managed host that holds the repository's password (restic's C(--password-file)).
+    type: path
+  repository_env:
+    description:
+      - More environment for restic, such as C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY) and
+        C(AWS_DEFAULT_REGION) for S3. The values are kept out of logs and results.
+      - C(RESTIC_REPOSITORY*) and C(RESTIC_PASSWORD*) are refused; use the options above.
+    type: dict
+    default: {}
+  init_repository:
+    description:
+      - Create the repository (C(restic init)) when there is none at O(repository), and say so in
+        RV(initialized).
+      - Set V(false) in scheduled jobs, so that a mistyped bucket or path fails instead of becoming a new, empty
+        repository.
+    type: bool
+    default: true
+  tags:
+    description:
+      - More restic tags for the snapshot. Names of the collection's own tags (C(persist.docker.*)) are refused.
+    type: list
+    elements: str
+    default: []
+  restic_timeout:
+    description:
+      - Seconds each restic command may take before it is killed.
+    type: int
+    default: 3600
   compression:
     description:
       - V(auto) picks by the file name - V(.gz) or V(.tgz) gzip, V(.zst) zstd, else none.
@@ -124,6 +190,23 @@ EXAMPLES = r"""
     path: /srv/backup/uploads.tar.zst
     quiesce: pause
 
+- name: Back up the database volume into an encrypted restic repository on S3, its service frozen meanwhile
+  persist.docker.volume_backup:
+    volume: pgdata
+    repository: s3:https://s3.example.com/backups/db1
+    repository_password_file: /etc/persist-docker/restic.pw
+    repository_env:
+      AWS_ACCESS_KEY_ID: "{{ vault_s3_key_id }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret }}"
+    init_repository: false
+    quiesce: pause
+    tags: [nightly]
+  register: snap
+
+- name: Show what the snapshot added
+  ansible.builtin.debug:
+    msg: "snapshot {{ snap.snapshot_id[:8] }} added {{ snap.bytes_added }} bytes"
+
 - name: Back up a volume of a remote engine into a zstd archive here
   persist.docker.volume_backup:
     volume: uploads
@@ -135,22 +218,22 @@ EXAMPLES = r"""
 RETURN = r"""
 path:
   description: The archive.
-  returned: success
+  returned: with O(path)
   type: str
   sample: /srv/backup/pgdata.tar.gz
 manifest_path:
   description: The manifest beside the archive.
-  returned: success
+  returned: with O(path)
   type: str
   sample: /srv/backup/pgdata.tar.gz.manifest.json
 checksum_path:
   description: The checksum file beside the archive.
-  returned: success
+  returned: with O(path)
   type: str
   sample: /srv/backup/pgdata.tar.gz.sha256
 archive_sha256:
   description: sha256 of the archive file (V(null) in check mode when it would be written).
-  returned: success
+  returned: with O(path)
   type: str
 digest:
   description: Digest of the volume's manifest.
@@ -159,7 +242,7 @@ digest:
   sample: sha256:6b1c...
 compression:
   description: The compression used.
-  returned: success
+  returned: with O(path)
   type: str
   sample: gzip
 method:
@@ -176,7 +259,7 @@ files:
   type: int
 archive_size:
   description: Size of the archive file in bytes.
-  returned: success
+  returned: with O(path)
   type: int
 seconds:
   description: Time the archive took to write.
@@ -197,6 +280,41 @@ quiesced_containers:
   type: list
   elements: str
   sample: [db]
+snapshot_id:
+  description: The id of the data snapshot written, or of the newest one when the volume was unchanged; V(null) in
+    check mode when one would be written.
+  returned: with O(repository)
+  type: str
+repository:
+  description: The repository, any password in it replaced by C(***).
+  returned: with O(repository)
+  type: str
+restic_version:
+  description: The version of restic that ran.
+  returned: with O(repository)
+  type: str
+  sample: 0.14.0
+initialized:
+  description: Whether this run created the repository (in check mode, would create it).
+  returned: with O(repository)
+  type: bool
+bytes_added:
+  description: The data restic added to the repository, as its JSON summary reports it (before compression, on
+    restic 0.14); 0 when no snapshot was written.
+  returned: with O(repository)
+  type: int
+files_new:
+  description: Files restic found new, by its summary.
+  returned: with O(repository)
+  type: int
+files_changed:
+  description: Files restic found changed, by its summary.
+  returned: with O(repository)
+  type: int
+bytes_hashed:
+  description: Bytes of file content this run read to hash them (from the mountpoint, only new and changed files).
+  returned: with O(repository)
+  type: int
 actions:
   description: What was done (or would be done in check mode).
   returned: success
@@ -215,12 +333,14 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     containers,
     locking,
     manifest,
+    repository,
     transfer,
 )
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerModule
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
+from ansible_collections.persist.docker.plugins.module_utils.repository_backup import RepositoryBackup
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     containers_using,
     format_mode,
@@ -234,7 +354,22 @@ class VolumeBackupManager(Manager):
         p = self.params
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
+            if p["repository"] is not None:
+                return RepositoryBackup(self, self.volume_attrs()).run()
             return self.backup()
+
+    def volume_attrs(self):
+        """The volume's inspect dict, after what a killed run left stopped or paused was started again."""
+        p = self.params
+        attrs = inspect_volume(self.dm.api, p["volume"])
+        if attrs is None:
+            raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
+                              % (p["volume"], self.dm.host))
+        recovered, errors = containers.recover(self.dm.api, self.engine, p["volume"], self.dm.check_mode)
+        for error in errors:
+            self.dm.warn(error)
+        self.actions.extend(recovered)
+        return attrs
 
     def backup(self):
         p = self.params
@@ -245,14 +380,7 @@ class VolumeBackupManager(Manager):
         if compression == "zstd":
             archive.require_zstandard()
         check_archive_path(path, p["volume"])
-        attrs = inspect_volume(api, p["volume"])
-        if attrs is None:
-            raise DockerError("volume '%s' does not exist on %s; check the name and docker_host"
-                              % (p["volume"], self.dm.host))
-        recovered, errors = containers.recover(api, self.engine, p["volume"], self.dm.check_mode)
-        for error in errors:
-            self.dm.warn(error)
-        self.actions.extend(recovered)
+        attrs = self.volume_attrs()
         side = va.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
         stored = self.stored(path, manifest_path, checksum_path)
         result = dict(path=path, manifest_path=manifest_path, checksum_path=checksum_path, compression=compression,
@@ -369,7 +497,10 @@ def chmod_files(paths, mode):
 def main():
     spec = dict(
         volume=dict(type="str", required=True),
-        path=dict(type="path", required=True),
+        path=dict(type="path"),
+        **repository.REPOSITORY_SPEC,
+        init_repository=dict(type="bool", default=True),
+        tags=dict(type="list", elements="str", default=[]),
         compression=dict(type="str", default="auto", choices=list(archive.COMPRESSIONS)),
         quiesce=dict(type="str", choices=list(containers.HOW)),
         stop_containers=dict(type="bool"),
@@ -379,7 +510,11 @@ def main():
         **locking.LOCK_TIMEOUT_SPEC,
         mode=dict(type="raw", default="0600"),
     )
-    DockerModule(spec, mutually_exclusive=[("quiesce", "stop_containers")]).run(VolumeBackupManager)
+    DockerModule(spec, mutually_exclusive=[("quiesce", "stop_containers"), ("path", "repository"),
+                                           ("repository_password", "repository_password_file")],
+                 required_one_of=[("path", "repository")],
+                 required_by={"repository_password": "repository", "repository_password_file": "repository"},
+                 ).run(VolumeBackupManager)
 
 
 if __name__ == "__main__":

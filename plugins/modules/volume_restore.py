@@ -7,9 +7,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: volume_restore
-short_description: Restore a Docker volume from an archive made by volume_backup, verified
+short_description: Restore a Docker volume from an archive or a restic snapshot made by volume_backup, verified
 version_added: 0.1.0
 description:
+  - With O(repository), restores a snapshot of a restic repository written by M(persist.docker.volume_backup)
+    instead - the newest complete one of the volume unless O(snapshot) names one. Its manifest comes from the
+    manifest snapshot of the same run; the data comes as the tar stream of C(restic dump) and goes through the
+    same member checks, staging, verification and crash safety as an archive.
   - Checks the archive against its V(<path>.sha256) file and reads its manifest
     (V(<path>.manifest.json)), extracts it into a staging directory of the volume (creating the volume
     when it does not exist), compares the extracted tree with the manifest and only then moves it into
@@ -42,6 +46,7 @@ extends_documentation_fragment:
   - persist.docker.lock
 requirements:
   - zstandard (for O(compression=zstd))
+  - restic >= 0.14 (for O(repository))
 attributes:
   check_mode:
     support: full
@@ -61,8 +66,45 @@ options:
   path:
     description:
       - The archive written by M(persist.docker.volume_backup), on the host the module runs on.
+      - One of O(path) and O(repository) is required.
     type: path
-    required: true
+  repository:
+    description:
+      - The restic repository that M(persist.docker.volume_backup) wrote the snapshot into, as restic's C(-r)
+        takes it (a directory, V(s3:...), V(sftp:...), V(rest:...)). It reaches restic through its environment
+        only.
+      - Needs restic 0.14 or later on the managed host.
+    type: str
+  repository_password:
+    description:
+      - The repository's password. Exactly one of this and O(repository_password_file) goes with O(repository).
+    type: str
+  repository_password_file:
+    description:
+      - A file on the managed host that holds the repository's password.
+    type: path
+  repository_env:
+    description:
+      - More environment for restic, such as C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY) for S3. The values
+        are kept out of logs and results.
+    type: dict
+    default: {}
+  snapshot:
+    description:
+      - The snapshot to restore - V(latest) (the newest complete snapshot of the volume, from any engine), or the
+        id of a data snapshot (at least its first 8 hex digits), as M(persist.docker.backup_info) lists them.
+    type: str
+    default: latest
+  snapshot_volume:
+    description:
+      - The name of the volume whose snapshots are meant, when it is not O(volume) (restoring into a volume of
+        another name).
+    type: str
+  restic_timeout:
+    description:
+      - Seconds each restic command may take before it is killed.
+    type: int
+    default: 3600
   compression:
     description:
       - V(auto) uses the compression recorded in the manifest.
@@ -105,6 +147,23 @@ EXAMPLES = r"""
     volume: pgdata
     path: /srv/backup/pgdata.tar.gz
 
+- name: Restore the newest snapshot of pgdata from an S3 repository, onto this engine
+  persist.docker.volume_restore:
+    volume: pgdata
+    repository: s3:https://s3.example.com/backups/db1
+    repository_password_file: /etc/persist-docker/restic.pw
+    repository_env:
+      AWS_ACCESS_KEY_ID: "{{ vault_s3_key_id }}"
+      AWS_SECRET_ACCESS_KEY: "{{ vault_s3_secret }}"
+
+- name: Restore one snapshot of pgdata into a scratch volume
+  persist.docker.volume_restore:
+    volume: pgdata_drill
+    snapshot_volume: pgdata
+    snapshot: 4f9a0c3e
+    repository: /srv/restic
+    repository_password_file: /etc/persist-docker/restic.pw
+
 - name: Replace the content of a volume with an archive
   persist.docker.volume_restore:
     volume: uploads
@@ -121,7 +180,19 @@ digest:
   sample: sha256:6b1c...
 archive_sha256:
   description: sha256 of the archive, as checked against the checksum file.
-  returned: success
+  returned: with O(path)
+  type: str
+snapshot_id:
+  description: The id of the snapshot restored.
+  returned: with O(repository)
+  type: str
+repository:
+  description: The repository, any password in it replaced by C(***).
+  returned: with O(repository)
+  type: str
+restic_version:
+  description: The version of restic that ran.
+  returned: with O(repository)
   type: str
 bytes:
   description: Bytes of file content restored.
@@ -170,6 +241,8 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     containers,
     locking,
     manifest,
+    repository,
+    restic,
     transfer,
 )
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
@@ -220,9 +293,32 @@ class VolumeRestoreManager(Manager):
             raise DockerError("the archive %s has sha256 %s, but %s says %s: it is damaged or was changed; nothing "
                               "was restored, use another backup" % (path, actual, checksum_path, recorded))
 
+    def load_snapshot(self):
+        """The snapshot to restore, its manifest checked: (doc, None, 'none'); self.source reads it."""
+        p = self.params
+        repo = repository.open_repository(self.dm, p)
+        self.restic_version = repo.version()
+        name = p["snapshot_volume"] or p["volume"]
+        restic.volume_tag(name)
+        snapshot = repository.pick_snapshot(repository.snapshots_of(repo, name), p["snapshot"], name, repo.subject)
+        doc = repository.load_manifest(repo, snapshot, name)
+        self.source = repository.SnapshotSource(repo, snapshot, name, doc)
+        self.label = self.source.name
+        return doc, None, "none"
+
     def run(self):
         p = self.params
-        doc, sha, compression = self.load_archive()
+        self.source = None
+        self.label = p["path"]
+        if p["repository"] is None and (p["snapshot"] != "latest" or p["snapshot_volume"] is not None):
+            raise DockerError("snapshot and snapshot_volume are options of repository; an archive (path) holds one "
+                              "backup")
+        if p["repository"] is not None:
+            if p["compression"] != "auto":
+                raise DockerError("compression is an option of archives (path); remove it")
+            doc, sha, compression = self.load_snapshot()
+        else:
+            doc, sha, compression = self.load_archive()
         self.engine = locking.engine_id(self.dm.api, "the engine of volume '%s'" % p["volume"])
         with locking.held(self.engine, "volume", p["volume"], timeout=p["lock_timeout"]):
             return self.restore(doc, sha, compression)
@@ -237,8 +333,13 @@ class VolumeRestoreManager(Manager):
         for error in errors:
             self.dm.warn(error)
         self.actions.extend(recovered)
-        result = dict(archive_sha256=sha, digest=doc["digest"], stopped_containers=[],
+        result = dict(digest=doc["digest"], stopped_containers=[],
                       created=False, seconds=0.0, throughput=0, **manifest.summary(wanted))
+        if self.source is None:
+            result["archive_sha256"] = sha
+        else:
+            result.update(snapshot_id=self.source.snapshot["id"], repository=restic.redact(p["repository"]),
+                          restic_version=self.restic_version)
         attrs = inspect_volume(api, p["volume"])
         dest = None
         before = None
@@ -255,14 +356,17 @@ class VolumeRestoreManager(Manager):
             result["created"] = True
             self.act("created volume '%s'" % p["volume"])
         self.act("%s %s into volume '%s'" % ("restored" if action == "copy" else
-                                             "finished restoring", p["path"], p["volume"]))
+                                             "finished restoring", self.label, p["volume"]))
         # Into a volume no container uses, through its mountpoint, the archive is hashed while it is
         # extracted, and a damaged one undoes the restore before the copy is used; otherwise first
         # (stopping containers for a damaged archive would change the host for nothing).
         # (a resumed copy is checked first: its staged tree may not be read from the archive again)
+        # (a snapshot is checked by restic as it is read, and each file against its manifest)
         meanwhile = (action == "copy" and not self.dm.check_mode and (attrs is None or dest.how == "local")
                      and not (attrs and containers_using(api, p["volume"])))
-        if not meanwhile:
+        if self.source is not None:
+            meanwhile = False
+        elif not meanwhile:
             self.check_sha256(archive.sha256_file(p["path"]), sha)
         if self.dm.check_mode:
             return self.with_diff(result, before, doc["digest"])
@@ -271,7 +375,7 @@ class VolumeRestoreManager(Manager):
                 api.create_volume(p["volume"])
             dest = self.open_side(inspect_volume(api, p["volume"]))
             result["method"] = dest.how
-            if dest.how != "local":
+            if dest.how != "local" and self.source is None:
                 meanwhile = False
                 self.undo_on_damage(archive.sha256_file(p["path"]), sha, dest, created=True)
         self.copy(result, dest, doc, sha, compression, level, state if action == "resume" else None,
@@ -288,7 +392,7 @@ class VolumeRestoreManager(Manager):
                 self.dm.api, self.engine, p["volume"], how, "the restore of volume '%s'" % p["volume"]))
             result["stopped_containers"] = stopped
             start = time.monotonic()
-            source = archive.ArchiveSource(p["path"], compression, doc)
+            source = self.source or archive.ArchiveSource(p["path"], compression, doc)
             checkpoint = (lambda: self.undo_on_damage(pending(), sha, dest, created)) if pending else None
             try:
                 transfer.staged_copy(source, dest, level, state, checkpoint=checkpoint)
@@ -330,13 +434,16 @@ class VolumeRestoreManager(Manager):
                                                   dest_empty=manifest.is_empty(current), mode="copy",
                                                   force=p["force"], ours=ours)
         if action == "fail" and state is not None and state[0] != "partial":
-            raise DockerError("volume '%s': %s, not of the archive %s; nothing was restored. Finish that run, or "
-                              "set force: true to replace it" % (p["volume"], reason, p["path"]))
+            raise DockerError("volume '%s': %s, not of %s; nothing was restored. Finish that run, or "
+                              "set force: true to replace it" % (p["volume"], reason, self.describe()))
         if action == "fail":
             raise DockerError("volume '%s' holds other data (%s); nothing was restored. Restore into a new "
                               "volume, or set force: true to replace that data"
                               % (p["volume"], "; ".join(manifest.differences(wanted, current, 3))))
         return action, state, manifest.digest(current)
+
+    def describe(self):
+        return self.label if self.source is not None else "the archive %s" % self.label
 
     def open_side(self, attrs):
         return va.open_side(self.dm.api, self.dm.host, attrs, self.params["method"], self.params["helper_image"])
@@ -350,7 +457,10 @@ class VolumeRestoreManager(Manager):
 def main():
     spec = dict(
         volume=dict(type="str", required=True),
-        path=dict(type="path", required=True),
+        path=dict(type="path"),
+        **repository.REPOSITORY_SPEC,
+        snapshot=dict(type="str", default="latest"),
+        snapshot_volume=dict(type="str"),
         compression=dict(type="str", default="auto", choices=list(archive.COMPRESSIONS)),
         force=dict(type="bool", default=False),
         stop_containers=dict(type="bool", default=True),
@@ -358,7 +468,10 @@ def main():
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
     )
-    DockerModule(spec).run(VolumeRestoreManager)
+    DockerModule(spec, mutually_exclusive=[("path", "repository"), ("repository_password", "repository_password_file")],
+                 required_one_of=[("path", "repository")],
+                 required_by={"repository_password": "repository", "repository_password_file": "repository"},
+                 ).run(VolumeRestoreManager)
 
 
 if __name__ == "__main__":

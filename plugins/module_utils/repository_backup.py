@@ -1,0 +1,192 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``volume_backup`` into a restic repository (its option ``repository``).
+
+From the mountpoint (``tree`` snapshots) whether anything changed is decided without reading
+the data: each regular file's stat key (inode, size, mtime and ctime in ns: manifest.stat_key)
+is compared with what the previous snapshot's manifest recorded, and only new or changed files
+are hashed (``bytes_hashed``). restic gets that snapshot as ``--parent`` and a fixed ``--host``
+(the engine's name). After restic's run the tree is looked at once more, by the same keys: a
+file changed meanwhile would make the snapshot differ from its manifest, so the snapshot is
+removed again and the run fails, naming the file (quiesce the containers).
+
+Through the Engine API (``tar`` snapshots) the volume is read as one tar stream into ``restic
+backup --stdin``; its manifest comes from the same stream, and the tags that need it are added
+when the stream has ended (``restic tag``). Whether anything changed is decided by the manifest
+of the volume read through a helper (the data is read twice when it changed).
+
+The manifest snapshot is written last: a run killed before leaves an incomplete data snapshot,
+which restores and later backups ignore (restic.complete).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.persist.docker.plugins.module_utils import containers, manifest, repository, restic, transfer
+from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
+from ansible_collections.persist.docker.plugins.module_utils.client import api_errors
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
+
+
+def engine_name(api):
+    """The engine's name (``docker info``), as restic's ``--host`` of the snapshots."""
+    with api_errors("the Docker engine"):
+        info = api.info()
+    return restic.check_tag(info.get("Name") or "docker")
+
+
+def validate(params):
+    """DockerError for repository options that do not go together (pure)."""
+    for option in ("compression", "mode"):
+        if params.get(option) not in (None, "auto", "0600"):
+            raise DockerError("%s is an option of archives (path); a restic repository compresses and encrypts "
+                              "itself, remove %s" % (option, option))
+    restic.user_tags(params.get("tags"))
+
+
+class RepositoryBackup:
+    """One backup run of a volume into a repository; ``m`` is the module's manager (dm, params, act, finish)."""
+
+    def __init__(self, m, attrs):
+        self.m = m
+        self.p = m.params
+        self.dm = m.dm
+        self.api = m.dm.api
+        self.volume = self.p["volume"]
+        self.attrs = attrs
+        self.repo = repository.open_repository(m.dm, self.p)
+
+    def run(self):
+        p, m = self.p, self.m
+        validate(p)
+        result = dict(repository=restic.redact(p["repository"]), restic_version=self.repo.version(),
+                      snapshot_id=None, initialized=False, bytes_added=0, files_new=0, files_changed=0,
+                      bytes_hashed=0, seconds=0.0, throughput=0, stopped_containers=[], quiesced_containers=[])
+        host = engine_name(self.api)
+        side = va.open_side(self.api, self.dm.host, self.attrs, p["method"], p["helper_image"])
+        result["method"] = side.how
+        snapshots = self.snapshots(host, result)
+        parent = snapshots[-1] if snapshots else None
+        known = self.current(side, parent, result)
+        before = parent and parent["digest"]
+        if parent is not None and result.get("digest") == parent["digest"] and not p["force"]:
+            result["snapshot_id"] = parent["id"]
+            return self.finish(result, before, before)
+        m.act("backed up volume '%s' into a new snapshot of %s" % (self.volume, self.repo.subject))
+        how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
+        users = containers_using(self.api, self.volume)
+        if how == "none" and p["quiesce"] is None:
+            warning = containers.torn_copy_warning(self.volume, users)
+            if warning:
+                self.dm.warn(warning)
+        if self.dm.check_mode:
+            return self.finish(result, before, result["digest"])
+        run = repository.new_run()
+        with containers.containers_stopped(self.api, m.engine, self.volume, how,
+                                           "the backup of volume '%s'" % self.volume, users) as held:
+            result["quiesced_containers"] = held
+            result["stopped_containers"] = held if how == "stop" else []
+            start = time.monotonic()
+            if side.how == "local":
+                entries, stats, summary = self.tree(side, host, run, parent, known, result)
+            else:
+                entries, stats, summary = self.tar(side, host, run, result)
+            digest = manifest.digest(entries)
+            text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
+                                            stats)
+            self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
+                           restic.manifest_file(self.volume), "--host", host,
+                           *tag_args(restic.manifest_tags(self.volume, run)))
+            seconds = time.monotonic() - start
+        found = [s for s in self.repo.snapshots(tags=[restic.run_tag(run)]) if s["volume"] == self.volume]
+        counts = manifest.summary(entries)
+        result.update(snapshot_id=found[0]["id"] if found else summary.get("snapshot_id"), digest=digest,
+                      bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
+                      files_changed=summary.get("files_changed", 0), seconds=round(seconds, 3),
+                      throughput=transfer.throughput(counts["bytes"], seconds), **counts)
+        return self.finish(result, before, digest)
+
+    def snapshots(self, host, result):
+        """The complete snapshots of the volume from this engine; the repository is created first if asked."""
+        if self.repo.exists():
+            return repository.snapshots_of(self.repo, self.volume, host)
+        if not self.p["init_repository"]:
+            raise DockerError("%s: there is no restic repository there; check the repository and its keys, or set "
+                              "init_repository: true to create it; nothing was backed up" % self.repo.subject)
+        self.m.act("created restic repository %s" % result["repository"])
+        result["initialized"] = True
+        if not self.dm.check_mode:
+            self.repo.init()
+        return []
+
+    def current(self, side, parent, result):
+        """Put the volume's digest, bytes and files into result (from the mountpoint reading only what changed
+        since the parent); return the stat cache of the mountpoint's files ({} through the Engine API)."""
+        known, current = {}, None
+        if side.how == "local":
+            if parent is not None and parent["format"] == "tree":
+                known = repository.stat_cache(repository.load_manifest(self.repo, parent, self.volume))
+            stats = {}
+            current = manifest.from_directory(side.path, True, side.ids, known, stats)
+            result["bytes_hashed"] = stats.pop(None)
+            known = repository.cache_of(current, stats)
+        elif parent is not None or self.dm.check_mode:
+            current = side.manifest(True)
+            result["bytes_hashed"] = manifest.summary(current)["bytes"]
+        if current is not None:
+            result.update(digest=manifest.digest(current), **manifest.summary(current))
+        return known
+
+    def tree(self, side, host, run, parent, known, result):
+        """restic backup of the mountpoint; (entries, stats, restic's summary)."""
+        stats = {}
+        entries = manifest.from_directory(side.path, True, side.ids, known, stats)  # the containers are still now
+        result["bytes_hashed"] += stats.pop(None)
+        summary_counts = manifest.summary(entries)
+        tags = restic.data_tags(self.volume, manifest.digest(entries), run, summary_counts["bytes"],
+                                summary_counts["files"], "tree", self.p["tags"])
+        args = ["--json", "--host", host, "--exclude", os.path.join(side.path, manifest.STAGING)]
+        if parent is not None and parent["format"] == "tree":
+            args += ["--parent", parent["id"]]
+        summary = restic.parse_backup_summary(
+            self.repo.call("backup", *(args + tag_args(tags) + ["."]), cwd=side.path), self.repo.subject)
+        after = {}
+        again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats), after)
+        if manifest.digest(again) != manifest.digest(entries):
+            self.repo.call("forget", "--tag", restic.run_tag(run))
+            raise DockerError("volume '%s' changed while restic read it (%s); the snapshot was removed again. Set "
+                              "quiesce: pause or stop to hold its containers still during the backup"
+                              % (self.volume, "; ".join(manifest.differences(entries, again, 3))))
+        return entries, stats, summary
+
+    def tar(self, side, host, run, result):
+        """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
+        entries = []
+        counter = [0]
+        tags = [restic.volume_tag(self.volume), restic.run_tag(run), "%s=tar" % restic.TAG_FORMAT]
+        tags += restic.user_tags(self.p["tags"])
+        out = self.repo.feed("backup", side.archive(True, entries, counter), "--json", "--stdin", "--stdin-filename",
+                             restic.tar_file(self.volume), "--host", host, *tag_args(tags))
+        summary = restic.parse_backup_summary(out, self.repo.subject)
+        counts = manifest.summary(entries)
+        result["bytes_hashed"] += counts["bytes"]
+        self.repo.call("tag", "--tag", restic.run_tag(run), "--add", restic.digest_tag(manifest.digest(entries)),
+                       "--add", "%s=%d" % (restic.TAG_BYTES, counts["bytes"]),
+                       "--add", "%s=%d" % (restic.TAG_FILES, counts["files"]))
+        return entries, None, summary
+
+    def finish(self, result, before, after):
+        volume = self.volume
+        return self.m.finish(result, {"volume": volume, "digest": before}, {"volume": volume, "digest": after})
+
+
+def tag_args(tags):
+    """``--tag T`` for each tag (one flag each: restic splits a value at commas)."""
+    args = []
+    for tag in tags:
+        args += ["--tag", tag]
+    return args
