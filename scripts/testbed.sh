@@ -226,7 +226,12 @@ stop_s3() {
 # ~/.ssh/config and rejects unknown host keys) and the ssh client (use_ssh_client).
 start_ssh() {
   local conf=$SSH_DIR/sshd_config
-  if [ -s "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; then return 0; fi
+  if [ -s "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null \
+      && grep -q '^Subsystem sftp' "$SSH_DIR/sshd_config"; then return 0; fi
+  if [ -s "$SSH_DIR/sshd.pid" ] && kill -0 "$(cat "$SSH_DIR/sshd.pid")" 2>/dev/null; then
+    kill "$(cat "$SSH_DIR/sshd.pid")"  # of an older test bed, without sftp: started anew below
+    sleep 1
+  fi
   log "starting sshd on 127.0.0.1:$SSH_PORT (alias $SSH_ALIAS)"
   mkdir -p "$SSH_DIR" /run/sshd /root/.ssh
   chmod 700 "$SSH_DIR" /root/.ssh
@@ -247,6 +252,8 @@ UsePAM no
 PidFile $SSH_DIR/sshd.pid
 MaxSessions 50
 MaxStartups 50:30:100
+# sftp: restic repositories (sftp:$SSH_ALIAS:/path) in the repository backup tests
+Subsystem sftp internal-sftp
 # ssh://root@$SSH_ALIAS:$SSH_PORT_B is engine B: docker system dial-stdio reads DOCKER_HOST
 Match LocalPort $SSH_PORT_B
   SetEnv DOCKER_HOST=unix://$ENGINE_B_SOCK

@@ -120,18 +120,21 @@ def cache_of(entries, stats):
     return stat_cache(dict(entries=entries, stat=stats))
 
 
-def tree_as_archive(chunks, entries):
+def tree_as_archive(chunks, entries, top):
     """The tar stream of ``restic dump <snapshot> /`` made to look as an archive of the manifest: every member
     gets the type, mode, owner and mtime its manifest entry lists (restic 0.14 writes hard links and fifos as
     regular files, and the owners as the host sees them); a hard link comes as a link to the first file of its
-    group that came. A member the manifest does not list passes unchanged, for archive_check to refuse."""
+    group that came. The members are named ``top/...`` (the volume's directory in the snapshot). A member the
+    manifest does not list passes unchanged, for archive_check to refuse."""
     by_path = {e["path"]: e for e in entries}
     firsts = {e["hardlink"] for e in entries if "hardlink" in e}
     written = {}
     buf = bytearray(BUFFER)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as stream:
         for member in stream:
-            path = tar_path(member.name)
+            path = tar_path(member.name, top)
+            if path == "":
+                continue  # the volume's root: finish() gives it the manifest's owner and mode
             entry = by_path.get(path) if path else None
             if entry is None:
                 yield member.tobuf(format=tarfile.PAX_FORMAT)
@@ -193,8 +196,12 @@ class SnapshotSource:
             chunks = self._counted(self.repo.stream("dump", self.snapshot["id"], "/" + restic.tar_file(self.volume)),
                                    counter)
         else:
-            chunks = tree_as_archive(self._counted(self.repo.stream("dump", self.snapshot["id"], "/"), counter),
-                                     self.doc["entries"])
+            top = os.path.basename((self.snapshot["paths"] or ["/"])[0].rstrip("/"))
+            if not top or top in (".", ".."):
+                raise DockerError("%s: its path %r is not the directory of a volume; use another snapshot"
+                                  % (self.name, self.snapshot["paths"]))
+            chunks = tree_as_archive(self._counted(self.repo.stream("dump", self.snapshot["id"], "/" + top), counter),
+                                     self.doc["entries"], top)
         yield from archive_check.checked_tar(chunks, archive_check.MemberCheck(self.doc["entries"]), self.name)
 
     @staticmethod

@@ -152,8 +152,11 @@ class RepositoryBackup:
         args = ["--json", "--host", host, "--exclude", os.path.join(side.path, manifest.STAGING)]
         if parent is not None and parent["format"] == "tree":
             args += ["--parent", parent["id"]]
+        # the volume's directory by its own name: the snapshot keeps its owner and mode too
+        top = os.path.basename(side.path.rstrip("/"))
         summary = restic.parse_backup_summary(
-            self.repo.call("backup", *(args + tag_args(tags) + ["."]), cwd=side.path), self.repo.subject)
+            self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=os.path.dirname(side.path.rstrip("/"))),
+            self.repo.subject)
         after = {}
         again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats), after)
         if manifest.digest(again) != manifest.digest(entries):

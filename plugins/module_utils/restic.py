@@ -18,8 +18,9 @@ The snapshot convention (restic 0.14 keeps no other metadata with a snapshot tha
 * One backup run of volume V writes a **data snapshot** with the tags
   ``persist.docker.volume=V``, ``persist.docker.digest=sha256:<hex>`` (the digest of the volume's
   manifest), ``persist.docker.run=<run id>``, ``persist.docker.bytes=<n>``,
-  ``persist.docker.files=<n>`` and ``persist.docker.format=tree`` (the volume's directory is the
-  snapshot's root, read from its mountpoint: a plain ``restic restore`` gives the volume's files)
+  ``persist.docker.files=<n>`` and ``persist.docker.format=tree`` (the volume's directory, read from
+  its mountpoint, under its own name: ``_data`` for the local driver; a plain ``restic restore
+  --target DIR`` gives ``DIR/_data``, its owner and mode included)
   or ``persist.docker.format=tar`` (one file ``/V.tar`` holding the volume as a tar stream, read
   through the Engine API), and the user's tags.
 * Then a **manifest snapshot**: the one file ``/V.manifest.json`` (the manifest, as beside an

@@ -79,9 +79,10 @@ options:
         (V(/srv/restic)), V(s3:https://s3.example.com/bucket/prefix), V(sftp:user@host:/srv/restic) or
         V(rest:https://user:password@host:8000/). It reaches restic through its environment, never its command
         line, and messages show it with any password replaced by C(***).
-      - Read from the mountpoint (O(method=local)), the snapshot's root is the volume's directory, so a plain
-        C(restic restore) gives the volume's files. Through the Engine API (O(method=api), a remote engine) the
-        volume is stored as one file C(<volume>.tar).
+      - Read from the mountpoint (O(method=local)), the snapshot holds the volume's directory under its own name
+        (C(_data) for the C(local) driver), so a plain C(restic restore ID --target /var/lib/docker/volumes/NAME)
+        gives the volume's files, the owner and mode of its root included. Through the Engine API
+        (O(method=api), a remote engine) the volume is stored as one file C(<volume>.tar).
       - A run where the newest complete snapshot of the volume (of this engine, see the notes) has the volume's
         current manifest digest makes no snapshot and reports no change. From the mountpoint this is decided
         without reading the data - files whose inode, size, mtime and ctime are those the previous snapshot
