@@ -62,8 +62,8 @@ def test_lists_and_checks_without_the_sdk_and_without_secrets_in_argv(capsys, wi
 def test_volume_filter_is_a_tag(capsys, without_sdk, stand_in):
     backup_info = without_sdk("modules.backup_info")
     run(capsys, backup_info, repository="/srv/r", repository_password_file="/etc/pw", volume="web_data")
-    assert (stand_in / "calls").read_text().splitlines()[-1] == ("snapshots --json --tag persist.docker.volume=web_data "
-                                                                  "--tag persist.docker.manifest=web_data")
+    last = (stand_in / "calls").read_text().splitlines()[-1]
+    assert last == "snapshots --json --tag persist.docker.volume=web_data --tag persist.docker.manifest=web_data"
     assert "RESTIC_PASSWORD_FILE=/etc/pw" in (stand_in / "env").read_text()
 
 
