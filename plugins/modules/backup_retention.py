@@ -117,9 +117,9 @@ notes:
   - A data snapshot without its manifest snapshot (from a backup killed between the two) counts for the policy like
     the others.
   - Reads the repository without a lock (C(--no-lock)); removing snapshots and pruning take restic's exclusive
-    lock, so they wait for, or fail on, a lock that a running backup holds (the message says so). Data snapshots
-    are removed before manifest snapshots, so a run killed meanwhile leaves orphan manifests that the next run
-    removes.
+    lock, so they fail while a backup or another restic command holds a lock (the message says so); run it again
+    later. Data snapshots are removed before manifest snapshots, so a run killed meanwhile leaves orphan manifests
+    that the next run removes.
   - When C(restic prune) fails after snapshots were removed, the module fails and says so; the next run finds
     nothing to remove and does not prune, so run C(restic prune) by hand then.
 seealso:
