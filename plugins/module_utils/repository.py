@@ -157,7 +157,7 @@ def tree_as_archive(chunks, entries, top):
             elif kind in ("char", "block"):
                 major, minor = (int(x) for x in entry["rdev"].split(":"))
                 rdev = os.makedev(major, minor)
-            if size < 0 or (kind == "symlink" and member.issym() and member.linkname != linkname):
+            if size < 0 or not _same_kind(member, kind) or (kind == "symlink" and member.linkname != linkname):
                 raise archive_check.Refused("snapshot member %r is not what its manifest lists; nothing of it is "
                                             "kept" % member.name)
             yield member_header(name, tar_kind, entry["mode"], entry["uid"], entry["gid"], entry.get("mtime", 0),
@@ -165,6 +165,15 @@ def tree_as_archive(chunks, entries, top):
             if kind == "file":
                 yield from _content(stream, member, buf)
     yield bytes(tarfile.BLOCKSIZE * 2)
+
+
+def _same_kind(member, kind):
+    """Whether a member of restic's dump can be the manifest's entry of kind (fifos and devices come as empty
+    regular files)."""
+    if kind in ("fifo", "char", "block"):
+        return (member.isreg() and member.size == 0) or member.type == {"fifo": tarfile.FIFOTYPE, "char":
+                                                                        tarfile.CHRTYPE, "block": tarfile.BLKTYPE}[kind]
+    return {"file": member.isreg, "dir": member.isdir, "symlink": member.issym}[kind]()
 
 
 def _content(stream, member, buf):

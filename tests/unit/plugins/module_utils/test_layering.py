@@ -45,6 +45,8 @@ FORBIDDEN = {
     "tls_certificate": PURE,
     # the restic CLI: runs on hosts without the Docker SDK (backup_info), no module base either
     "restic": PURE | {"module", "manager"},
+    # snapshots of volumes in a repository, and a snapshot as the source of a restore: on restic.py, no SDK
+    "repository": PURE | {"module", "manager", "transfer"},
     # the plan of backup_retention: on top of restic.py, as pure
     "retention": PURE | {"module", "manager"},
 }

@@ -2,6 +2,7 @@
 output (fixtures/restic, captured from restic 0.14.0 against a local repository and the test bed's S3 server),
 error classification, and one real run of a stand-in binary for the timeout and the scrubbing."""
 
+import os
 import pathlib
 import stat
 
@@ -272,3 +273,61 @@ def test_check_damaged_and_unopenable(tmp_path):
     r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % wrong))
     with pytest.raises(DockerError, match="wrong password"):
         r.check()
+
+
+def test_stream_gives_stdout_and_fails_after_the_last_chunk(tmp_path):
+    r = restic.Restic("/srv/r", password="thepassword", binary=stand_in(tmp_path, 'head -c 3000000 /dev/zero\n'))
+    assert sum(len(c) for c in r.stream("dump", "x", "/")) == 3000000
+    r = restic.Restic("/srv/r", password="thepassword",
+                      binary=stand_in(tmp_path, 'printf abc; echo "Fatal: $RESTIC_PASSWORD gone" >&2; exit 1\n'))
+    chunks = r.stream("dump", "x", "/")
+    assert next(chunks) == b"abc"
+    with pytest.raises(DockerError, match=r"restic failed: Fatal: \*\*\* gone$"):
+        next(chunks)
+
+
+def test_stream_closed_early_kills_restic(tmp_path):
+    pidfile = tmp_path / "pid"
+    r = restic.Restic("/srv/r", password="pw",
+                      binary=stand_in(tmp_path, 'echo $$ > %s; exec cat /dev/zero\n' % pidfile))
+    chunks = r.stream("dump", "x", "/")
+    next(chunks)
+    chunks.close()
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_stream_is_bounded(tmp_path):
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "sleep 30\n"), timeout=1)
+    with pytest.raises(DockerError, match="did not end within 1 seconds"):
+        list(r.stream("dump", "x", "/"))
+
+
+def test_feed_sends_the_chunks_on_stdin(tmp_path):
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, 'wc -c\n'))
+    assert r.feed("backup", iter([b"a" * 100000] * 30), "--stdin").strip() == "3000000"
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, 'echo "Fatal: no room" >&2; exit 1\n'))
+    with pytest.raises(DockerError, match="restic failed: Fatal: no room"):
+        r.feed("backup", iter([b"a" * 100000] * 30), "--stdin")
+
+
+def test_feed_source_error_kills_restic_and_is_raised(tmp_path):
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, 'cat > /dev/null\n'))
+
+    def chunks():
+        yield b"x" * 1000
+        raise DockerError("the helper is gone")
+    with pytest.raises(DockerError, match="^the helper is gone$"):
+        r.feed("backup", chunks(), "--stdin")
+
+
+def test_exists_tells_no_repository_from_other_failures(tmp_path):
+    missing = FIXTURES / "err_no_repository_local.txt"
+    wrong = FIXTURES / "err_wrong_password.txt"
+    assert restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "exit 0\n")).exists() is True
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % missing))
+    assert r.exists() is False
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % wrong))
+    with pytest.raises(DockerError, match="wrong password"):
+        r.exists()
