@@ -8,15 +8,17 @@ restic's documentation. When the ``restic`` binary is installed, a dry-run backu
 small tree checks the translated patterns against restic itself.
 """
 
+import io
 import os
 import random
 import re
 import shutil
 import subprocess
+import tarfile
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import excludes
+from ansible_collections.persist.docker.plugins.module_utils import excludes, manifest, tar_stream
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # ---------------------------------------------------------------- the reference: restic 0.14 and Go, ported
@@ -459,3 +461,66 @@ def test_restic_itself_leaves_out_what_the_filter_leaves_out(tmp_path):
         dirs = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
         seen = {p[len(str(root)) + 1:] for p in listed if p.startswith(str(root) + "/")}
         assert seen == kept_by_filter(patterns, paths, dirs) == kept_by_reference(patterns, paths), patterns
+
+
+# ---------------------------------------------------------------- applied to a tree on disk and to a tar stream
+
+def excluded_tree(root):
+    for name in ["app/cache/blob", "app/cache/sub/deep", "app/data.db", "app/x.log", "keep.log", "logs/a.log",
+                 "top.txt", "cache/kept-anchored"]:
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(name)
+    os.symlink("app", os.path.join(root, "applink"))
+    os.link(os.path.join(root, "top.txt"), os.path.join(root, "app", "top-link"))
+    os.makedirs(os.path.join(root, manifest.STAGING))
+
+
+PATTERNS = ["app/cache", "*.log", "!keep.log", "/logs"]
+EXPECTED = {"", "app", "app/data.db", "app/top-link", "applink", "cache", "cache/kept-anchored", "keep.log",
+            "top.txt"}
+
+
+def full_tar(root):
+    return b"".join(bytes(c) for c in tar_stream.local_tar(root, [], True))
+
+
+def test_the_walk_and_the_streams_leave_out_the_same_entries(tmp_path):
+    root = str(tmp_path)
+    excluded_tree(root)
+    ex = excludes.Excludes(PATTERNS)
+    walked = manifest.from_directory(root, exclude=ex)
+    assert {e["path"] for e in walked} == EXPECTED
+    entries = []
+    local = b"".join(bytes(c) for c in tar_stream.local_tar(root, entries, True, exclude=ex))
+    streamed = manifest.from_tar_stream(io.BytesIO(full_tar(root)), exclude=ex)
+    builder = manifest.TarManifest(".", ex)
+    forwarded = b"".join(tar_stream.tee_tar(iter([full_tar(root)]), builder, True, [0]))
+    digest = manifest.digest(walked)
+    assert manifest.digest(entries) == manifest.digest(streamed) == manifest.digest(builder.result()) == digest
+    # what was written holds the kept entries only, and reads back to the same manifest
+    for data in (local, forwarded):
+        assert manifest.digest(manifest.from_tar_stream(io.BytesIO(data))) == digest
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            assert {manifest.tar_path(m.name) for m in archive} == EXPECTED
+    # without exclude nothing changes: the stream is forwarded byte for byte
+    plain = manifest.TarManifest(".")
+    assert b"".join(tar_stream.tee_tar(iter([full_tar(root)]), plain, True, [0])) == full_tar(root)
+    assert manifest.digest(plain.result()) == manifest.digest(manifest.from_directory(root))
+
+
+def test_a_hard_link_whose_other_name_is_left_out(tmp_path):
+    """On disk the kept name becomes the file; in a stream its content went with the dropped name."""
+    root = str(tmp_path)
+    excluded_tree(root)
+    ex = excludes.Excludes(["/top.txt"], "volume 'v'")
+    walked = {e["path"]: e for e in manifest.from_directory(root, exclude=ex)}
+    assert "top.txt" not in walked and "hardlink" not in walked["app/top-link"]
+    assert walked["app/top-link"]["sha256"]
+    data = full_tar(root)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        linked = [m for m in archive if m.islnk()]
+    assert manifest.tar_path(linked[0].linkname) == "top.txt"  # the walk yields a directory's entries first
+    with pytest.raises(DockerError, match="volume 'v': 'app/top-link' is a hard link of 'top.txt'"):
+        manifest.from_tar_stream(io.BytesIO(data), exclude=ex)
