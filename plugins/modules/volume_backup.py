@@ -121,7 +121,7 @@ options:
         and all below them, not V(cache2)). A trailing V(/) is ignored.
       - A pattern that starts with V(!) takes back the matches of the patterns before it (V(*.log) then
         V(!keep.log)), but never brings back an entry below an excluded directory, which is not read at all.
-        Write V(\!name) for a name that starts with V(!).
+        Write C(\!name) for a name that starts with V(!).
       - An empty pattern, a malformed one, V(/) and patterns with a V(.) or V(..) component are refused. Quote
         patterns in YAML, where a leading C(*) or C(!) means something else.
       - The manifest beside the archive, its digest and the up-to-date check cover only the entries kept, and the
