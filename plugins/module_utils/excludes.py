@@ -233,9 +233,9 @@ class Excludes:
 def without_any_depth(pattern):
     """pattern and, when it has two ``**`` components or more, its variants without some of them, pattern first.
 
-    restic 0.14 (and later, as of 2025) bounds the expansion of a ``**`` as if every
-    further ``**`` took at least one component, so a pattern with two of them misses
-    the paths where a later one matches none (``/a/**/b/**/c`` misses ``/a/b/c`` but
+    restic 0.14 (and its later releases, when this was written) bounds the expansion
+    of a ``**`` as if every further ``**`` took at least one component, so a pattern
+    with two of them misses the paths where a later one matches none (``/a/**/b/**/c`` misses ``/a/b/c`` but
     excludes ``/a/b/c/d``). A variant without those ``**`` matches such a path, and
     every variant matches only paths the pattern matches: together, consecutive in
     the list, they exclude (or with ``!`` include again) exactly what the pattern means.

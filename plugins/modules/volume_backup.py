@@ -154,7 +154,7 @@ options:
     suboptions: &hook
       container:
         description:
-          - Name or ID of the running container the command runs in.
+          - Name or ID of the running container the command runs in, on the engine of the volume (O(docker_host)).
         type: str
         required: true
       command:
