@@ -178,7 +178,7 @@ def run_hook(api, hook):
         try:
             for chunk in stream:
                 tail.add(chunk)
-        except Exception as exc:  # noqa: BLE001 - reported by the caller # pylint: disable=broad-exception-caught
+        except Exception as exc:  # noqa: BLE001 - raised by run_hook below
             lost.append(exc)
 
     reader = threading.Thread(target=read, daemon=True)
