@@ -131,14 +131,16 @@ def chmod(parent, name, mode):
         os.close(fd)
 
 
-def walk(root, skip=()):
+def walk(root, skip=(), excluded=None):
     """Yield (path, directory, name, lstat) for the root and every entry below it, each directory sorted.
 
     root is a path (opened with :func:`open_root`) or a Dir. directory is the
     Dir that holds the entry (for the root: the root itself, name '.'); pass
     it with name to the other functions here. Names in skip are left out at
-    the root. A directory that is swapped for something else while the walk
-    goes on is not entered: DockerError says so.
+    the root; so are the entries whose relative path excluded(path) is true
+    (excludes.Excludes.matches), and a directory left out is not entered. A
+    directory that is swapped for something else while the walk goes on is
+    not entered: DockerError says so.
     """
     top = root if isinstance(root, Dir) else open_root(root)
     yield "", top, ".", os.fstat(top.fd)
@@ -159,6 +161,8 @@ def walk(root, skip=()):
                               if rel or entry.name not in skip)
         for child, st in children:
             path = join(rel, child)
+            if excluded is not None and excluded(path):
+                continue
             yield path, current, child, st
             if stat.S_ISDIR(st.st_mode):
                 pending.append((current, path, child))

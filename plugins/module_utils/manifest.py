@@ -179,12 +179,13 @@ def entry_from_stat(path, st, ids=None, sha256=None, target=None):
                       mtime=st.st_mtime, sha256=sha256, target=target, rdev=rdev)
 
 
-def walk(root):
+def walk(root, exclude=None):
     """Yield (relative path, directory, name, lstat) for root and every entry below it (fdtree.walk).
 
-    Skips the staging directory at the root; sockets are returned too, callers skip them.
+    Skips the staging directory at the root and what exclude (an excludes.Excludes, or None) leaves
+    out; sockets are returned too, callers skip them.
     """
-    return fdtree.walk(root, skip=(STAGING,))
+    return fdtree.walk(root, skip=(STAGING,), excluded=exclude.matches if exclude else None)
 
 
 def read_ahead(walked, files=64, size=32 << 20):
@@ -243,14 +244,15 @@ def stat_key(st):
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def from_directory(root, checksum=True, ids=None, known=None, stats=None):
+def from_directory(root, checksum=True, ids=None, known=None, exclude=None, stats=None):  # noqa: PLR0913
     """The manifest of the tree at root (a path or an fdtree.Dir), read from disk (ids: see entry_from_stat).
 
     File contents are hashed by two worker threads. known maps a path to
     (inode, size, mtime_ns, sha256) of a file hashed already, or to
     (inode, size, mtime_ns, ctime_ns, sha256): its digest is reused while
-    those fields of the file are unchanged. stats, a dict, is given each
-    regular file's stat_key() and, under the key None, the bytes hashed.
+    those fields of the file are unchanged. exclude (an excludes.Excludes)
+    leaves entries out. stats, a dict, is given each regular file's
+    stat_key() and, under the key None, the bytes hashed.
     """
     entries = []
     inodes = {}
@@ -259,7 +261,7 @@ def from_directory(root, checksum=True, ids=None, known=None, stats=None):
     stats = {} if stats is None else stats
     with ThreadPoolExecutor(max_workers=2) as pool:
         try:
-            for path, parent, name, st in walk(root):
+            for path, parent, name, st in walk(root, exclude):
                 target = None
                 if stat.S_ISREG(st.st_mode):
                     if st.st_nlink > 1:
@@ -310,12 +312,32 @@ def tar_path(name, prefix=""):
 
 
 class TarManifest:
-    """Builds a manifest from the members of a tar stream, in the order they come."""
+    """Builds a manifest from the members of a tar stream, in the order they come.
 
-    def __init__(self, prefix="."):
+    With exclude (an excludes.Excludes), :meth:`keeps` decides which members are left out.
+    """
+
+    def __init__(self, prefix=".", exclude=None):
         self.prefix = prefix
         self.entries = {}
         self.groups = {}
+        self.exclude = exclude
+        self.tree = exclude.tree_filter() if exclude else None
+
+    def keeps(self, member):
+        """Whether the member belongs to the tree: not the staging directory, not left out by exclude.
+
+        Ask for every member, in the stream's order (a directory left out takes what is below it).
+        """
+        path = tar_path(member.name, self.prefix)
+        if path is None:
+            return True
+        if path == STAGING or path.startswith(STAGING + "/"):
+            return False
+        if self.tree is None:
+            return True
+        link = tar_path(member.linkname, self.prefix) if member.type == tarfile.LNKTYPE else None
+        return not self.tree.drops(path, member.isdir(), link)
 
     def add(self, member, sha256=None):
         """Record one tar member; sha256 is the digest of a regular member's content."""
@@ -368,12 +390,15 @@ def member_pieces(archive, member, buf):
         yield view[:n]
 
 
-def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None):
-    """The manifest of a tar archive read from a stream (no seeking); ids maps its (uid, gid) if given."""
-    builder = TarManifest(prefix)
+def from_tar_stream(fileobj, prefix=".", checksum=True, ids=None, exclude=None):
+    """The manifest of a tar archive read from a stream (no seeking); ids maps its (uid, gid) if given;
+    exclude (an excludes.Excludes) leaves members out."""
+    builder = TarManifest(prefix, exclude)
     buf = bytearray(BUFFER)
     with tarfile.open(fileobj=fileobj, mode="r|") as archive:
         for member in archive:
+            if not builder.keeps(member):
+                continue
             if ids is not None:
                 member.uid, member.gid = ids(member.uid, member.gid)
             sha = None

@@ -79,9 +79,9 @@ def pick_snapshot(snapshots, wanted, volume, subject):
     return found[0]
 
 
-def manifest_text(entries, digest, volume, fmt, stats):
-    """The manifest snapshot's file (pure): the manifest, and each regular file's stat key."""
-    return manifest.dump(entries, digest, volume=volume, snapshot_format=fmt,
+def manifest_text(entries, digest, volume, fmt, stats, exclude=()):
+    """The manifest snapshot's file (pure): the manifest, the exclude patterns, and each regular file's stat key."""
+    return manifest.dump(entries, digest, volume=volume, snapshot_format=fmt, exclude=list(exclude or ()),
                          stat={path: list(key) for path, key in (stats or {}).items() if path is not None})
 
 

@@ -25,7 +25,15 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import containers, manifest, repository, restic, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    containers,
+    excludes,
+    hooks,
+    manifest,
+    repository,
+    restic,
+    transfer,
+)
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import api_errors
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
@@ -61,21 +69,32 @@ class RepositoryBackup:
         self.repo = repository.open_repository(m.dm, self.p)
 
     def run(self):
-        p, m = self.p, self.m
+        p = self.p
         validate(p)
+        self.exclude = excludes.of(p["exclude"], "volume '%s'" % self.volume)
+        before, after = hooks.parse(p["exec_before"], hooks.BEFORE), hooks.parse(p["exec_after"], hooks.AFTER)
         result = dict(repository=restic.redact(p["repository"]), restic_version=self.repo.version(),
                       snapshot_id=None, initialized=False, bytes_added=0, files_new=0, files_changed=0,
                       bytes_hashed=0, seconds=0.0, throughput=0, stopped_containers=[], quiesced_containers=[])
         host = engine_name(self.api)
         side = va.open_side(self.api, self.dm.host, self.attrs, p["method"], p["helper_image"])
         result["method"] = side.how
+        ran = []
+        with hooks.around(self.api, before, after, ran, self.m.act, self.dm.check_mode):
+            digests = self.write(side, host, result)
+        result["hooks"] = ran
+        return self.finish(result, *digests)
+
+    def write(self, side, host, result):
+        """The backup (or the finding that the volume is unchanged) into result; (digest before, digest after)."""
+        p, m = self.p, self.m
         snapshots = self.snapshots(host, result)
         parent = snapshots[-1] if snapshots else None
         known = self.current(side, parent, result)
         before = parent and parent["digest"]
         if parent is not None and result.get("digest") == parent["digest"] and not p["force"]:
             result["snapshot_id"] = parent["id"]
-            return self.finish(result, before, before)
+            return before, before
         m.act("backed up volume '%s' into a new snapshot of %s" % (self.volume, self.repo.subject))
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
         users = containers_using(self.api, self.volume)
@@ -84,7 +103,7 @@ class RepositoryBackup:
             if warning:
                 self.dm.warn(warning)
         if self.dm.check_mode:
-            return self.finish(result, before, result["digest"])
+            return before, result["digest"]
         run = repository.new_run()
         with containers.containers_stopped(self.api, m.engine, self.volume, how,
                                            "the backup of volume '%s'" % self.volume, users) as held:
@@ -97,7 +116,7 @@ class RepositoryBackup:
                 entries, stats, summary = self.tar(side, host, run, result)
             digest = manifest.digest(entries)
             text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
-                                            stats)
+                                            stats, p["exclude"])
             self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
                            restic.manifest_file(self.volume), "--host", host,
                            *tag_args(restic.manifest_tags(self.volume, run)))
@@ -108,7 +127,7 @@ class RepositoryBackup:
                       bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
                       files_changed=summary.get("files_changed", 0), seconds=round(seconds, 3),
                       throughput=transfer.throughput(counts["bytes"], seconds), **counts)
-        return self.finish(result, before, digest)
+        return before, digest
 
     def snapshots(self, host, result):
         """The complete snapshots of the volume from this engine; the repository is created first if asked."""
@@ -131,11 +150,11 @@ class RepositoryBackup:
             if parent is not None and parent["format"] == "tree":
                 known = repository.stat_cache(repository.load_manifest(self.repo, parent, self.volume))
             stats = {}
-            current = manifest.from_directory(side.path, True, side.ids, known, stats)
+            current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
             result["bytes_hashed"] = stats.pop(None)
             known = repository.cache_of(current, stats)
         elif parent is not None or self.dm.check_mode:
-            current = side.manifest(True)
+            current = side.manifest(True, exclude=self.exclude)
             result["bytes_hashed"] = manifest.summary(current)["bytes"]
         if current is not None:
             result.update(digest=manifest.digest(current), **manifest.summary(current))
@@ -144,12 +163,15 @@ class RepositoryBackup:
     def tree(self, side, host, run, parent, known, result):
         """restic backup of the mountpoint; (entries, stats, restic's summary)."""
         stats = {}
-        entries = manifest.from_directory(side.path, True, side.ids, known, stats)  # the containers are still now
+        # the containers are still now
+        entries = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
         result["bytes_hashed"] += stats.pop(None)
         summary_counts = manifest.summary(entries)
         tags = restic.data_tags(self.volume, manifest.digest(entries), run, summary_counts["bytes"],
                                 summary_counts["files"], "tree", self.p["tags"])
         args = ["--json", "--host", host, "--exclude", os.path.join(side.path, manifest.STAGING)]
+        for pattern in self.exclude.restic_patterns(side.path) if self.exclude else ():
+            args += ["--exclude", pattern]
         if parent is not None and parent["format"] == "tree":
             args += ["--parent", parent["id"]]
         # the volume's directory by its own name: the snapshot keeps its owner and mode too
@@ -158,7 +180,8 @@ class RepositoryBackup:
             self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=os.path.dirname(side.path.rstrip("/"))),
             self.repo.subject)
         after = {}
-        again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats), after)
+        again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats),
+                                        exclude=self.exclude, stats=after)
         if manifest.digest(again) != manifest.digest(entries):
             self.repo.call("forget", "--tag", restic.run_tag(run))
             raise DockerError("volume '%s' changed while restic read it (%s); the snapshot was removed again. Set "
@@ -172,8 +195,8 @@ class RepositoryBackup:
         counter = [0]
         tags = [restic.volume_tag(self.volume), restic.run_tag(run), "%s=tar" % restic.TAG_FORMAT]
         tags += restic.user_tags(self.p["tags"])
-        out = self.repo.feed("backup", side.archive(True, entries, counter), "--json", "--stdin", "--stdin-filename",
-                             restic.tar_file(self.volume), "--host", host, *tag_args(tags))
+        out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
+                             "--stdin-filename", restic.tar_file(self.volume), "--host", host, *tag_args(tags))
         summary = restic.parse_backup_summary(out, self.repo.subject)
         counts = manifest.summary(entries)
         result["bytes_hashed"] += counts["bytes"]

@@ -5,7 +5,8 @@
 
 * :func:`member_header` -- one member's header, plain ustar when it fits (what tarfile writes).
 * :class:`ChunkReader` -- a file over an iterator of byte chunks; :func:`tee_tar` forwards a tar
-  stream while recording its manifest (and rewriting owners if asked).
+  stream while recording its manifest (and, through :func:`rewrite_tar`, rewriting owners or
+  leaving members out if asked).
 * :func:`local_tar` -- the tar stream of a tree on this host, laid out in pooled buffers (buffers.py),
   with its manifest.
 * :func:`extract_tar`, :func:`extract_tar_file` -- a tar stream or an uncompressed archive file
@@ -80,51 +81,73 @@ class _Tee(ChunkReader):
         return data
 
 
-def tee_tar(chunks, builder, checksum, counter, ids=None):  # noqa: PLR0912
-    """Forward a tar stream chunk by chunk while recording its manifest in builder.
+def tee_tar(chunks, builder, checksum, counter, ids=None):
+    """Forward a tar stream chunk by chunk while recording its manifest in builder (a manifest.TarManifest).
 
-    With ids (a function of (uid, gid)), the owners are rewritten: every
-    member is then encoded anew instead of forwarded byte for byte.
+    With ids (a function of (uid, gid)), the owners are rewritten, and with a
+    builder that leaves members out (its exclude), those members are dropped:
+    every member kept is then encoded anew (:func:`rewrite_tar`) instead of
+    forwarded byte for byte.
     """
+    if ids is not None or builder.exclude is not None:
+        yield from rewrite_tar(chunks, builder, checksum, counter, ids)
+        return
     tee = _Tee(chunks)
     buf = bytearray(BUFFER)
     archive = tarfile.open(fileobj=io.BufferedReader(tee, BUFFER), mode="r|", bufsize=BUFFER)  # noqa: SIM115
     for member in archive:
         sha = None
-        if ids is not None:
-            member.uid, member.gid = ids(member.uid, member.gid)
-            member.uname = member.gname = ""
-            member.pax_headers = {}
-            yield _tar_header(member)
         if member.isreg():
             h = hashlib.sha256() if checksum else None
             for piece in manifest.member_pieces(archive, member, buf):
                 if h:
                     h.update(piece)
                 counter[0] += len(piece)
-                if ids is not None:
-                    yield bytes(piece)
-                    continue
                 data = tee.drain()
                 if data:
                     yield data
             sha = h.hexdigest() if h else None
-            if ids is not None and member.size % tarfile.BLOCKSIZE:
-                yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
         builder.add(member, sha)
-        if ids is not None:
-            tee.seen = []
-            continue
         data = tee.drain()
         if data:
             yield data
-    if ids is not None:
-        yield bytes(tarfile.BLOCKSIZE * 2)
-        return
     data = tee.drain()
     if data:
         yield data
     yield from tee.rest()
+
+
+def rewrite_tar(chunks, builder, checksum, counter, ids=None):
+    """The members of a tar stream that builder keeps (TarManifest.keeps), each encoded anew, with their
+    owners mapped by ids when given; their manifest is recorded in builder.
+
+    A member's own PAX records are kept unless its owners are rewritten (a record would
+    override the new ids). Only the piece being read is held: the stream is not kept.
+    """
+    buf = bytearray(BUFFER)
+    archive = tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|",  # noqa: SIM115
+                           bufsize=BUFFER)
+    for member in archive:
+        if not builder.keeps(member):
+            continue
+        if ids is not None:
+            member.uid, member.gid = ids(member.uid, member.gid)
+            member.uname = member.gname = ""
+            member.pax_headers = {}
+        yield _tar_header(member)
+        sha = None
+        if member.isreg():
+            h = hashlib.sha256() if checksum else None
+            for piece in manifest.member_pieces(archive, member, buf):
+                if h:
+                    h.update(piece)
+                counter[0] += len(piece)
+                yield bytes(piece)
+            sha = h.hexdigest() if h else None
+            if member.size % tarfile.BLOCKSIZE:
+                yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
+        builder.add(member, sha)
+    yield bytes(tarfile.BLOCKSIZE * 2)
 
 
 def _tar_header(info):
@@ -179,8 +202,10 @@ def bad_path(path):
 HASH_APART = 1 << 20
 
 
-def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # noqa: PLR0912,PLR0915,PLR0917
+def local_tar(root, entries, checksum, ids=None, counter=None, pool=None, exclude=None):  # noqa: PLR0912,PLR0915,PLR0917,PLR0913
     """Yield a tar stream of the tree at root (members './...'), appending its manifest to entries.
+
+    exclude (an excludes.Excludes) leaves entries out, as manifest.walk() does.
 
     The stream is laid out in the buffers of pool (a new one by default) and
     yielded a whole buffer at a time; a chunk stays valid until the next one
@@ -200,7 +225,7 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None):  # no
         counter[0] += len(piece)
 
     try:
-        for path, parent, base, st, fd in manifest.read_ahead(manifest.walk(root)):
+        for path, parent, base, st, fd in manifest.read_ahead(manifest.walk(root, exclude)):
             try:
                 mode = st.st_mode
                 name = "./" + path if path else "."

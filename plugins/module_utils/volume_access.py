@@ -20,7 +20,8 @@ modules: ``auto``, ``local``, ``api``):
 Both have the root operations of the volume modules (``stat()``, ``holds_data()``,
 ``usage()``, ``apply_ownership()``) and the steps of a staged copy (transfer.py):
 ``manifest()``, ``archive()``, ``receive()``, ``staged_manifest()``, ``state()``,
-``finish()``. Data always flows in bounded chunks; no side ever holds a volume in memory.
+``finish()``. ``manifest()`` and ``archive()`` take ``exclude`` (an excludes.Excludes):
+both sides then leave out the same entries. Data always flows in bounded chunks; no side ever holds a volume in memory.
 
 :func:`volume_root` / :func:`path_root` decide which way a volume's root or a host path is
 reached; :func:`open_side` / :func:`api_side` do the same for a side of a copy, aware of the
@@ -254,17 +255,17 @@ class LocalRoot:
     def _guard(self, what):
         return os_errors("volume '%s': %s" % (self.name, what), COPY_HINT)
 
-    def manifest(self, checksum):
+    def manifest(self, checksum, exclude=None):
         with self._guard("reading %s" % self.path):
-            return manifest.from_directory(self.path, checksum, self.ids)
+            return manifest.from_directory(self.path, checksum, self.ids, exclude=exclude)
 
     def staged_manifest(self, checksum):
         with self._guard("reading the staged copy"):
             return manifest.from_directory(fdtree.open_below(self.path, STAGING + "/" + DATA), checksum, self.ids,
                                            known=self.copies)
 
-    def archive(self, checksum, entries, counter, pool=None):
-        return tar_stream.local_tar(self.path, entries, checksum, self.ids, counter, pool)
+    def archive(self, checksum, entries, counter, pool=None, exclude=None):
+        return tar_stream.local_tar(self.path, entries, checksum, self.ids, counter, pool, exclude)
 
     def _staging_dir(self, rel=""):
         """The staging directory (or rel below it) opened by descriptor: a symlink planted there is refused."""
@@ -522,16 +523,16 @@ class ApiRoot:
             raise DockerError("%s: lost the helper container or the Docker daemon while %s (%s); the run stopped "
                               "and the next run finishes the job" % (self.subject, doing, cause)) from None
 
-    def archive(self, checksum, entries, counter, pool=None):
-        builder = manifest.TarManifest(".")
+    def archive(self, checksum, entries, counter, pool=None, exclude=None):
+        builder = manifest.TarManifest(".", exclude)
         # parsed and hashed on a thread too: the consumer sends (or writes) meanwhile
         yield from buffers.prefetch(tar_stream.tee_tar(self._archive(HELPER_MOUNT + "/."), builder, checksum,
                                                        counter, self.ids), depth=8)  # pieces of at most 1 MiB
         entries.extend(builder.result())
 
-    def manifest(self, checksum):
+    def manifest(self, checksum, exclude=None):
         return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
-                                        ".", checksum, self.ids)
+                                        ".", checksum, self.ids, exclude)
 
     def staged_manifest(self, checksum):
         return manifest.from_tar_stream(

@@ -61,7 +61,9 @@ attributes:
     description: Shows the manifest digest of the backup before and after.
   idempotent:
     support: full
-    description: A second run with unchanged data reports no change.
+    description:
+      - A second run with unchanged data reports no change.
+      - A run with O(exec_before) or O(exec_after) hooks reports a change, as their commands ran.
 options:
   volume:
     description:
@@ -174,6 +176,86 @@ options:
       - The default keeps a backup readable by root only; a volume's data often holds secrets.
     type: raw
     default: '0600'
+  exclude:
+    description:
+      - Entries of the volume left out of the archive, as patterns with the syntax of restic 0.14's C(--exclude),
+        matched against each entry's path inside the volume as if the volume's root were V(/).
+      - Each component of a pattern is matched against one component of the path - C(*) matches any characters
+        but V(/), C(?) one character, C([a-z]) and C([^a-z]) a class, C(\x) the character x (Go's
+        C(filepath.Match)); the component C(**) matches any number of components, none included.
+      - A pattern with a leading V(/) is anchored at the volume's root (V(/cache) leaves out V(cache) and all below
+        it, not V(app/cache)); any other pattern matches at any depth (V(cache) leaves out V(cache), V(app/cache)
+        and all below them, not V(cache2)). A trailing V(/) is ignored.
+      - A pattern that starts with V(!) takes back the matches of the patterns before it (V(*.log) then
+        V(!keep.log)), but never brings back an entry below an excluded directory, which is not read at all.
+        Write C(\!name) for a name that starts with V(!).
+      - An empty pattern, a malformed one, V(/) and patterns with a V(.) or V(..) component are refused. Quote
+        patterns in YAML, where a leading C(*) or C(!) means something else.
+      - The manifest beside the archive, its digest and the up-to-date check cover only the entries kept, and the
+        manifest records the patterns; a backup made with other patterns is written again.
+      - Through the Engine API (O(method=api)) a hard link that is kept while its other name is excluded cannot
+        be read (its content comes with the other name) and the run fails; exclude both names, or neither, or use
+        O(method=local).
+    type: list
+    elements: str
+    default: []
+  exec_before:
+    description:
+      - Commands run in running containers before the backup, in order, for example a database dump into the
+        volume. They run before the containers that use the volume are stopped or paused (see O(quiesce)), so that
+        the services still answer.
+      - Each command runs through the Engine API's exec (as C(docker exec) without a terminal), not through a
+        shell. A string is split into words like a shell does (Python's C(shlex)), but nothing in it is expanded;
+        write V([sh, -c, "..."]) for a shell.
+      - The containers of all hooks must exist and run, else the run fails before any hook runs.
+      - A command that exits with another code than 0, or does not end within its O(exec_before[].timeout),
+        stops the run - the error names the container, the command, its exit code and the last lines of its
+        output; nothing is backed up and no container is stopped or paused.
+      - The commands' output is not kept, but for its last 10 lines in the result and in error messages; a command
+        that prints secrets puts them there. Do not put secrets on the command line either, it is in the result and
+        visible in the container's process list; let the command read them in the container.
+      - In check mode no command runs; each that would run is in RV(actions).
+    type: list
+    elements: dict
+    default: []
+    suboptions: &hook
+      container:
+        description:
+          - Name or ID of the running container the command runs in, on the engine of the volume (O(docker_host)).
+        type: str
+        required: true
+      command:
+        description:
+          - The command, as a list of words or as a string split into words (no shell).
+        type: raw
+        required: true
+      user:
+        description:
+          - The user the command runs as (C(name), C(uid) or C(uid:gid)); the container's user when not set.
+        type: str
+      workdir:
+        description:
+          - The working directory of the command; the container's when not set.
+        type: str
+      timeout:
+        description:
+          - Seconds the command may run. When it takes longer the run fails; the command may still run in the
+            container (the Engine API cannot stop it).
+        type: int
+        default: 3600
+  exec_after:
+    description:
+      - Commands run in running containers after the backup, in order, once the containers that use the volume run
+        again, for example to remove a dump or to unlock tables that an O(exec_before) hook locked.
+      - They also run when an O(exec_before) hook or the backup failed, like a C(finally) block, and all of them run
+        even when one fails; a failing one makes the run fail (the archive, when it was written, stays).
+        They do not run when the run failed before any hook (a container of a hook that does not run) or when the
+        module is killed.
+      - Run like O(exec_before), with the same options.
+    type: list
+    elements: dict
+    default: []
+    suboptions: *hook
 author:
   - Persist Docker Maintainers (@persist)
 """
@@ -207,6 +289,23 @@ EXAMPLES = r"""
 - name: Show what the snapshot added
   ansible.builtin.debug:
     msg: "snapshot {{ snap.snapshot_id[:8] }} added {{ snap.bytes_added }} bytes"
+
+- name: Back up the database volume with a fresh dump in it, leaving out its cache and logs
+  persist.docker.volume_backup:
+    volume: appdata
+    path: /srv/backup/appdata.tar.zst
+    quiesce: pause
+    exec_before:
+      - container: db
+        command: [sh, -c, 'pg_dump -U app app > /var/lib/app/dump.sql']
+        timeout: 1800
+    exec_after:
+      - container: db
+        command: rm -f /var/lib/app/dump.sql
+    exclude:
+      - /cache
+      - "*.log"
+      - "!audit.log"
 
 - name: Back up a volume of a remote engine into a zstd archive here
   persist.docker.volume_backup:
@@ -316,6 +415,20 @@ bytes_hashed:
   description: Bytes of file content this run read to hash them (from the mountpoint, only new and changed files).
   returned: with O(repository)
   type: int
+hooks:
+  description:
+    - The O(exec_before) and O(exec_after) hooks that ran, in the order they ran (none in check mode).
+    - C(output) holds the last lines (at most 10) of the command's output, stdout and stderr together.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - what: exec_before
+      container: db
+      command: [sh, -c, 'pg_dump -U app app > /var/lib/app/dump.sql']
+      rc: 0
+      seconds: 4.2
+      output: []
 actions:
   description: What was done (or would be done in check mode).
   returned: success
@@ -332,6 +445,8 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     atomic,
     buffers,
     containers,
+    excludes,
+    hooks,
     locking,
     manifest,
     repository,
@@ -381,16 +496,30 @@ class VolumeBackupManager(Manager):
         if compression == "zstd":
             archive.require_zstandard()
         check_archive_path(path, p["volume"])
+        exclude = excludes.of(p["exclude"], "volume '%s'" % p["volume"])
+        before, after = hooks.parse(p["exec_before"], hooks.BEFORE), hooks.parse(p["exec_after"], hooks.AFTER)
         attrs = self.volume_attrs()
         side = va.open_side(api, self.dm.host, attrs, p["method"], p["helper_image"])
+        ran = []
+        with hooks.around(api, before, after, ran, self.act, self.dm.check_mode):
+            result, digest_before, digest_after = self.write(side, path, manifest_path, checksum_path, compression,
+                                                             mode, exclude)
+        result["hooks"] = ran
+        return self.with_diff(result, digest_before, digest_after)
+
+    def write(self, side, path, manifest_path, checksum_path, compression, mode, exclude):
+        """Write the archive unless it is up to date: (result, digest before, digest after)."""
+        p = self.params
+        api = self.dm.api
+        patterns = list(exclude.patterns) if exclude else []
         stored = self.stored(path, manifest_path, checksum_path)
         result = dict(path=path, manifest_path=manifest_path, checksum_path=checksum_path, compression=compression,
                       method=side.how, stopped_containers=[], quiesced_containers=[],
                       seconds=0.0, throughput=0)
         current = None
-        if stored is not None and not p["force"]:
+        if stored is not None and not p["force"] and stored["exclude"] == patterns:
             with archive.sha256_meanwhile(path) as archive_sha256:
-                current = side.manifest(True)
+                current = side.manifest(True, exclude)
                 unchanged = manifest.digest(current) == stored["digest"] and \
                     archive_sha256() == stored["archive_sha256"]
             if unchanged:
@@ -403,10 +532,10 @@ class VolumeBackupManager(Manager):
             if warning:
                 self.dm.warn(warning)
         if self.dm.check_mode:
-            current = current if current is not None else side.manifest(True)
+            current = current if current is not None else side.manifest(True, exclude)
             result.update(archive_sha256=None, digest=manifest.digest(current), archive_size=0,
                           **manifest.summary(current))
-            return self.with_diff(result, stored and stored["digest"], result["digest"])
+            return result, stored and stored["digest"], result["digest"]
         with containers.containers_stopped(api, self.engine, p["volume"], how,
                                            "the backup of volume '%s'" % p["volume"], users) as held:
             result["quiesced_containers"] = held
@@ -415,22 +544,22 @@ class VolumeBackupManager(Manager):
             counter = [0]
             start = time.monotonic()
             pool = buffers.BufferPool()
-            sha, size = archive.write_archive(side.archive(True, entries, counter, pool), path, compression, pool,
-                                              mode)
+            sha, size = archive.write_archive(side.archive(True, entries, counter, pool, exclude), path, compression,
+                                              pool, mode)
             seconds = time.monotonic() - start
             digest = manifest.digest(entries)
             with os_errors("writing the manifest beside %s" % path,
                            "fix the cause and run again, the volume is unchanged"):
                 atomic.write_text(manifest_path, manifest.dump(entries, digest, volume=p["volume"], archive_sha256=sha,
-                                                               compression=compression), mode)
+                                                               compression=compression, exclude=patterns), mode)
                 atomic.write_text(checksum_path, "%s  %s\n" % (sha, os.path.basename(path)), mode)
         summary = manifest.summary(entries)
         result.update(archive_sha256=sha, digest=digest, archive_size=size, seconds=round(seconds, 3),
                       throughput=transfer.throughput(summary["bytes"], seconds), **summary)
-        return self.with_diff(result, stored and stored["digest"], digest)
+        return result, stored and stored["digest"], digest
 
     def up_to_date(self, result, stored, current, mode):
-        """The result for a backup that is up to date; its files get mode if they have another one."""
+        """(result, digests) of a backup that is up to date; its files get mode if they have another one."""
         modes = files_to_chmod((result["path"], result["manifest_path"], result["checksum_path"]), mode)
         if modes and not self.dm.check_mode:
             chmod_files(modes, mode)
@@ -438,10 +567,10 @@ class VolumeBackupManager(Manager):
         result.update(archive_sha256=stored["archive_sha256"],
                       digest=stored["digest"],
                       archive_size=os.path.getsize(result["path"]), **manifest.summary(current))
-        return self.with_diff(result, stored["digest"], stored["digest"])
+        return result, stored["digest"], stored["digest"]
 
     def stored(self, path, manifest_path, checksum_path):
-        """The stored backup's {'digest', 'archive_sha256'} when its three files agree, else None.
+        """The stored backup's {'digest', 'archive_sha256', 'exclude'} when its three files agree, else None.
 
         Whether the archive still has that sha256 is checked by the caller, while it reads the volume.
         """
@@ -455,7 +584,7 @@ class VolumeBackupManager(Manager):
         recorded = archive.read_checksum_file(checksum_path)
         if recorded is None or recorded != doc.get("archive_sha256"):
             return None
-        return dict(digest=doc["digest"], archive_sha256=recorded)
+        return dict(digest=doc["digest"], archive_sha256=recorded, exclude=doc.get("exclude", []))
 
     def with_diff(self, result, before, after):
         """finish() with the digests of the archive's contents before and after."""
@@ -510,6 +639,8 @@ def main():
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         **locking.LOCK_TIMEOUT_SPEC,
         mode=dict(type="raw", default="0600"),
+        exclude=dict(type="list", elements="str", default=[]),
+        **hooks.argument_spec(),
     )
     DockerModule(spec, mutually_exclusive=[("quiesce", "stop_containers"), ("path", "repository"),
                                            ("repository_password", "repository_password_file")],

@@ -16,7 +16,7 @@ MODULE_UTILS = "ansible_collections.persist.docker.plugins.module_utils"
 # What talks to Docker (or to a registry over HTTP): the SDK and the files built on it.
 SDK = {"docker", "requests", "paramiko"}
 DOCKER_FILES = {"client", "volume_access", "volumes", "containers", "locking", "layers", "ownership", "registry_api",
-                "registry_container"}
+                "registry_container", "hooks"}
 # Pure files: the tree, its manifests, tar streams, archives and copies, id mapping. They hold no Docker
 # connection, so that they can be read, tested and reused without a daemon.
 PURE = SDK | DOCKER_FILES
@@ -49,6 +49,10 @@ FORBIDDEN = {
     "repository": PURE | {"module", "manager", "transfer"},
     # the plan of backup_retention: on top of restic.py, as pure
     "retention": PURE | {"module", "manager"},
+    # exclude patterns: below every file that reads a tree or a stream (they take it by its interface)
+    "excludes": PURE | {"fdtree", "manifest", "tar_stream", "tree_copy", "archive", "archive_check", "transfer"},
+    # commands in containers around a backup: no volume access, no quiescing (the module orders them)
+    "hooks": {"volume_access", "containers", "locking", "volumes"},
 }
 
 

@@ -267,8 +267,8 @@ def swap_during_walk(monkeypatch, tree, target):
     """Make manifest.walk swap tree/d for a symlink to target right after it yields 'd'."""
     walk = manifest.walk
 
-    def swapping(root):
-        for item in walk(root):
+    def swapping(root, exclude=None):
+        for item in walk(root, exclude):
             yield item
             if item[0] == "d":
                 os.rename(str(tree / "d"), str(tree.parent / "moved"))
