@@ -155,7 +155,8 @@ options:
     type: bool
   force:
     description:
-      - Write a new archive even when the existing one is up to date.
+      - Write a new archive even when the existing one is up to date; with O(repository), a new snapshot even when
+        the newest one has the volume's current manifest digest.
     type: bool
     default: false
   method:
@@ -496,6 +497,8 @@ class VolumeBackupManager(Manager):
         if compression == "zstd":
             archive.require_zstandard()
         check_archive_path(path, p["volume"])
+        if p["tags"]:
+            raise DockerError("tags are restic's, an option of repository; an archive (path) has none")
         exclude = excludes.of(p["exclude"], "volume '%s'" % p["volume"])
         before, after = hooks.parse(p["exec_before"], hooks.BEFORE), hooks.parse(p["exec_after"], hooks.AFTER)
         attrs = self.volume_attrs()
