@@ -18,14 +18,19 @@ restore`` gives the volume's files), ``tar`` from the Engine API (``backup --std
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
 
-from ansible_collections.persist.docker.plugins.module_utils import archive_check, manifest, restic
+from ansible_collections.persist.docker.plugins.module_utils import archive_check, atomic, buffers, manifest, restic
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, member_pieces, tar_path
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader, member_header
+
+# The manifests of the last backups, for the metadata-only unchanged check (PERSIST_DOCKER_STATE_DIR/restic when set).
+STAT_CACHE_DIR = "/var/lib/persist-docker/restic"
+STATE_DIR_ENV = "PERSIST_DOCKER_STATE_DIR"  # as containers.py (an SDK file: not imported here)
 
 REPOSITORY_SPEC = dict(
     repository=dict(type="str"),
@@ -58,7 +63,7 @@ def new_run():
 
 def snapshots_of(repo, volume, host=None):
     """The complete data snapshots of volume (of host's engine when given), oldest first."""
-    found = repo.snapshots(volume, tags=[restic.manifest_tags(volume, "x")[0]])
+    found = repo.snapshots(volume, tags=[restic.manifest_tags(volume, "x")[0]], lock=False)
     return [s for s in restic.complete(found) if host is None or s["hostname"] == host]
 
 
@@ -79,15 +84,47 @@ def pick_snapshot(snapshots, wanted, volume, subject):
     return found[0]
 
 
-def manifest_text(entries, digest, volume, fmt, stats, exclude=()):
-    """The manifest snapshot's file (pure): the manifest, the exclude patterns, and each regular file's stat key."""
-    return manifest.dump(entries, digest, volume=volume, snapshot_format=fmt, exclude=list(exclude or ()),
+def manifest_text(entries, digest, volume, fmt, stats, exclude=(), run=None):  # noqa: PLR0913
+    """The manifest snapshot's file (pure): the manifest, the exclude patterns, the run, and each regular file's
+    stat key."""
+    return manifest.dump(entries, digest, volume=volume, snapshot_format=fmt, exclude=list(exclude or ()), run=run,
                          stat={path: list(key) for path, key in (stats or {}).items() if path is not None})
+
+
+def stat_cache_path(repository_string, volume, host):
+    """Where the manifest of the last backup of volume into a repository is kept on this host (pure): below the
+    state directory, named by a hash of the repository (credentials and all), the volume and the engine."""
+    key = hashlib.sha256("\0".join((repository_string, volume, host)).encode("utf-8", "surrogateescape")).hexdigest()
+    base = os.environ.get(STATE_DIR_ENV)
+    return os.path.join(os.path.join(base, "restic") if base else STAT_CACHE_DIR, key[:32] + ".json")
+
+
+def cached_manifest(path, snapshot):
+    """The manifest document kept at path when it is the one of snapshot's run (its digest and run), else None:
+    the backup then reads it from the repository (``restic dump``)."""
+    try:
+        with open(path, "rb") as f:
+            doc = manifest.load(f.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if doc.get("digest") != snapshot["digest"] or doc.get("run") != snapshot["run"]:
+        return None
+    return doc
+
+
+def save_stat_cache(path, text):
+    """Keep the manifest of the backup just made at path (0600, in a 0700 directory); a failure only costs the
+    next run a ``restic dump``."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        atomic.write_text(path, text)
+    except OSError:
+        pass
 
 
 def load_manifest(repo, snapshot, volume):
     """The manifest document of a complete snapshot, checked: its digest is the snapshot's, its entries a tree."""
-    text = b"".join(repo.stream("dump", snapshot["manifest_id"], "/" + restic.manifest_file(volume)))
+    text = b"".join(repo.stream("dump", "--no-lock", snapshot["manifest_id"], "/" + restic.manifest_file(volume)))
     try:
         doc = manifest.load(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -120,12 +157,29 @@ def cache_of(entries, stats):
     return stat_cache(dict(entries=entries, stat=stats))
 
 
-def tree_as_archive(chunks, entries, top):
-    """The tar stream of ``restic dump <snapshot> /`` made to look as an archive of the manifest: every member
-    gets the type, mode, owner and mtime its manifest entry lists (restic 0.14 writes hard links and fifos as
-    regular files, and the owners as the host sees them); a hard link comes as a link to the first file of its
-    group that came. The members are named ``top/...`` (the volume's directory in the snapshot). A member the
-    manifest does not list passes unchanged, for archive_check to refuse."""
+_TAR_KINDS = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "fifo": tarfile.FIFOTYPE,
+              "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
+
+
+def tree_as_archive(chunks, entries, top, check, subject):
+    """The tar stream of ``restic dump <snapshot> /top`` made into the archive of the manifest, each member
+    checked by check (an archive_check.MemberCheck) before it is passed on, as archive_check.checked_tar() does.
+
+    Every member gets the type, mode, owner and mtime its manifest entry lists (restic 0.14 writes hard links
+    and fifos as regular files, and the owners as the host sees them), once restic's member is found to be of
+    that kind; a hard link comes as a link to the first file of its group that came. The members are named
+    ``top/...`` (the volume's directory in the snapshot). A member the manifest does not list is refused. A
+    chunk is valid until the next one is asked for.
+    """
+    try:
+        yield from _tree_members(chunks, entries, top, check)
+    except tarfile.TarError as exc:
+        raise DockerError("%s is not a valid tar stream (%s); nothing of it is kept, use another snapshot"
+                          % (subject, exc)) from None
+    yield bytes(tarfile.BLOCKSIZE * 2)
+
+
+def _tree_members(chunks, entries, top, check):
     by_path = {e["path"]: e for e in entries}
     firsts = {e["hardlink"] for e in entries if "hardlink" in e}
     written = {}
@@ -137,34 +191,33 @@ def tree_as_archive(chunks, entries, top):
                 continue  # the volume's root: finish() gives it the manifest's owner and mode
             entry = by_path.get(path) if path else None
             if entry is None:
-                yield member.tobuf(format=tarfile.PAX_FORMAT)
-                if member.isreg():
-                    yield from _content(stream, member, buf)
-                continue
-            name = "./" + path
-            kind, size, rdev, linkname = entry["type"], 0, 0, entry.get("target", "")
-            group = entry.get("hardlink") or (path if path in firsts else None)
-            if kind == "file" and group is not None and group in written and member.isreg():
-                yield member_header(name, tarfile.LNKTYPE, entry["mode"], entry["uid"], entry["gid"],
-                                    entry.get("mtime", 0), linkname="./" + written[group])
-                continue
-            tar_kind = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
-                        "fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}[kind]
-            if kind == "file":
-                size = member.size if member.isreg() else -1
-                if group is not None:
-                    written[group] = path
-            elif kind in ("char", "block"):
-                major, minor = (int(x) for x in entry["rdev"].split(":"))
-                rdev = os.makedev(major, minor)
-            if size < 0 or not _same_kind(member, kind) or (kind == "symlink" and member.linkname != linkname):
+                check(member)  # raises: not in the manifest, or not a path of a tree
+                raise archive_check.Refused("snapshot member %r is not in the manifest" % member.name)
+            kind = entry["type"]
+            if not _same_kind(member, kind) or (kind == "symlink" and member.linkname != entry["target"]):
                 raise archive_check.Refused("snapshot member %r is not what its manifest lists; nothing of it is "
                                             "kept" % member.name)
-            yield member_header(name, tar_kind, entry["mode"], entry["uid"], entry["gid"], entry.get("mtime", 0),
-                                size, linkname if kind == "symlink" else "", rdev=rdev)
-            if kind == "file":
-                yield from _content(stream, member, buf)
-    yield bytes(tarfile.BLOCKSIZE * 2)
+            info = tarfile.TarInfo("./" + path)
+            info.mode, info.uid, info.gid, info.mtime = entry["mode"], entry["uid"], entry["gid"], entry.get("mtime", 0)
+            group = entry.get("hardlink") or (path if path in firsts else None)
+            if kind == "file" and group is not None and group in written:
+                info.type, info.linkname = tarfile.LNKTYPE, "./" + written[group]
+            else:
+                info.type = _TAR_KINDS[kind]
+                info.size = member.size if kind == "file" else 0
+                info.linkname = entry.get("target", "")
+                if kind in ("char", "block"):
+                    info.devmajor, info.devminor = (int(x) for x in entry["rdev"].split(":"))
+                if kind == "file" and group is not None:
+                    written[group] = path
+            check(info)
+            yield member_header(info.name, info.type, info.mode, info.uid, info.gid, int(info.mtime), info.size,
+                                info.linkname, rdev=os.makedev(info.devmajor, info.devminor)
+                                if kind in ("char", "block") else 0)
+            if info.type == tarfile.REGTYPE:
+                yield from member_pieces(stream, member, buf)
+                if member.size % tarfile.BLOCKSIZE:
+                    yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 
 
 def _same_kind(member, kind):
@@ -174,12 +227,6 @@ def _same_kind(member, kind):
         return (member.isreg() and member.size == 0) or member.type == {"fifo": tarfile.FIFOTYPE, "char":
                                                                         tarfile.CHRTYPE, "block": tarfile.BLKTYPE}[kind]
     return {"file": member.isreg, "dir": member.isdir, "symlink": member.issym}[kind]()
-
-
-def _content(stream, member, buf):
-    yield from (bytes(piece) for piece in member_pieces(stream, member, buf))
-    if member.size % tarfile.BLOCKSIZE:
-        yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
 
 
 class SnapshotSource:
@@ -201,17 +248,20 @@ class SnapshotSource:
     def archive(self, checksum, entries, counter, pool=None):
         """The snapshot's data as a tar stream, each member checked against the manifest before it is passed on."""
         entries.extend(self.doc["entries"])
+        check = archive_check.MemberCheck(self.doc["entries"])
         if self.snapshot["format"] == "tar":
-            chunks = self._counted(self.repo.stream("dump", self.snapshot["id"], "/" + restic.tar_file(self.volume)),
-                                   counter)
-        else:
-            top = os.path.basename((self.snapshot["paths"] or ["/"])[0].rstrip("/"))
-            if not top or top in (".", ".."):
-                raise DockerError("%s: its path %r is not the directory of a volume; use another snapshot"
-                                  % (self.name, self.snapshot["paths"]))
-            chunks = tree_as_archive(self._counted(self.repo.stream("dump", self.snapshot["id"], "/" + top), counter),
-                                     self.doc["entries"], top)
-        yield from archive_check.checked_tar(chunks, archive_check.MemberCheck(self.doc["entries"]), self.name)
+            dump = self.repo.stream("dump", self.snapshot["id"], "/" + restic.tar_file(self.volume))
+            yield from archive_check.checked_tar(self._counted(buffers.prefetch(dump, depth=16), counter), check,
+                                                 self.name)
+            return
+        top = os.path.basename((self.snapshot["paths"] or ["/"])[0].rstrip("/"))
+        if not top or top in (".", ".."):
+            raise DockerError("%s: its path %r is not the directory of a volume; use another snapshot"
+                              % (self.name, self.snapshot["paths"]))
+        # restic's reads overlap the parsing here (prefetch: a thread reads its pipe ahead)
+        dump = self.repo.stream("dump", self.snapshot["id"], "/" + top)
+        yield from tree_as_archive(self._counted(buffers.prefetch(dump, depth=16), counter), self.doc["entries"], top,
+                                   check, self.name)
 
     @staticmethod
     def _counted(chunks, counter):

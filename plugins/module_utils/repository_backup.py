@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.persist.docker.plugins.module_utils import (
     containers,
@@ -103,6 +104,8 @@ class RepositoryBackup:
             if warning:
                 self.dm.warn(warning)
         if self.dm.check_mode:
+            if "digest" not in result:  # a first backup from the mountpoint: what it would read
+                self.current(side, parent, result, force=True)
             return before, result["digest"]
         run = repository.new_run()
         with containers.containers_stopped(self.api, m.engine, self.volume, how,
@@ -116,12 +119,15 @@ class RepositoryBackup:
                 entries, stats, summary = self.tar(side, host, run, result)
             digest = manifest.digest(entries)
             text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
-                                            stats, p["exclude"])
+                                            stats, p["exclude"], run)
             self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
                            restic.manifest_file(self.volume), "--host", host,
                            *tag_args(restic.manifest_tags(self.volume, run)))
             seconds = time.monotonic() - start
-        found = [s for s in self.repo.snapshots(tags=[restic.run_tag(run)]) if s["volume"] == self.volume]
+        if side.how == "local":
+            repository.save_stat_cache(self.cache_path(host), text)
+        # restic 0.14's summary names the snapshot by its short id only
+        found = [s for s in self.repo.snapshots(tags=[restic.run_tag(run)], lock=False) if s["volume"] == self.volume]
         counts = manifest.summary(entries)
         result.update(snapshot_id=found[0]["id"] if found else summary.get("snapshot_id"), digest=digest,
                       bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
@@ -131,44 +137,50 @@ class RepositoryBackup:
 
     def snapshots(self, host, result):
         """The complete snapshots of the volume from this engine; the repository is created first if asked."""
-        if self.repo.exists():
+        try:
             return repository.snapshots_of(self.repo, self.volume, host)
-        if not self.p["init_repository"]:
-            raise DockerError("%s: there is no restic repository there; check the repository and its keys, or set "
-                              "init_repository: true to create it; nothing was backed up" % self.repo.subject)
+        except restic.NoRepository:
+            if not self.p["init_repository"]:
+                raise DockerError("%s: there is no restic repository there; check the repository and its keys, or "
+                                  "set init_repository: true to create it; nothing was backed up"
+                                  % self.repo.subject) from None
         self.m.act("created restic repository %s" % result["repository"])
         result["initialized"] = True
         if not self.dm.check_mode:
             self.repo.init()
         return []
 
-    def current(self, side, parent, result):
-        """Put the volume's digest, bytes and files into result (from the mountpoint reading only what changed
-        since the parent); return the stat cache of the mountpoint's files ({} through the Engine API)."""
+    def cache_path(self, host):
+        return repository.stat_cache_path(self.p["repository"], self.volume, host)
+
+    def current(self, side, parent, result, force=False):
+        """Put the volume's digest, bytes and files into result when there is a parent to compare with (from the
+        mountpoint reading only what changed since the parent); return the stat cache of the mountpoint's files
+        ({} through the Engine API, or without a parent)."""
         known, current = {}, None
+        if parent is None and not force:
+            return known  # a first backup: read while restic reads (tree()), or as it is sent (tar())
         if side.how == "local":
             if parent is not None and parent["format"] == "tree":
-                known = repository.stat_cache(repository.load_manifest(self.repo, parent, self.volume))
+                doc = repository.cached_manifest(self.cache_path(parent["hostname"]), parent)
+                known = repository.stat_cache(doc or repository.load_manifest(self.repo, parent, self.volume))
             stats = {}
             current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
             result["bytes_hashed"] = stats.pop(None)
             known = repository.cache_of(current, stats)
-        elif parent is not None or self.dm.check_mode:
+        else:
             current = side.manifest(True, exclude=self.exclude)
             result["bytes_hashed"] = manifest.summary(current)["bytes"]
-        if current is not None:
-            result.update(digest=manifest.digest(current), **manifest.summary(current))
+        result.update(digest=manifest.digest(current), **manifest.summary(current))
         return known
 
     def tree(self, side, host, run, parent, known, result):
-        """restic backup of the mountpoint; (entries, stats, restic's summary)."""
+        """restic backup of the mountpoint; (entries, stats, restic's summary).
+
+        With a parent, few files are hashed: the manifest comes first and its digest is a tag of the
+        snapshot. A first backup hashes every file while restic reads them, and its tags come after.
+        """
         stats = {}
-        # the containers are still now
-        entries = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
-        result["bytes_hashed"] += stats.pop(None)
-        summary_counts = manifest.summary(entries)
-        tags = restic.data_tags(self.volume, manifest.digest(entries), run, summary_counts["bytes"],
-                                summary_counts["files"], "tree", self.p["tags"])
         args = ["--json", "--host", host, "--exclude", os.path.join(side.path, manifest.STAGING)]
         for pattern in self.exclude.restic_patterns(side.path) if self.exclude else ():
             args += ["--exclude", pattern]
@@ -176,9 +188,27 @@ class RepositoryBackup:
             args += ["--parent", parent["id"]]
         # the volume's directory by its own name: the snapshot keeps its owner and mode too
         top = os.path.basename(side.path.rstrip("/"))
-        summary = restic.parse_backup_summary(
-            self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=os.path.dirname(side.path.rstrip("/"))),
-            self.repo.subject)
+        cwd = os.path.dirname(side.path.rstrip("/"))
+
+        def walk():  # the containers are still now
+            return manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
+
+        if parent is not None:
+            entries = walk()
+            counts = manifest.summary(entries)
+            tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
+                                    "tree", self.p["tags"])
+            out = self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=cwd)
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                walking = pool.submit(walk)
+                try:
+                    out = self.repo.call("backup", *(args + tag_args(self.first_tags(run, "tree")) + [top]), cwd=cwd)
+                finally:
+                    entries = walking.result()
+            self.tag_late(run, entries)
+        summary = restic.parse_backup_summary(out, self.repo.subject)
+        result["bytes_hashed"] += stats.pop(None)
         after = {}
         again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats),
                                         exclude=self.exclude, stats=after)
@@ -193,17 +223,25 @@ class RepositoryBackup:
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
         entries = []
         counter = [0]
-        tags = [restic.volume_tag(self.volume), restic.run_tag(run), "%s=tar" % restic.TAG_FORMAT]
-        tags += restic.user_tags(self.p["tags"])
         out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
-                             "--stdin-filename", restic.tar_file(self.volume), "--host", host, *tag_args(tags))
+                             "--stdin-filename", restic.tar_file(self.volume), "--host", host,
+                             *tag_args(self.first_tags(run, "tar")))
         summary = restic.parse_backup_summary(out, self.repo.subject)
+        result["bytes_hashed"] += manifest.summary(entries)["bytes"]
+        self.tag_late(run, entries)
+        return entries, None, summary
+
+    def first_tags(self, run, fmt):
+        """The tags of a data snapshot whose manifest is not known yet (tag_late() adds the rest)."""
+        return [restic.volume_tag(self.volume), restic.run_tag(run), "%s=%s" % (restic.TAG_FORMAT, fmt)] + \
+            restic.user_tags(self.p["tags"])
+
+    def tag_late(self, run, entries):
+        """Add the digest, bytes and files of entries to the data snapshot of run."""
         counts = manifest.summary(entries)
-        result["bytes_hashed"] += counts["bytes"]
         self.repo.call("tag", "--tag", restic.run_tag(run), "--add", restic.digest_tag(manifest.digest(entries)),
                        "--add", "%s=%d" % (restic.TAG_BYTES, counts["bytes"]),
                        "--add", "%s=%d" % (restic.TAG_FILES, counts["files"]))
-        return entries, None, summary
 
     def finish(self, result, before, after):
         volume = self.volume

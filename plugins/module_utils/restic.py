@@ -349,6 +349,10 @@ def find_binary(path=None):
     return binary
 
 
+class NoRepository(DockerError):
+    """restic found no repository at the repository's location."""
+
+
 class Restic:
     """restic run on one repository, with its secrets in the environment only."""
 
@@ -389,6 +393,8 @@ class Restic:
         """stdout of a restic run that must succeed; DockerError with the classified cause otherwise."""
         rc, out, err = self.run(command, *args, cwd=cwd)
         if rc != 0:
+            if any(marker in err for marker in NO_REPOSITORY):
+                raise NoRepository(classify(err, self.subject))
             raise DockerError(classify(err, self.subject))
         return out
 
@@ -474,16 +480,6 @@ class Restic:
             raise DockerError(classify(err, self.subject))
         return out
 
-    def exists(self):
-        """Whether the repository exists and opens with the password: False when restic says there is no
-        repository there, DockerError for other failures (a wrong password, a refused key)."""
-        rc, _out, err = self.run("cat", "config")
-        if rc == 0:
-            return True
-        if any(marker in err for marker in NO_REPOSITORY):
-            return False
-        raise DockerError(classify(err, self.subject))
-
     def init(self):
         self.call("init")
 
@@ -496,9 +492,10 @@ class Restic:
                               % (self.binary, (last_lines(err or out, 1) or ["no output"])[0], INSTALL_HINT))
         return found
 
-    def snapshots(self, volume=None, tags=()):
-        """The snapshots, of one volume (by its tag) when given, or with any of tags."""
-        args = ["--json"]
+    def snapshots(self, volume=None, tags=(), lock=True):
+        """The snapshots, of one volume (by its tag) when given, or with any of tags; without a lock file in the
+        repository when lock is False (saves a write and a wait, and reads what is complete anyway)."""
+        args = ["--json"] if lock else ["--no-lock", "--json"]
         for tag in ([volume_tag(volume)] if volume is not None else []) + list(tags):
             args += ["--tag", check_tag(tag)]
         return parse_snapshots(self.call("snapshots", *args), self.subject)

@@ -76,8 +76,8 @@ ENTRIES = manifest.link_groups([
 
 def converted(*members, entries=None):
     entries = ENTRIES if entries is None else entries
-    stream = repository.tree_as_archive(dump_of(*members), entries, "_data")
-    chunks = archive_check.checked_tar(stream, archive_check.MemberCheck(entries), "snapshot x")
+    chunks = repository.tree_as_archive(dump_of(*members), entries, "_data", archive_check.MemberCheck(entries),
+                                        "snapshot x")
     data = b"".join(bytes(c) for c in chunks)
     return {m.name: m for m in tarfile.open(fileobj=io.BytesIO(data))}
 
@@ -114,6 +114,7 @@ def test_a_hard_link_whose_first_path_comes_later():
     ([member("_data/a", b"hello")], "holds 5 bytes, but the manifest lists 2"),
     ([member("_data/a", b"hi"), member("_data/s", kind=tarfile.SYMTYPE, linkname="/etc")], "not what its manifest"),
     ([member("_data/d", b"hi")], "not what its manifest lists"),
+    ([member("_data/a", b"hi"), member("_data/a", b"hi")], "comes twice"),
     ([member("_data/a", b"hi"), member("_data/s", b"a")], "not what its manifest lists"),
     ([member("_data/pipe", b"x")], "not what its manifest lists"),
 ])

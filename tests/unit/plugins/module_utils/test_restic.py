@@ -322,12 +322,13 @@ def test_feed_source_error_kills_restic_and_is_raised(tmp_path):
         r.feed("backup", chunks(), "--stdin")
 
 
-def test_exists_tells_no_repository_from_other_failures(tmp_path):
+def test_no_repository_is_told_from_other_failures(tmp_path):
     missing = FIXTURES / "err_no_repository_local.txt"
     wrong = FIXTURES / "err_wrong_password.txt"
-    assert restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "exit 0\n")).exists() is True
     r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % missing))
-    assert r.exists() is False
+    with pytest.raises(restic.NoRepository, match="there is no restic repository there"):
+        r.snapshots("v", lock=False)
     r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, "cat %s >&2; exit 1\n" % wrong))
-    with pytest.raises(DockerError, match="wrong password"):
-        r.exists()
+    with pytest.raises(DockerError, match="wrong password") as failed:
+        r.snapshots("v")
+    assert not isinstance(failed.value, restic.NoRepository)
