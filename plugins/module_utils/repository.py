@@ -246,11 +246,15 @@ class SnapshotSource:
         return list(self.doc["entries"])
 
     def archive(self, checksum, entries, counter, pool=None):
-        """The snapshot's data as a tar stream, each member checked against the manifest before it is passed on."""
+        """The snapshot's data as a tar stream, each member checked against the manifest before it is passed on.
+
+        ``restic dump --no-lock``: a stale lock cannot stop a restore; a prune meanwhile that removed data of the
+        snapshot would fail the dump, and the restore with it, before anything is used.
+        """
         entries.extend(self.doc["entries"])
         check = archive_check.MemberCheck(self.doc["entries"])
         if self.snapshot["format"] == "tar":
-            dump = self.repo.stream("dump", self.snapshot["id"], "/" + restic.tar_file(self.volume))
+            dump = self.repo.stream("dump", "--no-lock", self.snapshot["id"], "/" + restic.tar_file(self.volume))
             yield from archive_check.checked_tar(self._counted(buffers.prefetch(dump, depth=16), counter), check,
                                                  self.name)
             return
@@ -259,7 +263,7 @@ class SnapshotSource:
             raise DockerError("%s: its path %r is not the directory of a volume; use another snapshot"
                               % (self.name, self.snapshot["paths"]))
         # restic's reads overlap the parsing here (prefetch: a thread reads its pipe ahead)
-        dump = self.repo.stream("dump", self.snapshot["id"], "/" + top)
+        dump = self.repo.stream("dump", "--no-lock", self.snapshot["id"], "/" + top)
         yield from tree_as_archive(self._counted(buffers.prefetch(dump, depth=16), counter), self.doc["entries"], top,
                                    check, self.name)
 

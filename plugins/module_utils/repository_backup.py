@@ -223,6 +223,7 @@ class RepositoryBackup:
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
         entries = []
         counter = [0]
+        self.repo.unlock()  # a stream cannot be sent twice: no stale lock may refuse it (see restic.Restic.call)
         out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
                              "--stdin-filename", restic.tar_file(self.volume), "--host", host,
                              *tag_args(self.first_tags(run, "tar")))

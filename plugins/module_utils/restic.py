@@ -61,6 +61,8 @@ FIELDS = {TAG_VOLUME: ("volume", False), TAG_DIGEST: ("digest", False), TAG_RUN:
           TAG_MANIFEST: ("manifest_of", False)}
 TIMEOUT = 3600
 CHUNK = 1 << 20
+# What restic 0.14 says when a lock stops a command (call() removes stale locks then, and runs it once more).
+LOCKED = ("repository is already locked",)
 # What restic 0.14 says when nothing is at the repository's location (the stat of its config fails).
 NO_REPOSITORY = ("Is there a repository at the following location?",)
 INSTALL_HINT = "restic is not installed on the managed host; install the restic package"
@@ -392,6 +394,8 @@ class Restic:
     def call(self, command, *args, cwd=None):
         """stdout of a restic run that must succeed; DockerError with the classified cause otherwise."""
         rc, out, err = self.run(command, *args, cwd=cwd)
+        if rc != 0 and command != "unlock" and any(marker in err for marker in LOCKED) and self.unlock():
+            rc, out, err = self.run(command, *args, cwd=cwd)  # once more, without the stale lock
         if rc != 0:
             if any(marker in err for marker in NO_REPOSITORY):
                 raise NoRepository(classify(err, self.subject))
@@ -480,6 +484,13 @@ class Restic:
             raise DockerError(classify(err, self.subject))
         return out
 
+    def unlock(self):
+        """Remove the repository's stale locks (``restic unlock``): those of restic processes of this host that no
+        longer run, and those nobody refreshed for 30 minutes; a live process's lock stays. restic 0.14 does not
+        skip a stale lock: a killed run's lock stops every command that locks exclusively (check, tag, forget,
+        prune), or a backup after a killed exclusive one, until it is removed. True when restic answered."""
+        return self.run("unlock")[0] == 0
+
     def init(self):
         self.call("init")
 
@@ -504,6 +515,8 @@ class Restic:
         """``{ok, output}`` of ``restic check``; DockerError when the repository cannot be opened."""
         args = ["--read-data-subset", read_data_subset] if read_data_subset else []
         rc, out, err = self.run("check", *args)
+        if rc != 0 and any(marker in err for marker in LOCKED) and self.unlock():
+            rc, out, err = self.run("check", *args)
         output = last_lines(out + "\n" + err)
         if rc != 0 and known_cause(err) is not None:
             raise DockerError(classify(err, self.subject))

@@ -332,3 +332,23 @@ def test_no_repository_is_told_from_other_failures(tmp_path):
     with pytest.raises(DockerError, match="wrong password") as failed:
         r.snapshots("v")
     assert not isinstance(failed.value, restic.NoRepository)
+
+
+def test_a_stale_lock_is_removed_and_the_command_run_once_more(tmp_path):
+    log = tmp_path / "calls"
+    script = ('echo "$1" >> %s\n'
+              'if [ "$1" = unlock ]; then touch %s/unlocked; exit 0; fi\n'
+              'if [ ! -e %s/unlocked ]; then echo "Fatal: unable to create lock in backend: repository is already '
+              'locked by PID 42 on h by root (UID 0, GID 0)" >&2; exit 1; fi\n'
+              'echo done\n') % (log, tmp_path, tmp_path)
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, script))
+    assert r.call("forget", "abc") == "done\n"
+    assert log.read_text().split() == ["forget", "unlock", "forget"]
+
+
+def test_a_live_lock_stays_and_is_named(tmp_path):
+    script = ('[ "$1" = unlock ] && exit 0\n'
+              'echo "Fatal: unable to create lock in backend: repository is already locked by PID 42" >&2; exit 1\n')
+    r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, script))
+    with pytest.raises(DockerError, match="locked by another restic process"):
+        r.call("prune")
