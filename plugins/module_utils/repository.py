@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 
 from ansible_collections.persist.docker.plugins.module_utils import archive_check, atomic, buffers, manifest, restic
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
@@ -184,11 +185,18 @@ def _tree_members(chunks, entries, top, check):
     firsts = {e["hardlink"] for e in entries if "hardlink" in e}
     written = {}
     buf = bytearray(BUFFER)
+    root = by_path.get("")
+    if root is not None:  # first, as in an archive: restic's dump has no member for it
+        info = tarfile.TarInfo("./")
+        info.type, info.mode, info.uid, info.gid, info.mtime = tarfile.DIRTYPE, root["mode"], root["uid"], \
+            root["gid"], int(time.time())
+        check(info)
+        yield member_header("./", tarfile.DIRTYPE, info.mode, info.uid, info.gid, info.mtime)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as stream:
         for member in stream:
             path = tar_path(member.name, top)
             if path == "":
-                continue  # the volume's root: finish() gives it the manifest's owner and mode
+                continue  # given above
             entry = by_path.get(path) if path else None
             if entry is None:
                 check(member)  # raises: not in the manifest, or not a path of a tree

@@ -81,13 +81,18 @@ class RepositoryBackup:
         side = va.open_side(self.api, self.dm.host, self.attrs, p["method"], p["helper_image"])
         result["method"] = side.how
         ran = []
-        with hooks.around(self.api, before, after, ran, self.m.act, self.dm.check_mode):
-            digests = self.write(side, host, result)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # the stale locks of killed runs go (restic 0.14 keeps them, and a plain 'restic check' would fail on
+            # them), while the volume is read: 'restic unlock' costs a key derivation, as every restic run
+            unlocking = None if self.dm.check_mode else pool.submit(self.repo.unlock)
+            with hooks.around(self.api, before, after, ran, self.m.act, self.dm.check_mode):
+                digests = self.write(side, host, result, unlocking)
         result["hooks"] = ran
         return self.finish(result, *digests)
 
-    def write(self, side, host, result):
-        """The backup (or the finding that the volume is unchanged) into result; (digest before, digest after)."""
+    def write(self, side, host, result, unlocking=None):
+        """The backup (or the finding that the volume is unchanged) into result; (digest before, digest after).
+        unlocking (a future) is waited for before restic writes."""
         p, m = self.p, self.m
         snapshots = self.snapshots(host, result)
         parent = snapshots[-1] if snapshots else None
@@ -108,6 +113,8 @@ class RepositoryBackup:
                 self.current(side, parent, result, force=True)
             return before, result["digest"]
         run = repository.new_run()
+        if unlocking is not None:
+            unlocking.result()
         with containers.containers_stopped(self.api, m.engine, self.volume, how,
                                            "the backup of volume '%s'" % self.volume, users) as held:
             result["quiesced_containers"] = held
@@ -223,7 +230,6 @@ class RepositoryBackup:
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
         entries = []
         counter = [0]
-        self.repo.unlock()  # a stream cannot be sent twice: no stale lock may refuse it (see restic.Restic.call)
         out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
                              "--stdin-filename", restic.tar_file(self.volume), "--host", host,
                              *tag_args(self.first_tags(run, "tar")))

@@ -87,6 +87,8 @@ def test_dump_made_into_the_manifest_archive():
                       member("_data/d", kind=tarfile.DIRTYPE), member("_data/d/hl", b"hi"),
                       member("_data/pipe"), member("_data/s", kind=tarfile.SYMTYPE, mode=0o777, linkname="a"))
     assert found["./d/hl"].islnk() and found["./d/hl"].linkname == "./a"
+    root = found["."]  # from the manifest, first: the staged root has the volume's owner (userns-remap)
+    assert root.isdir() and (root.mode, root.uid, root.gid) == (0o750, 5, 6)
     assert found["./a"].isreg() and (found["./a"].mode, found["./a"].uid, found["./a"].gid) == (0o2750, 1234, 5678)
     assert found["./pipe"].isfifo() and found["./pipe"].mode == 0o600 and found["./pipe"].uid == 7
     assert found["./d"].mode == 0o700 and found["./d"].mtime == 9

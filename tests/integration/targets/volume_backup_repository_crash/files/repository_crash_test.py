@@ -204,6 +204,19 @@ def wait_new_lock(env, before, pid):
     return False
 
 
+def wait_staged(volume, pid):
+    """Wait (bounded) until the restore into volume has written data into its staging directory; True if it
+    has, while restic pid still runs."""
+    deadline = time.monotonic() + CHILD_SECONDS
+    while alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.CalledProcessError, OSError):
+            data = os.path.join(mountpoint(volume), ".persist-docker-staging", "data")
+            if os.path.isdir(data) and os.listdir(data):
+                return alive(pid)
+        time.sleep(TICK)
+    return False
+
+
 def wait_gone(pid):
     """Wait (bounded) until pid has ended and been reaped: restic counts a lock of a pid that still exists on
     this host, a zombie too, as held (an orphan is reaped by pid 1, at once on most systems)."""
@@ -282,7 +295,7 @@ def kill_restore(env, volume):
         result = env.result(proc)
         assert not result.get("failed"), "a restore that was not killed failed: %s" % result.get("msg")
         return None
-    if not wait_new_lock(env, before, pid):
+    if not wait_staged(volume, pid):  # restic dump --no-lock writes no lock: wait for data in the staging
         result = env.result(proc)
         assert not result.get("failed"), "a restore that was not killed failed: %s" % result.get("msg")
         return None
