@@ -68,6 +68,7 @@ class RepositoryBackup:
         self.volume = self.p["volume"]
         self.attrs = attrs
         self.repo = repository.open_repository(m.dm, self.p)
+        self.walked = None  # (entries, stats) of the mountpoint read by current()
 
     def run(self):
         p = self.p
@@ -121,20 +122,22 @@ class RepositoryBackup:
             result["stopped_containers"] = held if how == "stop" else []
             start = time.monotonic()
             if side.how == "local":
-                entries, stats, summary = self.tree(side, host, run, parent, known, result)
+                entries, stats, summary = self.tree(side, host, run, parent, known, result, reuse=how == "none")
             else:
                 entries, stats, summary = self.tar(side, host, run, result)
             digest = manifest.digest(entries)
             text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
                                             stats, p["exclude"], run)
-            self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
-                           restic.manifest_file(self.volume), "--host", host,
-                           *tag_args(restic.manifest_tags(self.volume, run)))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # restic 0.14's summary names the snapshot by its short id only: its id is looked up meanwhile
+                lookup = pool.submit(self.repo.snapshots, tags=[restic.run_tag(run)], lock=False)
+                self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
+                               restic.manifest_file(self.volume), "--host", host,
+                               *tag_args(restic.manifest_tags(self.volume, run)))
+                found = [s for s in lookup.result() if s["volume"] == self.volume]
             seconds = time.monotonic() - start
         if side.how == "local":
             repository.save_stat_cache(self.cache_path(host), text)
-        # restic 0.14's summary names the snapshot by its short id only
-        found = [s for s in self.repo.snapshots(tags=[restic.run_tag(run)], lock=False) if s["volume"] == self.volume]
         counts = manifest.summary(entries)
         result.update(snapshot_id=found[0]["id"] if found else summary.get("snapshot_id"), digest=digest,
                       bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
@@ -175,13 +178,15 @@ class RepositoryBackup:
             current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
             result["bytes_hashed"] = stats.pop(None)
             known = repository.cache_of(current, stats)
+            stats[None] = 0  # counted above
+            self.walked = (current, stats)
         else:
             current = side.manifest(True, exclude=self.exclude)
             result["bytes_hashed"] = manifest.summary(current)["bytes"]
         result.update(digest=manifest.digest(current), **manifest.summary(current))
         return known
 
-    def tree(self, side, host, run, parent, known, result):
+    def tree(self, side, host, run, parent, known, result, reuse=False):  # noqa: PLR0913
         """restic backup of the mountpoint; (entries, stats, restic's summary).
 
         With a parent, few files are hashed: the manifest comes first and its digest is a tag of the
@@ -201,7 +206,10 @@ class RepositoryBackup:
             return manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
 
         if parent is not None:
-            entries = walk()
+            if reuse and self.walked is not None:
+                entries, stats = self.walked  # no container was stopped since: the tree read for the comparison
+            else:
+                entries = walk()
             counts = manifest.summary(entries)
             tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
                                     "tree", self.p["tags"])

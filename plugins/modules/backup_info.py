@@ -22,6 +22,7 @@ description:
 requirements:
   - restic >= 0.14 on the managed host (Debian's C(restic) package)
 extends_documentation_fragment:
+  - persist.docker.restic
   - persist.docker.attributes
 attributes:
   check_mode:
@@ -42,19 +43,6 @@ options:
       - Given to restic as C(RESTIC_REPOSITORY).
     type: str
     required: true
-  repository_password:
-    description: The repository's password (given to restic as C(RESTIC_PASSWORD)).
-    type: str
-  repository_password_file:
-    description: A file on the managed host that holds the repository's password (C(RESTIC_PASSWORD_FILE)).
-    type: path
-  repository_env:
-    description:
-      - More environment for restic, such as C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY) and
-        C(AWS_DEFAULT_REGION) for S3, or C(RESTIC_CACHE_DIR).
-      - C(RESTIC_REPOSITORY*) and C(RESTIC_PASSWORD*) are refused; use the options above.
-    type: dict
-    default: {}
   volume:
     description: Only the snapshots tagged with this volume (C(persist.docker.volume=VOLUME)).
     type: str
@@ -68,10 +56,6 @@ options:
         takes it - C(n/t) (group n of t, such as C(1/5)), a percentage (C(10%)) or a size (C(500M)).
       - Only with O(check=true).
     type: str
-  restic_timeout:
-    description: Seconds each restic run may take before it is killed and the module fails.
-    type: int
-    default: 3600
 notes:
   - The snapshots are listed in the order restic gives them, the oldest first.
   - Like the restic CLI, it writes a lock file into the repository while it reads (an exclusive one for O(check)),

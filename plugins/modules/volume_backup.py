@@ -33,6 +33,7 @@ description:
   - Holds the volume's lock (see O(lock_timeout)), so that a restore or a relocation of the volume does
     not change it under the backup.
 extends_documentation_fragment:
+  - persist.docker.restic
   - persist.docker.docker
   - persist.docker.attributes
   - persist.docker.attributes.actiongroup_docker
@@ -92,21 +93,6 @@ options:
         volume is read to decide it.
       - Needs restic 0.14 or later on the managed host (Debian's C(restic) package).
     type: str
-  repository_password:
-    description:
-      - The repository's password. Exactly one of this and O(repository_password_file) goes with O(repository).
-    type: str
-  repository_password_file:
-    description:
-      - A file on the managed host that holds the repository's password (restic's C(--password-file)).
-    type: path
-  repository_env:
-    description:
-      - More environment for restic, such as C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY) and
-        C(AWS_DEFAULT_REGION) for S3. The values are kept out of logs and results.
-      - C(RESTIC_REPOSITORY*) and C(RESTIC_PASSWORD*) are refused; use the options above.
-    type: dict
-    default: {}
   init_repository:
     description:
       - Create the repository (C(restic init)) when there is none at O(repository), and say so in
@@ -121,11 +107,6 @@ options:
     type: list
     elements: str
     default: []
-  restic_timeout:
-    description:
-      - Seconds each restic command may take before it is killed.
-    type: int
-    default: 3600
   compression:
     description:
       - V(auto) picks by the file name - V(.gz) or V(.tgz) gzip, V(.zst) zstd, else none.

@@ -40,6 +40,7 @@ description:
     (O(helper_image)) writes it through the Engine API, so the engine may be remote. Either way holes
     of sparse files are written as zeros, as C(tar -x) does.
 extends_documentation_fragment:
+  - persist.docker.restic
   - persist.docker.docker
   - persist.docker.attributes
   - persist.docker.attributes.actiongroup_docker
@@ -75,20 +76,6 @@ options:
         only.
       - Needs restic 0.14 or later on the managed host.
     type: str
-  repository_password:
-    description:
-      - The repository's password. Exactly one of this and O(repository_password_file) goes with O(repository).
-    type: str
-  repository_password_file:
-    description:
-      - A file on the managed host that holds the repository's password.
-    type: path
-  repository_env:
-    description:
-      - More environment for restic, such as C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY) for S3. The values
-        are kept out of logs and results.
-    type: dict
-    default: {}
   snapshot:
     description:
       - The snapshot to restore - V(latest) (the newest complete snapshot of the volume, from any engine), or the
@@ -100,11 +87,6 @@ options:
       - The name of the volume whose snapshots are meant, when it is not O(volume) (restoring into a volume of
         another name).
     type: str
-  restic_timeout:
-    description:
-      - Seconds each restic command may take before it is killed.
-    type: int
-    default: 3600
   compression:
     description:
       - V(auto) uses the compression recorded in the manifest.
