@@ -69,6 +69,7 @@ class RepositoryBackup:
         self.attrs = attrs
         self.repo = repository.open_repository(m.dm, self.p)
         self.walked = None  # (entries, stats) of the mountpoint read by current()
+        self.pool = self.unlocking = None
 
     def run(self):
         p = self.p
@@ -83,17 +84,14 @@ class RepositoryBackup:
         result["method"] = side.how
         ran = []
         with ThreadPoolExecutor(max_workers=1) as pool:
-            # the stale locks of killed runs go (restic 0.14 keeps them, and a plain 'restic check' would fail on
-            # them), while the volume is read: 'restic unlock' costs a key derivation, as every restic run
-            unlocking = None if self.dm.check_mode else pool.submit(self.repo.unlock)
+            self.pool = pool
             with hooks.around(self.api, before, after, ran, self.m.act, self.dm.check_mode):
-                digests = self.write(side, host, result, unlocking)
+                digests = self.write(side, host, result)
         result["hooks"] = ran
         return self.finish(result, *digests)
 
-    def write(self, side, host, result, unlocking=None):
-        """The backup (or the finding that the volume is unchanged) into result; (digest before, digest after).
-        unlocking (a future) is waited for before restic writes."""
+    def write(self, side, host, result):
+        """The backup (or the finding that the volume is unchanged) into result; (digest before, digest after)."""
         p, m = self.p, self.m
         snapshots = self.snapshots(host, result)
         parent = snapshots[-1] if snapshots else None
@@ -103,6 +101,11 @@ class RepositoryBackup:
             result["snapshot_id"] = parent["id"]
             return before, before
         m.act("backed up volume '%s' into a new snapshot of %s" % (self.volume, self.repo.subject))
+        if not self.dm.check_mode:
+            # the stale locks of killed runs go (restic 0.14 keeps them, and a plain 'restic check' would fail on
+            # them) while the containers are held still and the tree is read: 'restic unlock' costs a key
+            # derivation, as every restic run; an unchanged volume does not pay it
+            self.unlocking = self.pool.submit(self.repo.unlock)
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
         users = containers_using(self.api, self.volume)
         if how == "none" and p["quiesce"] is None:
@@ -114,8 +117,6 @@ class RepositoryBackup:
                 self.current(side, parent, result, force=True)
             return before, result["digest"]
         run = repository.new_run()
-        if unlocking is not None:
-            unlocking.result()
         with containers.containers_stopped(self.api, m.engine, self.volume, how,
                                            "the backup of volume '%s'" % self.volume, users) as held:
             result["quiesced_containers"] = held
@@ -213,8 +214,10 @@ class RepositoryBackup:
             counts = manifest.summary(entries)
             tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
                                     "tree", self.p["tags"])
+            self.unlocked()
             out = self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=cwd)
         else:
+            self.unlocked()
             with ThreadPoolExecutor(max_workers=1) as pool:
                 walking = pool.submit(walk)
                 try:
@@ -238,6 +241,7 @@ class RepositoryBackup:
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
         entries = []
         counter = [0]
+        self.unlocked()
         out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
                              "--stdin-filename", restic.tar_file(self.volume), "--host", host,
                              *tag_args(self.first_tags(run, "tar")))
@@ -245,6 +249,11 @@ class RepositoryBackup:
         result["bytes_hashed"] += manifest.summary(entries)["bytes"]
         self.tag_late(run, entries)
         return entries, None, summary
+
+    def unlocked(self):
+        """Wait for the removal of stale locks, before restic writes."""
+        if self.unlocking is not None:
+            self.unlocking.result()
 
     def first_tags(self, run, fmt):
         """The tags of a data snapshot whose manifest is not known yet (tag_late() adds the rest)."""
