@@ -87,7 +87,7 @@ def jobs_in(directory):
     with os_errors("listing the state directory", "check the directory and its permissions"):
         for name in sorted(os.listdir(directory.fd)):
             job = name[:-len(".json")]
-            if not name.endswith(".json") or not jobstate.JOB.match(job):
+            if not name.endswith(".json") or not jobstate.JOB.fullmatch(job):
                 continue
             with contextlib.suppress(FileNotFoundError):  # removed meanwhile
                 if stat.S_ISREG(fdtree.lstat(directory, name).st_mode):

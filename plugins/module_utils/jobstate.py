@@ -27,7 +27,7 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 
 KINDS = ("backup", "drill", "retention", "gc")
 RESULTS = ("ok", "failed")
-JOB = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+JOB = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")  # whole names: fullmatch
 # a run's message is kept up to this many characters (the state, the webhook)
 MESSAGE_LIMIT = 4000
 PREFIX = "persist_docker_"
@@ -47,7 +47,7 @@ METRICS = (
 def check_job(name):
     """name if it is a job's name (also its file name): lower-case letters, digits, ``_``, ``.`` and ``-``,
     starting with a letter or digit, at most 100 characters; else DockerError (pure)."""
-    if not isinstance(name, str) or not JOB.match(name):
+    if not isinstance(name, str) or not JOB.fullmatch(name):
         raise DockerError("job name %r is not usable: give lower-case letters, digits, '_', '.' and '-', starting "
                           "with a letter or a digit, at most 100 characters (it names the job's files)" % (name,))
     return name

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_job_info
-short_description: The scheduled jobs of a host (backups, drills, retention, gc), their last run and the age of their last success
+short_description: The scheduled jobs of a host, their last run and the age of their last success
 version_added: 0.3.0
 description:
   - Reads the state files that M(persist.docker.backup_job_report) writes for each scheduled job
@@ -176,10 +176,7 @@ class JobInfoManager(Manager):
             raise DockerError("max_age must be 0 or more seconds, got %d" % p["max_age"])
         now = time.time()
         directory = jobfiles.open_directory(p["state_dir"], "state_dir")
-        if p["job"] is not None:
-            names = [p["job"]]
-        else:
-            names = jobfiles.jobs_in(directory) if directory is not None else []
+        names = [p["job"]] if p["job"] is not None else jobfiles.jobs_in(directory) if directory is not None else []
         jobs = []
         for name in names:
             state = jobfiles.state_of(directory, p["state_dir"], name) if directory is not None else None

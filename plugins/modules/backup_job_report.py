@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_job_report
-short_description: Record the run of a scheduled job (backup, drill, retention, gc) as state, metrics and a webhook call
+short_description: Record the run of a scheduled job as its state, node_exporter metrics and a webhook call
 version_added: 0.3.0
 description:
   - The last task of a scheduled job (such as those the C(persist.docker.backup) role installs) reports how its
@@ -275,9 +275,9 @@ metrics:
   returned: always
   type: str
   sample: |
-    # HELP persist_docker_backup_last_success_timestamp_seconds Unix time the last successful run of the job ended (0: never).
-    # TYPE persist_docker_backup_last_success_timestamp_seconds gauge
-    persist_docker_backup_last_success_timestamp_seconds{job="pgdata-nightly",kind="backup",volume="pgdata"} 1767225642.5
+    # HELP persist_docker_drill_last_run_success Whether the last run of the job succeeded (1) or failed (0).
+    # TYPE persist_docker_drill_last_run_success gauge
+    persist_docker_drill_last_run_success{job="pg-drill",kind="drill",volume="pgdata"} 1
 webhook:
   description: The call of the webhook.
   returned: always
