@@ -179,7 +179,7 @@ def archives(tmp_path):
     directory = tmp_path / "backups"
     directory.mkdir()
     day = 86400
-    now = time.time()
+    now = int(time.time())  # whole seconds: the boundary of keep_within is exact
     for n in range(5):
         archive_set(directory, "web-%d.tar.zst" % n, "web", now - (5 - n) * day)
     archive_set(directory, "db-0.tar.gz", "db", now - 10 * day)
