@@ -20,7 +20,7 @@ description:
     C(0600), the textfile C(0644).
   - Then, when the run failed (or with O(notify_success=true), also when it succeeded) and O(webhook_url) is given,
     the webhook receives a C(POST) with a JSON body C({"job", "kind", "volume", "host", "result", "message"}). A
-    webhook that cannot be reached or answers with an error makes a warning, not a failed task: the job's own
+    webhook that cannot be reached or answers with an error makes a warning, not a failed task - the job's own
     result is what counts, and the state and metrics are written before.
   - Needs no Docker engine, so it takes none of the connection options and is not in the action group
     C(persist.docker.docker).
@@ -115,7 +115,7 @@ notes:
     C(persist_docker_backup_duration_seconds) and C(persist_docker_backup_bytes_added) of the last success (left out
     until the job has one, and the bytes when they were not given).'
   - Prometheus sets the label C(job) of every series it scrapes to the name of its scrape job, so the C(job) label
-    of these metrics arrives as C(exported_job), unless the scrape job sets C(honor_labels: true).
+    of these metrics arrives as C(exported_job), unless the scrape job sets C(honor_labels) to true.
   - The time of a success is when its run ended, not when it started.
   - A state file that cannot be read as the job's state (damaged, or replaced by a symbolic link) makes a warning
     and is written again from this run; the job's counts start again.

@@ -27,7 +27,7 @@ description:
     restic through its environment, never its command line; messages name the repository with any password in
     it replaced by C(***).
   - With O(path) instead of O(repository), applies the same policy to a B(directory of archives) that
-    M(persist.docker.volume_backup) wrote (its O(persist.docker.volume_backup#module:path)), such as one archive per run
+    M(persist.docker.volume_backup) wrote (the directory of its C(path)), such as one archive per run
     named C(<volume>-<UTC time>.tar.zst). An archive is a set of three files - C(NAME) (C(.tar), C(.tar.gz),
     C(.tar.zst) or any other name), C(NAME.manifest.json) and C(NAME.sha256) - and belongs to the volume its
     manifest names (its C(volume)); its file name does not matter. Its time is the B(modification time of the
@@ -38,7 +38,7 @@ description:
   - An archive goes with its checksum file and its manifest, in that order - the archive first - so a run that is
     killed meanwhile leaves no archive without the manifest that names its volume, only a manifest (with or without
     its checksum file) whose archive is gone, a B(leftover), which the next run removes. Nothing is followed
-    through a symbolic link, and only complete sets count: a set whose checksum file is missing (a backup may still
+    through a symbolic link, and only complete sets count - a set whose checksum file is missing (a backup may still
     be writing it) or does not record the sha256 of its manifest, or whose archive is a symbolic link, is neither
     counted nor removed (RV(skipped)). The archives are not hashed again; M(persist.docker.volume_restore) checks
     them.
@@ -75,7 +75,6 @@ options:
       - A directory of archives written by M(persist.docker.volume_backup), instead of a repository.
       - Refused when it is a symbolic link or not a directory.
     type: path
-    version_added: 0.3.0
   repository_password:
     description:
       - The repository's password (given to restic as C(RESTIC_PASSWORD)).
