@@ -379,18 +379,18 @@ def _manifest_of(directory, name):
 
 def archive_sets(directory, path):
     """The archive sets in directory (an fdtree.Dir of path), read without following a symlink:
-    ``{"sets": [...], "skipped": [...]}``.
+    ``{"sets": [...], "ignored": [...]}``.
 
     A set is found by its manifest ``NAME.manifest.json`` (a regular file, a persist.docker manifest that names
     its ``volume``). It is an **archive** (``kind``) when ``NAME`` and ``NAME.sha256`` are regular files too and
     the checksum file records the sha256 the manifest does (the archive is not hashed again); its ``time`` is the
     modification time of the archive file. It is a **leftover** when ``NAME`` is gone (what a removal killed
     half-way leaves). Anything else - the checksum file missing (a backup that may still be writing it) or not
-    matching, the archive a symbolic link, a manifest that cannot be read - is in ``skipped`` with the reason,
+    matching, the archive a symbolic link, a manifest that cannot be read - is in ``ignored`` with the reason,
     and never removed. Each set has ``name``, ``volume``, ``time``, ``kind``, ``files`` (the names of its files,
     in the order they are removed) and ``inode`` (of its archive).
     """
-    sets, skipped = [], []
+    sets, ignored = [], []
     with os_errors("reading the directory of archives %s" % path, "check the directory and its permissions"):
         names = sorted(os.listdir(directory.fd))
         for name in names:
@@ -400,13 +400,13 @@ def archive_sets(directory, path):
             if why is None:
                 sets.append(found)
             else:
-                skipped.append(dict(path=os.path.join(path, name[:-len(MANIFEST_SUFFIX)]), volume=found,
+                ignored.append(dict(path=os.path.join(path, name[:-len(MANIFEST_SUFFIX)]), volume=found,
                                     reason=why))
-    return dict(sets=sets, skipped=skipped)
+    return dict(sets=sets, ignored=ignored)
 
 
 def _archive_set(directory, manifest_name):
-    """(set, None) of a manifest file, or (its volume or None, why it is skipped)."""
+    """(set, None) of a manifest file, or (its volume or None, why it is ignored)."""
     st = _kind(directory, manifest_name)
     doc, why = None, None
     if st is None:

@@ -40,7 +40,7 @@ description:
     its checksum file) whose archive is gone, a B(leftover), which the next run removes. Nothing is followed
     through a symbolic link, and only complete sets count - a set whose checksum file is missing (a backup may still
     be writing it) or does not record the sha256 of its manifest, or whose archive is a symbolic link, is neither
-    counted nor removed (RV(skipped)). The archives are not hashed again; M(persist.docker.volume_restore) checks
+    counted nor removed (RV(ignored)). The archives are not hashed again; M(persist.docker.volume_restore) checks
     them.
   - Needs no Docker engine, so it takes none of the connection options and is not in the action group
     C(persist.docker.docker).
@@ -315,7 +315,7 @@ kept:
       type: list
       elements: str
       sample: [daily snapshot, weekly snapshot]
-skipped:
+ignored:
   description: With O(path), the archives that are neither counted nor removed, and why (such as C(it has no
     checksum file (a backup may still be writing it))), of every volume.
   returned: with O(path)
@@ -329,7 +329,7 @@ skipped:
       description: The volume its manifest names; null when its manifest cannot be read.
       type: str
     reason:
-      description: Why it is skipped.
+      description: Why it is ignored.
       type: str
 pruned:
   description: Whether C(restic prune) ran (in check mode, whether it would run); false with O(path).
@@ -341,11 +341,6 @@ actions:
   type: list
   elements: str
   sample: ["removed 2 data and 3 manifest snapshots of volume 'web_data'", "pruned the repository"]
-path:
-  description: The directory of archives.
-  returned: with O(path)
-  type: path
-  sample: /srv/backups
 """
 
 from ansible_collections.persist.docker.plugins.module_utils import restic, retention
@@ -387,8 +382,8 @@ class BackupRetentionManager(Manager):
         if not self.check_mode:
             for item in going:
                 retention.remove_set(directory, p["path"], item)
-        result = dict(path=p["path"], volumes=volumes, removed=removed,
-                      kept=sorted(kept, key=lambda k: (k["time"], k["path"])), skipped=found["skipped"], pruned=False)
+        result = dict(volumes=volumes, removed=removed,
+                      kept=sorted(kept, key=lambda k: (k["time"], k["path"])), ignored=found["ignored"], pruned=False)
         return self.finish(result, before, after)
 
     def repository(self):

@@ -133,7 +133,7 @@ def test_sets_found_by_their_manifests(tmp_path):
     (tmp_path / "web-20240305T100000Z.tar.zst.partial").write_bytes(b"being written")
     (tmp_path / "unrelated.txt").write_text("x")
     result = found(tmp_path)
-    assert result["skipped"] == []
+    assert result["ignored"] == []
     assert [(s["name"], s["volume"], s["kind"], s["time"]) for s in result["sets"]] == [
         ("db.tar", "db", "archive", unix("2024-03-03 10:00:00")),
         ("some name", "web", "archive", unix("2024-03-04 10:00:00")),
@@ -142,7 +142,7 @@ def test_sets_found_by_their_manifests(tmp_path):
     assert result["sets"][0]["files"] == ["db.tar", "db.tar.sha256", "db.tar.manifest.json"]
 
 
-def test_what_is_skipped_and_why(tmp_path):
+def test_what_is_ignored_and_why(tmp_path):
     make_set(tmp_path, "no-checksum.tar", "web", checksum=False)
     make_set(tmp_path, "mismatch.tar", "web")
     (tmp_path / "mismatch.tar.sha256").write_text("%s  mismatch.tar\n" % ("0" * 64))
@@ -166,7 +166,7 @@ def test_what_is_skipped_and_why(tmp_path):
     (tmp_path / "tar.tar.manifest.json").write_bytes(b"\x00" * 1000)
     make_set(tmp_path, "novolume.tar", "")
     later = found(tmp_path)
-    reasons = {os.path.basename(s["path"]): (s["volume"], s["reason"]) for s in result["skipped"] + later["skipped"]}
+    reasons = {os.path.basename(s["path"]): (s["volume"], s["reason"]) for s in result["ignored"] + later["ignored"]}
     assert reasons == {
         "no-checksum.tar": ("web", "it has no checksum file (a backup may still be writing it)"),
         "mismatch.tar": ("web", "its checksum file does not record the sha256 its manifest does"),

@@ -201,7 +201,7 @@ def test_archives_check_mode_predicts_the_real_run(capsys, without_sdk, stand_in
     assert "failed" not in checked, checked
     assert names(archives) == listed
     real = run(capsys, module, path=str(archives), keep_last=2, _ansible_diff=True)
-    for key in ("changed", "actions", "removed", "kept", "skipped", "volumes", "diff", "pruned"):
+    for key in ("changed", "actions", "removed", "kept", "ignored", "volumes", "diff", "pruned"):
         assert checked[key] == real[key], key
     assert real["changed"] is True and real["pruned"] is False and real["volumes"] == ["db", "web"]
     assert real["actions"] == [
@@ -212,7 +212,7 @@ def test_archives_check_mode_predicts_the_real_run(capsys, without_sdk, stand_in
         ("web-0.tar.zst", "archive"), ("web-1.tar.zst", "archive"), ("web-2.tar.zst", "archive"),
         ("web-left.tar", "leftover")]
     assert [k["name"] for k in real["kept"]] == ["db-0.tar.gz", "db-1.tar.gz", "web-3.tar.zst", "web-4.tar.zst"]
-    assert real["skipped"] == [dict(path=str(archives / "web-writing.tar"), volume="web",
+    assert real["ignored"] == [dict(path=str(archives / "web-writing.tar"), volume="web",
                                     reason="it has no checksum file (a backup may still be writing it)")]
     assert real["diff"]["before"]["web"] == ["web-%d.tar.zst" % n for n in range(5)] + ["web-left.tar"]
     assert real["diff"]["after"] == dict(db=["db-0.tar.gz", "db-1.tar.gz"], web=["web-3.tar.zst", "web-4.tar.zst"])
