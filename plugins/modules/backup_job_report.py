@@ -130,49 +130,47 @@ author:
 """
 
 EXAMPLES = r"""
-- name: A nightly backup job, as a local playbook that a timer runs
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: When the job started
-      ansible.builtin.set_fact:
-        job_started: "{{ now(utc=true).timestamp() }}"
+# The tasks of a nightly backup job, a small local playbook that a timer runs
+- name: When the job started
+  ansible.builtin.set_fact:
+    job_started: "{{ now(utc=true).timestamp() }}"
 
-    - name: The job
-      block:
-        - name: Back up the volume pgdata
-          persist.docker.volume_backup:
-            volume: pgdata
-            repository: /srv/restic
-            repository_password_file: /etc/persist-docker/restic-password
-            quiesce: stop
-          register: job_result
-      rescue:
-        - name: Report the failure, and call the webhook
-          persist.docker.backup_job_report:
-            job: pgdata-nightly
-            kind: backup
-            volume: pgdata
-            result: failed
-            message: "{{ ansible_failed_result.msg | default('failed') }}"
-            started: "{{ job_started }}"
-            webhook_url: "{{ lookup('ansible.builtin.file', '/etc/persist-docker/webhook-url') }}"
-
-        - name: The job fails too
-          ansible.builtin.fail:
-            msg: "{{ ansible_failed_result.msg | default('failed') }}"
-
-    - name: Report the success
+- name: The job
+  block:
+    - name: Back up the volume pgdata
+      persist.docker.volume_backup:
+        volume: pgdata
+        repository: /srv/restic
+        repository_password_file: /etc/persist-docker/restic-password
+        quiesce: stop
+      register: job_result
+  rescue:
+    - name: Report the failure, and call the webhook
       persist.docker.backup_job_report:
         job: pgdata-nightly
         kind: backup
         volume: pgdata
-        result: ok
+        result: failed
+        message: "{{ ansible_failed_result.msg | default('failed') }}"
         started: "{{ job_started }}"
-        bytes_added: "{{ job_result.bytes_added | default(omit) }}"
-        snapshot_id: "{{ job_result.snapshot_id | default(omit) }}"
+        webhook_url: "{{ lookup('ansible.builtin.file', '/etc/persist-docker/webhook-url') }}"
 
-- name: What a failed restore drill would record, without writing it
+    - name: The job fails too
+      ansible.builtin.fail:
+        msg: "{{ ansible_failed_result.msg | default('failed') }}"
+
+- name: Report the success
+  persist.docker.backup_job_report:
+    job: pgdata-nightly
+    kind: backup
+    volume: pgdata
+    result: ok
+    started: "{{ job_started }}"
+    bytes_added: "{{ job_result.bytes_added | default(omit) }}"
+    snapshot_id: "{{ job_result.snapshot_id | default(omit) }}"
+
+# What a failed restore drill would record, without writing it
+- name: Predict the state and the textfile of a failed drill
   persist.docker.backup_job_report:
     job: pgdata-drill
     kind: drill
