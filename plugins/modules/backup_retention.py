@@ -139,6 +139,8 @@ notes:
   - With O(path), the module takes no lock, none is needed - a backup writes its archive, then its manifest, then its
     checksum file, so a set counts only once it is whole, and the newest archive of a volume is kept by every
     policy.
+  - With O(path), the archives of a volume are grouped by the volume name their manifests give, not by host (a
+    manifest records none), so give the backups of each host a directory of their own.
   - The policy needs at least one of O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly),
     O(keep_yearly) above 0 or O(keep_within); a policy that keeps nothing, which would remove every backup, is refused.
     A count of 0 is the same as not giving it.
