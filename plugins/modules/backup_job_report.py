@@ -57,10 +57,12 @@ options:
     type: str
     required: true
     choices: [ok, failed]
-  message:
+  msg:
     description:
-      - What to say about the run, such as the error of the task that failed (C(ansible_failed_result.msg)).
+      - What to say about the run, such as the error of the task that failed (C(ansible_failed_result.msg)); it is
+        the C(message) of the state and of the webhook's body.
       - Kept up to 4000 characters.
+      - Not called C(message), a name Ansible keeps for itself.
     type: str
   started:
     description:
@@ -151,7 +153,7 @@ EXAMPLES = r"""
         kind: backup
         volume: pgdata
         result: failed
-        message: "{{ ansible_failed_result.msg | default('failed') }}"
+        msg: "{{ ansible_failed_result.msg | default('failed') }}"
         started: "{{ job_started }}"
         webhook_url: "{{ lookup('ansible.builtin.file', '/etc/persist-docker/webhook-url') }}"
 
@@ -176,7 +178,7 @@ EXAMPLES = r"""
     kind: drill
     volume: pgdata
     result: failed
-    message: the health command exited with 1
+    msg: the health command exited with 1
     started: "{{ now(utc=true).timestamp() - 30 }}"
   check_mode: true
   register: would_write
@@ -261,12 +263,12 @@ state:
 state_path:
   description: The job's state file.
   returned: always
-  type: path
+  type: str
   sample: /var/lib/persist-docker/jobs/pgdata-nightly.json
 textfile_path:
   description: The job's node_exporter textfile.
   returned: always
-  type: path
+  type: str
   sample: /var/lib/prometheus/node-exporter/persist_docker_pgdata-nightly.prom
 metrics:
   description: The text of the textfile as it was written (in check mode, as it would be written).
@@ -340,7 +342,7 @@ class JobReportManager(Manager):
         metrics_before = self.previous_text(textfile_dir, textfile_name, textfile_path)
         state = jobstate.merge(previous, dict(
             job=p["job"], kind=p["kind"], volume=p["volume"], host=socket.gethostname(), started=p["started"],
-            ended=ended, result=p["result"], message=p["message"], bytes_added=p["bytes_added"], digest=p["digest"],
+            ended=ended, result=p["result"], message=p["msg"], bytes_added=p["bytes_added"], digest=p["digest"],
             snapshot_id=p["snapshot_id"]))
         text = jobstate.metrics(state)
         notify = p["webhook_url"] is not None and jobstate.notifies(p["result"], p["notify_success"])
@@ -412,7 +414,7 @@ def main():
             kind=dict(type="str", required=True, choices=list(jobstate.KINDS)),
             volume=dict(type="str"),
             result=dict(type="str", required=True, choices=list(jobstate.RESULTS)),
-            message=dict(type="str"),
+            msg=dict(type="str"),
             started=dict(type="float", required=True),
             bytes_added=dict(type="int"),
             digest=dict(type="str"),

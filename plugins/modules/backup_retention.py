@@ -271,7 +271,7 @@ removed:
       choices: [data, manifest, archive, leftover]
     path:
       description: The archive (with O(path)).
-      type: path
+      type: str
       sample: /srv/backups/web_data-20240301T100000Z.tar.zst
     name:
       description: The archive's file name (with O(path)).
@@ -279,7 +279,7 @@ removed:
     files:
       description: The files removed, in the order they were removed (with O(path)).
       type: list
-      elements: path
+      elements: str
 kept:
   description: The data snapshots the policy keeps, of all the volumes, the oldest first (their manifest snapshots
     stay too); with O(path), the archives it keeps.
@@ -295,7 +295,7 @@ kept:
       type: str
     path:
       description: The archive (with O(path)).
-      type: path
+      type: str
     name:
       description: The archive's file name (with O(path)).
       type: str
@@ -326,7 +326,7 @@ ignored:
   contains:
     path:
       description: The archive.
-      type: path
+      type: str
     volume:
       description: The volume its manifest names; null when its manifest cannot be read.
       type: str

@@ -98,7 +98,7 @@ def listing(tmp_path):
 # -- backup_job_report -----------------------------------------------------------------------------
 
 def test_check_mode_writes_nothing_and_predicts_the_real_run(capsys, without_sdk, dirs, tmp_path, receiver):
-    args = dict(result="failed", message="repository unreachable", webhook_url=receiver.url)
+    args = dict(result="failed", msg="repository unreachable", webhook_url=receiver.url)
     checked = report(capsys, without_sdk, dirs, _ansible_check_mode=True, _ansible_diff=True, **args)
     assert "failed" not in checked, checked
     assert listing(tmp_path) == [] and receiver.calls == []
@@ -139,7 +139,7 @@ def test_a_real_run_writes_the_state_and_the_textfile(capsys, without_sdk, dirs)
 
 def test_runs_add_up_and_a_failure_keeps_the_success(capsys, without_sdk, dirs, receiver):
     first = report(capsys, without_sdk, dirs, bytes_added=10, webhook_url=receiver.url)
-    second = report(capsys, without_sdk, dirs, result="failed", message="boom", webhook_url=receiver.url,
+    second = report(capsys, without_sdk, dirs, result="failed", msg="boom", webhook_url=receiver.url,
                     _ansible_diff=True)
     assert second["state"]["last_success"] == first["state"]["last_success"]
     assert (second["state"]["runs"], second["state"]["failures_in_a_row"]) == (2, 1)
@@ -162,7 +162,7 @@ def test_notify_success(capsys, without_sdk, dirs, receiver):
 @pytest.mark.parametrize("status", [500, 404, 302])
 def test_a_webhook_that_answers_an_error_warns(capsys, without_sdk, dirs, receiver, status):
     receiver.status = status
-    result = report(capsys, without_sdk, dirs, result="failed", message="m", webhook_url=receiver.url)
+    result = report(capsys, without_sdk, dirs, result="failed", msg="m", webhook_url=receiver.url)
     assert "failed" not in result, result
     assert result["webhook"]["status"] == status and "HTTP Error %d" % status in result["webhook"]["error"]
     [warning] = warnings(result)
@@ -273,7 +273,7 @@ def test_refused_options_write_nothing(capsys, without_sdk, dirs, tmp_path, args
 
 def test_info_of_the_jobs(capsys, without_sdk, dirs):
     report(capsys, without_sdk, dirs, job="a-backup", bytes_added=1)
-    report(capsys, without_sdk, dirs, job="b-drill", kind="drill", result="failed", message="health check failed")
+    report(capsys, without_sdk, dirs, job="b-drill", kind="drill", result="failed", msg="health check failed")
     report(capsys, without_sdk, dirs, job="c-gc", kind="gc", volume=None, started=time.time() - 7200)
     with open(os.path.join(dirs["state_dir"], "c-gc.json")) as f:
         old = json.load(f)
