@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_retention
-short_description: Remove old volume backups from a restic repository by a retention policy, and prune it
+short_description: Remove old volume backups from a restic repository or a directory of archives by a retention policy
 version_added: 0.3.0
 description:
   - Applies a retention policy (O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly),
@@ -26,20 +26,38 @@ description:
   - Runs the C(restic) binary on the managed host. The repository, its password and O(repository_env) reach
     restic through its environment, never its command line; messages name the repository with any password in
     it replaced by C(***).
+  - With O(path) instead of O(repository), applies the same policy to a B(directory of archives) that
+    M(persist.docker.volume_backup) wrote (the directory of its C(path)), such as one archive per run
+    named C(<volume>-<UTC time>.tar.zst). An archive is a set of three files - C(NAME) (C(.tar), C(.tar.gz),
+    C(.tar.zst) or any other name), C(NAME.manifest.json) and C(NAME.sha256) - and belongs to the volume its
+    manifest names (its C(volume)); its file name does not matter. Its time is the B(modification time of the
+    archive file) (when M(persist.docker.volume_backup) finished writing it; the manifest records no time), and the
+    hours, days, weeks, months and years of the policy are those of the managed host's local time.
+  - The policy is restic's, applied to the volume's archives as C(restic forget) applies it to snapshots (see
+    O(keep_within) and the notes), each volume on its own.
+  - An archive goes with its checksum file and its manifest, in that order - the archive first - so a run that is
+    killed meanwhile leaves no archive without the manifest that names its volume, only a manifest (with or without
+    its checksum file) whose archive is gone, a B(leftover), which the next run removes. Nothing is followed
+    through a symbolic link, and only complete sets count - a set whose checksum file is missing (a backup may still
+    be writing it) or does not record the sha256 of its manifest, or whose archive is a symbolic link, is neither
+    counted nor removed (RV(ignored)). The archives are not hashed again; M(persist.docker.volume_restore) checks
+    them.
   - Needs no Docker engine, so it takes none of the connection options and is not in the action group
     C(persist.docker.docker).
 requirements:
-  - restic >= 0.14 on the managed host (Debian's C(restic) package)
+  - restic >= 0.14 on the managed host (Debian's C(restic) package), with O(repository)
 extends_documentation_fragment:
   - persist.docker.attributes
 attributes:
   check_mode:
     support: full
-    description: Lists exactly the snapshots a real run would remove (restic's dry run of the same policy), and
-      whether it would prune; writes nothing into the repository, not even a lock.
+    description: Lists exactly the snapshots (or archives) a real run would remove (restic's dry run of the same
+      policy), and whether it would prune; writes nothing into the repository, not even a lock, and removes no
+      file.
   diff_mode:
     support: full
-    description: Shows, for each volume, the short ids of its data and manifest snapshots before and after.
+    description: Shows, for each volume, the short ids of its data and manifest snapshots (or the names of its
+      archives) before and after.
   idempotent:
     support: full
     description: A second run with the same policy finds nothing to remove, does not prune and reports no change.
@@ -50,10 +68,17 @@ options:
         C(s3:https://s3.example.com/bucket/prefix), C(sftp:user@host:/srv/restic) or
         C(rest:https://user:password@host:8000/).
       - Given to restic as C(RESTIC_REPOSITORY).
+      - Exactly one of O(repository) and O(path) is required.
     type: str
-    required: true
+  path:
+    description:
+      - A directory of archives written by M(persist.docker.volume_backup), instead of a repository.
+      - Refused when it is a symbolic link or not a directory.
+    type: path
   repository_password:
-    description: The repository's password (given to restic as C(RESTIC_PASSWORD)).
+    description:
+      - The repository's password (given to restic as C(RESTIC_PASSWORD)).
+      - With O(repository), this or O(repository_password_file) is required.
     type: str
   repository_password_file:
     description: A file on the managed host that holds the repository's password (C(RESTIC_PASSWORD_FILE)).
@@ -68,7 +93,8 @@ options:
   volume:
     description:
       - Apply the policy to the backups of this volume only.
-      - When not given, to those of every volume that has a data snapshot in the repository, each volume on its own.
+      - When not given, to those of every volume that has a data snapshot in the repository (or an archive or a
+        leftover in O(path)), each volume on its own.
     type: str
   keep_last:
     description: Keep the newest N data snapshots (of each volume and host).
@@ -92,7 +118,8 @@ options:
     description:
       - Keep the data snapshots made within this duration B(before the newest data snapshot of the volume and host),
         not before now - as restic counts it; so backups that stopped a year ago are not all removed by
-        C(keep_within=7d), the last week of them stays.
+        C(keep_within=7d), the last week of them stays. The same for archives, from the newest archive of the
+        volume.
       - A duration as restic reads it - numbers each followed by C(y) (years), C(m) (months, not minutes),
         C(d) (days) or C(h) (hours), each unit at most once, such as C(7d), C(36h) or C(1y2m3d4h). restic has no unit
         for weeks or minutes. A duration of zero is refused.
@@ -101,6 +128,7 @@ options:
     description:
       - After removing snapshots, run C(restic prune) to delete the data that no snapshot uses any more.
       - Only when this run removed a snapshot. Without it, the space is freed by the next C(restic prune).
+      - Not used with O(path) - a removed archive frees its space at once.
     type: bool
     default: true
   restic_timeout:
@@ -108,12 +136,17 @@ options:
     type: int
     default: 3600
 notes:
+  - With O(path), the module takes no lock, none is needed - a backup writes its archive, then its manifest, then its
+    checksum file, so a set counts only once it is whole, and the newest archive of a volume is kept by every
+    policy.
+  - With O(path), the archives of a volume are grouped by the volume name their manifests give, not by host (a
+    manifest records none), so give the backups of each host a directory of their own.
   - The policy needs at least one of O(keep_last), O(keep_hourly), O(keep_daily), O(keep_weekly), O(keep_monthly),
     O(keep_yearly) above 0 or O(keep_within); a policy that keeps nothing, which would remove every backup, is refused.
     A count of 0 is the same as not giving it.
   - The counts are those of C(restic forget) - for example O(keep_daily=7) keeps the newest snapshot of each of
     the last 7 days that have one; a snapshot that one rule keeps also counts for the others. The times are
-    those restic recorded for each snapshot (when its backup started).
+    those restic recorded for each snapshot (when its backup started), or the modification times of the archives.
   - A data snapshot without its manifest snapshot (from a backup killed between the two) counts for the policy like
     the others.
   - Reads the repository without a lock (C(--no-lock)); removing snapshots and pruning take restic's exclusive
@@ -158,6 +191,17 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ would_go.removed | map(attribute='short_id') | list }}"
 
+- name: Keep the archives of the last 14 days and at least the last 3 of each volume in /srv/backups
+  persist.docker.backup_retention:
+    path: /srv/backups
+    keep_last: 3
+    keep_within: 14d
+  register: archives
+
+- name: The archives that went
+  ansible.builtin.debug:
+    msg: "{{ archives.removed | map(attribute='path') | list }}"
+
 - name: Remove the snapshots now, leaving the space to the weekly prune job
   persist.docker.backup_retention:
     repository: /srv/restic
@@ -171,16 +215,17 @@ EXAMPLES = r"""
 RETURN = r"""
 repository:
   description: The repository, with any password in it replaced by C(***).
-  returned: always
+  returned: with O(repository)
   type: str
   sample: s3:https://s3.example.com/backups/docker
 restic_version:
   description: Version of the restic binary that ran.
-  returned: always
+  returned: with O(repository)
   type: str
   sample: 0.14.0
 volumes:
-  description: The volumes the policy was applied to (O(volume), or every volume with a data snapshot).
+  description: The volumes the policy was applied to (O(volume), or every volume with a data snapshot, or with an
+    archive or a leftover in O(path)).
   returned: always
   type: list
   elements: str
@@ -189,19 +234,22 @@ removed:
   description:
     - The snapshots removed (in check mode, those a real run would remove); per volume, its data snapshots, then
       its manifest snapshots, each the oldest first.
+    - With O(path), the archives removed (in check mode, that a real run would remove); per volume, its archives,
+      the oldest first, then its leftovers.
   returned: always
   type: list
   elements: dict
   contains:
     id:
-      description: The snapshot's ID.
+      description: The snapshot's ID (with O(repository)).
       type: str
     short_id:
-      description: Its first 8 characters, as restic shows it.
+      description: Its first 8 characters, as restic shows it (with O(repository)).
       type: str
       sample: 7e2d8d23
     time:
-      description: When the snapshot was made (RFC 3339, as restic gives it).
+      description: When the snapshot was made (RFC 3339, as restic gives it); with O(path), the archive's modification
+        time (RFC 3339, UTC), null for a leftover.
       type: str
       sample: "2024-03-01T10:00:00Z"
     volume:
@@ -209,30 +257,50 @@ removed:
       type: str
       sample: web_data
     hostname:
-      description: The host (engine) that made it.
+      description: The host (engine) that made it (with O(repository)).
       type: str
     run:
-      description: The backup run it belongs to (its tag C(persist.docker.run=RUN)); null without that tag.
+      description: The backup run it belongs to (its tag C(persist.docker.run=RUN)); null without that tag (with
+        O(repository)).
       type: str
     kind:
-      description: C(data) (the volume's data) or C(manifest) (the manifest snapshot of a run).
+      description: C(data) (the volume's data) or C(manifest) (the manifest snapshot of a run); with O(path),
+        C(archive) (an archive with its checksum file and manifest) or C(leftover) (a manifest, with or without its
+        checksum file, whose archive was already gone).
       type: str
-      choices: [data, manifest]
+      choices: [data, manifest, archive, leftover]
+    path:
+      description: The archive (with O(path)).
+      type: str
+      sample: /srv/backups/web_data-20240301T100000Z.tar.zst
+    name:
+      description: The archive's file name (with O(path)).
+      type: str
+    files:
+      description: The files removed, in the order they were removed (with O(path)).
+      type: list
+      elements: str
 kept:
   description: The data snapshots the policy keeps, of all the volumes, the oldest first (their manifest snapshots
-    stay too).
+    stay too); with O(path), the archives it keeps.
   returned: always
   type: list
   elements: dict
   contains:
     id:
-      description: The snapshot's ID.
+      description: The snapshot's ID (with O(repository)).
       type: str
     short_id:
-      description: Its first 8 characters.
+      description: Its first 8 characters (with O(repository)).
+      type: str
+    path:
+      description: The archive (with O(path)).
+      type: str
+    name:
+      description: The archive's file name (with O(path)).
       type: str
     time:
-      description: When the snapshot was made.
+      description: When the snapshot was made; with O(path), the archive's modification time (RFC 3339, UTC).
       type: str
     volume:
       description: The volume it belongs to.
@@ -244,12 +312,29 @@ kept:
       description: The backup run it belongs to; null without that tag.
       type: str
     reasons:
-      description: Why restic keeps it (its matches).
+      description: Why restic keeps it (its matches); with O(path), the rules that keep the archive, such as
+        C(last archive), C(daily archive) or C(within 7d).
       type: list
       elements: str
       sample: [daily snapshot, weekly snapshot]
+ignored:
+  description: With O(path), the archives that are neither counted nor removed, and why (such as C(it has no
+    checksum file (a backup may still be writing it))), of every volume.
+  returned: with O(path)
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The archive.
+      type: str
+    volume:
+      description: The volume its manifest names; null when its manifest cannot be read.
+      type: str
+    reason:
+      description: Why it is ignored.
+      type: str
 pruned:
-  description: Whether C(restic prune) ran (in check mode, whether it would run).
+  description: Whether C(restic prune) ran (in check mode, whether it would run); false with O(path).
   returned: always
   type: bool
 actions:
@@ -270,7 +355,44 @@ MINIMUM_RESTIC = (0, 14, 0)
 
 class BackupRetentionManager(Manager):
     def run(self):
+        if self.params["path"] is not None:
+            return self.archives()
+        return self.repository()
+
+    def archives(self):
+        """The policy applied to a directory of archives."""
         p = self.params
+        policy = retention.check_archive_policy(p)
+        directory = retention.open_archive_directory(p["path"])
+        found = retention.archive_sets(directory, p["path"])
+        volumes = [p["volume"]] if p["volume"] is not None else sorted({s["volume"] for s in found["sets"]})
+        removed, kept, going, before, after = [], [], [], {}, {}
+        for volume in volumes:
+            planned = retention.archive_plan(p["path"], volume, found["sets"], policy)
+            removed += planned["removed"]
+            kept += planned["kept"]
+            going += planned["going"]
+            gone = {r["name"] for r in planned["removed"]}
+            before[volume] = planned["considered"]
+            after[volume] = [n for n in planned["considered"] if n not in gone]
+            counts = [sum(r["kind"] == kind for r in planned["removed"]) for kind in retention.ARCHIVE_KINDS]
+            if counts[0]:
+                self.act("removed %d archives of volume '%s' from %s" % (counts[0], volume, p["path"]))
+            if counts[1]:
+                self.act("removed the leftover files of %d archives of volume '%s' from %s (their archives were "
+                         "already gone)" % (counts[1], volume, p["path"]))
+        if not self.check_mode:
+            for item in going:
+                retention.remove_set(directory, p["path"], item)
+        result = dict(volumes=volumes, removed=removed,
+                      kept=sorted(kept, key=lambda k: (k["time"], k["path"])), ignored=found["ignored"], pruned=False)
+        return self.finish(result, before, after)
+
+    def repository(self):
+        """The policy applied to a restic repository."""
+        p = self.params
+        if p["repository_password"] is None and p["repository_password_file"] is None:
+            raise DockerError("one of repository_password and repository_password_file is required with repository")
         secret = restic.url_password(p["repository"])
         if secret:  # not in the module's result, its invocation included
             self.dm.module.no_log_values.add(secret)
@@ -329,7 +451,8 @@ class BackupRetentionManager(Manager):
 def main():
     PersistModule(
         dict(
-            repository=dict(type="str", required=True),
+            repository=dict(type="str"),
+            path=dict(type="path"),
             repository_password=dict(type="str", no_log=True),
             repository_password_file=dict(type="path", no_log=False),
             repository_env=dict(type="dict", default={}, no_log=True),
@@ -344,8 +467,9 @@ def main():
             prune=dict(type="bool", default=True),
             restic_timeout=dict(type="int", default=3600),
         ),
-        mutually_exclusive=[("repository_password", "repository_password_file")],
-        required_one_of=[("repository_password", "repository_password_file")],
+        mutually_exclusive=[("repository_password", "repository_password_file"), ("repository", "path"),
+                            ("path", "repository_password"), ("path", "repository_password_file")],
+        required_one_of=[("repository", "path")],
     ).run(BackupRetentionManager)
 
 

@@ -49,6 +49,9 @@ FORBIDDEN = {
     "repository": PURE | {"module", "manager", "transfer"},
     # the plan of backup_retention: on top of restic.py, as pure
     "retention": PURE | {"module", "manager"},
+    # the state of scheduled jobs (pure) and its files on the host: no SDK, no module base
+    "jobstate": PURE | {"module", "manager", "atomic", "fdtree", "jobfiles"},
+    "jobfiles": PURE | {"module", "manager"},
     # exclude patterns: below every file that reads a tree or a stream (they take it by its interface)
     "excludes": PURE | {"fdtree", "manifest", "tar_stream", "tree_copy", "archive", "archive_check", "transfer"},
     # commands in containers around a backup: no volume access, no quiescing (the module orders them)

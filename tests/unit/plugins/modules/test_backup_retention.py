@@ -1,13 +1,19 @@
 """backup_retention as a whole, without the Docker SDK, with a stand-in restic that prints restic 0.14's captured
 output (the repository of fixtures/restic/snapshots_convention.json, keep_daily 2) and records its argv and
-environment (the real restic runs in the integration target)."""
+environment (the real restic runs in the integration target); and on a directory of archives, made here in a
+temporary directory (real archives of volume_backup in the integration target backup_retention_archives)."""
 
+import hashlib
 import json
+import os
 import pathlib
 import stat
+import time
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.persist.docker.plugins.module_utils import manifest
 
 FIXTURES = pathlib.Path(__file__).parents[1] / "module_utils" / "fixtures" / "restic"
 DRY_RUN = "forget --no-lock --dry-run --json --keep-daily 2 --tag persist.docker.volume=web_data --group-by host"
@@ -150,3 +156,122 @@ def test_restic_older_than_0_14(capsys, without_sdk, stand_in):
     assert result["msg"] == ("restic 0.12.1 is older than 0.14, which backup_retention needs (forget --dry-run "
                              "--no-lock); install restic 0.14 or newer")
     assert calls(stand_in) == ["version"]
+
+
+# -- a directory of archives (no restic) -----------------------------------------------------------
+
+def archive_set(directory, name, volume, when, checksum=True):
+    """An archive set as volume_backup writes it, the archive's mtime set to when (unix time)."""
+    data = ("%s %s" % (volume, when)).encode()
+    (directory / name).write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    entries = [manifest.make_entry(".", "dir", 0o755, 0, 0, mtime=0)]
+    (directory / (name + ".manifest.json")).write_text(manifest.dump(entries, volume=volume, archive_sha256=sha))
+    if checksum:
+        (directory / (name + ".sha256")).write_text("%s  %s\n" % (sha, name))
+    os.utime(directory / name, (when, when))
+
+
+@pytest.fixture
+def archives(tmp_path):
+    """Archives of web (5, a day apart, the newest a day old) and db (2) in tmp_path/backups, a leftover of web and
+    a web archive without its checksum file."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    day = 86400
+    now = int(time.time())  # whole seconds: the boundary of keep_within is exact
+    for n in range(5):
+        archive_set(directory, "web-%d.tar.zst" % n, "web", now - (5 - n) * day)
+    archive_set(directory, "db-0.tar.gz", "db", now - 10 * day)
+    archive_set(directory, "db-1.tar.gz", "db", now - 9 * day)
+    archive_set(directory, "web-left.tar", "web", now)
+    (directory / "web-left.tar").unlink()
+    archive_set(directory, "web-writing.tar", "web", now, checksum=False)
+    return directory
+
+
+def names(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_archives_check_mode_predicts_the_real_run(capsys, without_sdk, stand_in, archives):
+    module = without_sdk("modules.backup_retention")
+    listed = names(archives)
+    checked = run(capsys, module, path=str(archives), keep_last=2, _ansible_check_mode=True, _ansible_diff=True)
+    assert "failed" not in checked, checked
+    assert names(archives) == listed
+    real = run(capsys, module, path=str(archives), keep_last=2, _ansible_diff=True)
+    for key in ("changed", "actions", "removed", "kept", "ignored", "volumes", "diff", "pruned"):
+        assert checked[key] == real[key], key
+    assert real["changed"] is True and real["pruned"] is False and real["volumes"] == ["db", "web"]
+    assert real["actions"] == [
+        "removed 3 archives of volume 'web' from %s" % archives,
+        "removed the leftover files of 1 archives of volume 'web' from %s (their archives were already gone)"
+        % archives]
+    assert [(r["name"], r["kind"]) for r in real["removed"]] == [
+        ("web-0.tar.zst", "archive"), ("web-1.tar.zst", "archive"), ("web-2.tar.zst", "archive"),
+        ("web-left.tar", "leftover")]
+    assert [k["name"] for k in real["kept"]] == ["db-0.tar.gz", "db-1.tar.gz", "web-3.tar.zst", "web-4.tar.zst"]
+    assert real["ignored"] == [dict(path=str(archives / "web-writing.tar"), volume="web",
+                                    reason="it has no checksum file (a backup may still be writing it)")]
+    assert real["diff"]["before"]["web"] == ["web-%d.tar.zst" % n for n in range(5)] + ["web-left.tar"]
+    assert real["diff"]["after"] == dict(db=["db-0.tar.gz", "db-1.tar.gz"], web=["web-3.tar.zst", "web-4.tar.zst"])
+    assert names(archives) == sorted(
+        [n + s for n in ("db-0.tar.gz", "db-1.tar.gz", "web-3.tar.zst", "web-4.tar.zst")
+         for s in ("", ".manifest.json", ".sha256")] + ["web-writing.tar", "web-writing.tar.manifest.json"])
+    again = run(capsys, module, path=str(archives), keep_last=2)
+    assert again["changed"] is False and again["removed"] == [] and again["actions"] == []
+    assert calls(stand_in) == []  # restic never ran
+
+
+def test_archives_of_one_volume_within_a_duration(capsys, without_sdk, stand_in, archives):
+    module = without_sdk("modules.backup_retention")
+    result = run(capsys, module, path=str(archives), volume="web", keep_within="2d")
+    assert result["volumes"] == ["web"]
+    # web-2 is exactly 2 days older than the newest, web-4: not after that start, as restic counts it
+    assert [r["name"] for r in result["removed"]] == ["web-0.tar.zst", "web-1.tar.zst", "web-2.tar.zst",
+                                                      "web-left.tar"]
+    assert [(k["name"], k["reasons"]) for k in result["kept"]] == [
+        ("web-3.tar.zst", ["within 2d"]), ("web-4.tar.zst", ["within 2d"])]
+    assert "db-0.tar.gz" in names(archives)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (dict(), "the retention policy keeps no snapshot, so it would remove every backup of the volume"),
+    (dict(keep_last=0), "the retention policy keeps no snapshot"),
+    (dict(keep_within="1w"), "keep_within '1w' is not a duration as restic reads it"),
+    (dict(keep_last=1, repository="/srv/r"), "parameters are mutually exclusive: repository|path"),
+    (dict(keep_last=1, repository_password="pw"), "parameters are mutually exclusive: path|repository_password"),
+])
+def test_archives_refused(capsys, without_sdk, stand_in, archives, args, msg):
+    module = without_sdk("modules.backup_retention")
+    listed = names(archives)
+    result = run(capsys, module, path=str(archives), **args)
+    assert result["failed"] is True and msg in result["msg"], result["msg"]
+    assert names(archives) == listed
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "missing"])
+def test_a_path_that_is_no_directory_is_refused(capsys, without_sdk, stand_in, archives, kind):
+    path = archives.parent / "other"
+    if kind == "symlink":
+        path.symlink_to(archives)
+    elif kind == "file":
+        path.write_text("")
+    result = run(capsys, without_sdk("modules.backup_retention"), path=str(path), keep_last=1)
+    assert result["failed"] is True
+    assert {"symlink": "is a symbolic link; refusing to follow it", "file": "is not a directory",
+            "missing": "does not exist"}[kind] in result["msg"]
+    assert len(names(archives)) == 25
+
+
+def test_neither_repository_nor_path(capsys, without_sdk, stand_in):
+    result = run(capsys, without_sdk("modules.backup_retention"), keep_last=1)
+    assert result["failed"] is True and "one of the following is required: repository, path" in result["msg"]
+
+
+def test_a_repository_needs_its_password(capsys, without_sdk, stand_in):
+    result = run(capsys, without_sdk("modules.backup_retention"), repository="/srv/r", keep_last=1)
+    assert result["failed"] is True
+    assert result["msg"] == "one of repository_password and repository_password_file is required with repository"
+    assert calls(stand_in) == []
