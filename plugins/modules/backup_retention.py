@@ -47,6 +47,7 @@ description:
 requirements:
   - restic >= 0.14 on the managed host (Debian's C(restic) package), with O(repository)
 extends_documentation_fragment:
+  - persist.docker.restic
   - persist.docker.attributes
 attributes:
   check_mode:
@@ -75,21 +76,6 @@ options:
       - A directory of archives written by M(persist.docker.volume_backup), instead of a repository.
       - Refused when it is a symbolic link or not a directory.
     type: path
-  repository_password:
-    description:
-      - The repository's password (given to restic as C(RESTIC_PASSWORD)).
-      - With O(repository), this or O(repository_password_file) is required.
-    type: str
-  repository_password_file:
-    description: A file on the managed host that holds the repository's password (C(RESTIC_PASSWORD_FILE)).
-    type: path
-  repository_env:
-    description:
-      - More environment for restic, such as C(AWS_ACCESS_KEY_ID), C(AWS_SECRET_ACCESS_KEY) and
-        C(AWS_DEFAULT_REGION) for S3, or C(RESTIC_CACHE_DIR).
-      - C(RESTIC_REPOSITORY*) and C(RESTIC_PASSWORD*) are refused; use the options above.
-    type: dict
-    default: {}
   volume:
     description:
       - Apply the policy to the backups of this volume only.
@@ -131,10 +117,6 @@ options:
       - Not used with O(path) - a removed archive frees its space at once.
     type: bool
     default: true
-  restic_timeout:
-    description: Seconds each restic run may take before it is killed and the module fails.
-    type: int
-    default: 3600
 notes:
   - With O(path), the module takes no lock, none is needed - a backup writes its archive, then its manifest, then its
     checksum file, so a set counts only once it is whole, and the newest archive of a volume is kept by every
