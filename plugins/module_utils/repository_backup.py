@@ -103,8 +103,9 @@ class RepositoryBackup:
         m.act("backed up volume '%s' into a new snapshot of %s" % (self.volume, self.repo.subject))
         if not self.dm.check_mode:
             # the stale locks of killed runs go (restic 0.14 keeps them, and a plain 'restic check' would fail on
-            # them) while the containers are held still and the tree is read: 'restic unlock' costs a key
-            # derivation, as every restic run; an unchanged volume does not pay it
+            # them) while the tree is read and restic backs it up (a backup refused by a stale lock is run once
+            # more by Restic.call): 'restic unlock' costs a key derivation, as every restic run; an unchanged
+            # volume does not pay it
             self.unlocking = self.pool.submit(self.repo.unlock)
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
         users = containers_using(self.api, self.volume)
@@ -214,10 +215,8 @@ class RepositoryBackup:
             counts = manifest.summary(entries)
             tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
                                     "tree", self.p["tags"])
-            self.unlocked()
             out = self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=cwd)
         else:
-            self.unlocked()
             with ThreadPoolExecutor(max_workers=1) as pool:
                 walking = pool.submit(walk)
                 try:
@@ -241,7 +240,7 @@ class RepositoryBackup:
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
         entries = []
         counter = [0]
-        self.unlocked()
+        self.unlocked()  # a stream cannot be sent twice: no stale lock may refuse it
         out = self.repo.feed("backup", side.archive(True, entries, counter, exclude=self.exclude), "--json", "--stdin",
                              "--stdin-filename", restic.tar_file(self.volume), "--host", host,
                              *tag_args(self.first_tags(run, "tar")))
