@@ -11,9 +11,9 @@
 The exit status is the command's.
 """
 
+import grp
 import os
 import pwd
-import grp
 import shlex
 import sys
 
@@ -23,8 +23,8 @@ SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
 def service(path):
     section, keys = None, {}
     with open(path) as handle:
-        for line in handle:
-            line = line.strip()
+        for raw in handle:
+            line = raw.strip()
             if not line or line[0] in "#;":
                 continue
             if line.startswith("["):
@@ -56,8 +56,8 @@ def service(path):
 def cron(path):
     env, entries = {}, []
     with open(path) as handle:
-        for line in handle:
-            line = line.strip()
+        for raw in handle:
+            line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             words = line.split(None, 6)
