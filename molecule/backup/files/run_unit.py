@@ -1,12 +1,12 @@
-#!/usr/bin/env python3
 """Run the command of a systemd service or of a cron file the way systemd or cron would run it.
 
-    run_unit.py service FILE   the [Service] section's ExecStart=, with its Environment=,
-                               WorkingDirectory=, User=, Group= and UMask=, and systemd's PATH,
-                               nothing else of the caller's environment, stdin from /dev/null
-    run_unit.py cron FILE      the one entry of a cron.d file (five fields, a user, a command), by
-                               /bin/sh -c in the user's home, with cron's environment and the file's
-                               variables
+    python3 run_unit.py service FILE   the [Service] section's ExecStart=, with its Environment=,
+                                       WorkingDirectory=, User=, Group= and UMask=, and systemd's
+                                       PATH, nothing else of the caller's environment, stdin from
+                                       /dev/null
+    python3 run_unit.py cron FILE      the one entry of a cron.d file (five fields, a user, a
+                                       command), by /bin/sh -c in the user's home, with cron's
+                                       environment and the file's variables
 
 The exit status is the command's.
 """
@@ -31,7 +31,7 @@ def service(path):
                 section = line.strip("[]")
                 continue
             if section == "Service":
-                key, _, value = line.partition("=")
+                key, _sep, value = line.partition("=")
                 keys.setdefault(key, []).append(value)
     for key in keys:
         if key not in ("Type", "ExecStart", "Environment", "WorkingDirectory", "User", "Group", "UMask"):
@@ -42,7 +42,7 @@ def service(path):
     env = {"PATH": SYSTEMD_PATH}
     for value in keys.get("Environment", []):
         for word in shlex.split(value):
-            name, _, setting = word.partition("=")
+            name, _sep, setting = word.partition("=")
             env[name] = setting
     user = keys.get("User", [None])[0]
     if user:
@@ -62,7 +62,7 @@ def cron(path):
                 continue
             words = line.split(None, 6)
             if "=" in line and (len(words) < 7 or "=" in words[0]):
-                name, _, value = line.partition("=")
+                name, _sep, value = line.partition("=")
                 env[name.strip()] = value.strip().strip("\"'")
             else:
                 entries.append(words)

@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
 """A webhook receiver for the backup scenario: each POST is appended to a log as one JSON line.
 
-    webhook.py DIR    listen on a free port of 127.0.0.1, write it to DIR/webhook.port and the
-                      process id to DIR/webhook.pid, append {"path", "body"} to DIR/webhook.log
+    python3 webhook.py DIR    listen on a free port of 127.0.0.1, write it to DIR/webhook.port and
+                              the process id to DIR/webhook.pid, append {"path", "body"} to
+                              DIR/webhook.log
 """
 
 import http.server
