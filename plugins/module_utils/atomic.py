@@ -22,6 +22,9 @@ import stat
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 PRIVATE = 0o600
+# Where the modules keep their state on a host when not below /var/lib/persist-docker (tests, unusual hosts); every
+# run on one host must use the same directory.
+STATE_DIR_ENV = "PERSIST_DOCKER_STATE_DIR"
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 

@@ -25,8 +25,7 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 from ansible_collections.persist.docker.plugins.module_utils.volumes import containers_using
 
 STATE_DIR = "/var/lib/persist-docker/quiesced"
-# Tests and unusual hosts may keep the records elsewhere; every run on one host must use the same directory.
-STATE_DIR_ENV = "PERSIST_DOCKER_STATE_DIR"
+STATE_DIR_ENV = atomic.STATE_DIR_ENV  # the records elsewhere (tests, unusual hosts)
 HOW = ("stop", "pause", "none")
 # The container state in which a record's entry still needs the undoing of its step.
 _LEFT = {"stop": ("exited", "created"), "pause": ("paused",)}

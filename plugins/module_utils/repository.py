@@ -31,7 +31,6 @@ from ansible_collections.persist.docker.plugins.module_utils.tar_stream import C
 
 # The manifests of the last backups, for the metadata-only unchanged check (PERSIST_DOCKER_STATE_DIR/restic when set).
 STAT_CACHE_DIR = "/var/lib/persist-docker/restic"
-STATE_DIR_ENV = "PERSIST_DOCKER_STATE_DIR"  # as containers.py (an SDK file: not imported here)
 
 REPOSITORY_SPEC = dict(
     repository=dict(type="str"),
@@ -96,7 +95,7 @@ def stat_cache_path(repository_string, volume, host):
     """Where the manifest of the last backup of volume into a repository is kept on this host (pure): below the
     state directory, named by a hash of the repository (credentials and all), the volume and the engine."""
     key = hashlib.sha256("\0".join((repository_string, volume, host)).encode("utf-8", "surrogateescape")).hexdigest()
-    base = os.environ.get(STATE_DIR_ENV)
+    base = os.environ.get(atomic.STATE_DIR_ENV)
     return os.path.join(os.path.join(base, "restic") if base else STAT_CACHE_DIR, key[:32] + ".json")
 
 

@@ -686,6 +686,16 @@ def remove_helpers(api, ids):
             api.remove_container(cid, force=True)
 
 
+def remove_stale_helpers(api, volume, check_mode):
+    """Remove (unless check_mode) the helper containers a killed run left on volume; their ids.
+
+    Call it under the volume's lock: a helper found then belongs to no live run."""
+    ids = stale_helpers(api, volume)
+    if not check_mode:
+        remove_helpers(api, ids)
+    return ids
+
+
 def _usable_locally(docker_host, path, method):
     if method == "api":
         return False

@@ -173,7 +173,7 @@ check:
       sample: ["no errors were found"]
 """
 
-from ansible_collections.persist.docker.plugins.module_utils import restic
+from ansible_collections.persist.docker.plugins.module_utils import repository, restic
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.module import PersistModule
@@ -182,20 +182,13 @@ from ansible_collections.persist.docker.plugins.module_utils.module import Persi
 class BackupInfoManager(Manager):
     def run(self):
         p = self.params
-        secret = restic.url_password(p["repository"])
-        if secret:  # not in the module's result, its invocation included
-            self.dm.module.no_log_values.add(secret)
+        repo = repository.open_repository(self.dm, p)
         if p["read_data_subset"] is not None:
             if not p["check"]:
                 raise DockerError("read_data_subset is only used with check: true")
             restic.check_read_data_subset(p["read_data_subset"])
         if p["volume"] is not None:
             restic.volume_tag(p["volume"])
-        if p["restic_timeout"] < 1:
-            raise DockerError("restic_timeout must be at least 1 second")
-        repo = restic.Restic(p["repository"], password=p["repository_password"],
-                             password_file=p["repository_password_file"], repository_env=p["repository_env"],
-                             timeout=p["restic_timeout"])
         result = dict(changed=False, repository=restic.redact(p["repository"]), restic_version=repo.version(),
                       snapshots=listed(repo, p["volume"]))
         if p["check"]:

@@ -327,7 +327,7 @@ actions:
   sample: ["removed 2 data and 3 manifest snapshots of volume 'web_data'", "pruned the repository"]
 """
 
-from ansible_collections.persist.docker.plugins.module_utils import restic, retention
+from ansible_collections.persist.docker.plugins.module_utils import repository, restic, retention
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.module import PersistModule
@@ -373,19 +373,10 @@ class BackupRetentionManager(Manager):
     def repository(self):
         """The policy applied to a restic repository."""
         p = self.params
-        if p["repository_password"] is None and p["repository_password_file"] is None:
-            raise DockerError("one of repository_password and repository_password_file is required with repository")
-        secret = restic.url_password(p["repository"])
-        if secret:  # not in the module's result, its invocation included
-            self.dm.module.no_log_values.add(secret)
+        repo = repository.open_repository(self.dm, p)
         policy = retention.policy_args(p)
         if p["volume"] is not None:
             restic.volume_tag(p["volume"])
-        if p["restic_timeout"] < 1:
-            raise DockerError("restic_timeout must be at least 1 second")
-        repo = restic.Restic(p["repository"], password=p["repository_password"],
-                             password_file=p["repository_password_file"], repository_env=p["repository_env"],
-                             timeout=p["restic_timeout"])
         version = repo.version()
         if tuple(int(n) for n in version.split(".")) < MINIMUM_RESTIC:
             raise DockerError("restic %s is older than 0.14, which backup_retention needs (forget --dry-run "

@@ -468,9 +468,7 @@ class VolumeBackupManager(Manager):
             self.dm.warn(error)
         self.actions.extend(recovered)
         # Under the volume's lock: a helper container found now was left by a run that was killed.
-        stale = va.stale_helpers(self.dm.api, p["volume"])
-        if stale and not self.dm.check_mode:
-            va.remove_helpers(self.dm.api, stale)
+        va.remove_stale_helpers(self.dm.api, p["volume"], self.dm.check_mode)
         return attrs
 
     def backup(self):

@@ -404,9 +404,7 @@ class VolumeRestoreManager(Manager):
         p = self.params
         api = self.dm.api
         # Under the volume's lock: a helper found now was left by a run that was killed.
-        stale = va.stale_helpers(api, p["volume"])
-        if not self.dm.check_mode:
-            va.remove_helpers(api, stale)
+        va.remove_stale_helpers(api, p["volume"], self.dm.check_mode)
         state = dest.state()
         current = dest.manifest(level == "checksum")
         in_sync = manifest.at_level(manifest.canonical(current), level) == \

@@ -273,5 +273,5 @@ def test_neither_repository_nor_path(capsys, without_sdk, stand_in):
 def test_a_repository_needs_its_password(capsys, without_sdk, stand_in):
     result = run(capsys, without_sdk("modules.backup_retention"), repository="/srv/r", keep_last=1)
     assert result["failed"] is True
-    assert result["msg"] == "one of repository_password and repository_password_file is required with repository"
+    assert result["msg"] == "with repository, give one of repository_password and repository_password_file"
     assert calls(stand_in) == []
