@@ -18,6 +18,7 @@ restore`` gives the volume's files), ``tar`` from the Engine API (``backup --std
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -95,8 +96,49 @@ def stat_cache_path(repository_string, volume, host):
     """Where the manifest of the last backup of volume into a repository is kept on this host (pure): below the
     state directory, named by a hash of the repository (credentials and all), the volume and the engine."""
     key = hashlib.sha256("\0".join((repository_string, volume, host)).encode("utf-8", "surrogateescape")).hexdigest()
+    return os.path.join(_state_dir(), key[:32] + ".json")
+
+
+def _state_dir():
     base = os.environ.get(atomic.STATE_DIR_ENV)
-    return os.path.join(os.path.join(base, "restic") if base else STAT_CACHE_DIR, key[:32] + ".json")
+    return os.path.join(base, "restic") if base else STAT_CACHE_DIR
+
+
+def _repository_key(repository_string):
+    return hashlib.sha256(repository_string.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def runs_left(repository_string):
+    """The markers of writing runs into the repository that this host began and that never ended (killed, or
+    failed): their restic may have left a stale lock. None when the state directory cannot be read (then
+    assume there are)."""
+    prefix = _repository_key(repository_string) + "."
+    try:
+        names = os.listdir(_state_dir())
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    return [os.path.join(_state_dir(), n) for n in sorted(names) if n.startswith(prefix) and n.endswith(".running")]
+
+
+def mark_run(repository_string, run):
+    """Mark a writing run into the repository as begun (a 0600 file below the state directory); its path, or
+    None when it cannot be written (the next run then cannot know, and removes stale locks anyway)."""
+    path = os.path.join(_state_dir(), "%s.%s.running" % (_repository_key(repository_string), run))
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        atomic.write_text(path, "")
+    except OSError:
+        return None
+    return path
+
+
+def clear_marks(paths):
+    """Remove run markers (those of ended runs, or of killed ones whose stale locks are gone)."""
+    for path in paths or ():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def cached_manifest(path, snapshot):

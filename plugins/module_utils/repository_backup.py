@@ -12,8 +12,8 @@ file changed meanwhile would make the snapshot differ from its manifest, so the 
 removed again and the run fails, naming the file (quiesce the containers).
 
 Through the Engine API (``tar`` snapshots) the volume is read as one tar stream into ``restic
-backup --stdin``; its manifest comes from the same stream, and the tags that need it are added
-when the stream has ended (``restic tag``). Whether anything changed is decided by the manifest
+backup --stdin``; its manifest comes from the same stream, and the tags that need it go to the
+manifest snapshot only (restic.complete() reads them from there). Whether anything changed is decided by the manifest
 of the volume read through a helper (the data is read twice when it changed).
 
 The manifest snapshot is written last: a run killed before leaves an incomplete data snapshot,
@@ -102,11 +102,13 @@ class RepositoryBackup:
             return before, before
         m.act("backed up volume '%s' into a new snapshot of %s" % (self.volume, self.repo.subject))
         if not self.dm.check_mode:
-            # the stale locks of killed runs go (restic 0.14 keeps them, and a plain 'restic check' would fail on
-            # them) while the tree is read and restic backs it up (a backup refused by a stale lock is run once
-            # more by Restic.call): 'restic unlock' costs a key derivation, as every restic run; an unchanged
-            # volume does not pay it
-            self.unlocking = self.pool.submit(self.repo.unlock)
+            # the stale locks of runs of this host that were killed go (restic 0.14 keeps them, and a plain
+            # 'restic check' would fail on them) while the tree is read and restic backs it up (a backup refused
+            # by a stale lock is run once more by Restic.call); a run that ended well leaves no lock, and the
+            # next one no 'restic unlock' to pay
+            left = repository.runs_left(self.p["repository"])
+            if left != []:
+                self.unlocking = self.pool.submit(self.unlock, left)
         how = containers.backup_quiesce(p["quiesce"], p["stop_containers"])
         users = containers_using(self.api, self.volume)
         if how == "none" and p["quiesce"] is None:
@@ -118,6 +120,7 @@ class RepositoryBackup:
                 self.current(side, parent, result, force=True)
             return before, result["digest"]
         run = repository.new_run()
+        marker = repository.mark_run(p["repository"], run)
         with containers.containers_stopped(self.api, m.engine, self.volume, how,
                                            "the backup of volume '%s'" % self.volume, users) as held:
             result["quiesced_containers"] = held
@@ -128,6 +131,7 @@ class RepositoryBackup:
             else:
                 entries, stats, summary = self.tar(side, host, run, result)
             digest = manifest.digest(entries)
+            counts = manifest.summary(entries)
             text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
                                             stats, p["exclude"], run)
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -135,12 +139,14 @@ class RepositoryBackup:
                 lookup = pool.submit(self.repo.snapshots, tags=[restic.run_tag(run)], lock=False)
                 self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
                                restic.manifest_file(self.volume), "--host", host,
-                               *tag_args(restic.manifest_tags(self.volume, run)))
+                               *tag_args(restic.manifest_tags(self.volume, run, digest, counts["bytes"],
+                                                              counts["files"])))
                 found = [s for s in lookup.result() if s["volume"] == self.volume]
             seconds = time.monotonic() - start
+        self.unlocked()
+        repository.clear_marks([marker])  # this run leaves no lock
         if side.how == "local":
             repository.save_stat_cache(self.cache_path(host), text)
-        counts = manifest.summary(entries)
         result.update(snapshot_id=found[0]["id"] if found else summary.get("snapshot_id"), digest=digest,
                       bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
                       files_changed=summary.get("files_changed", 0), seconds=round(seconds, 3),
@@ -223,7 +229,6 @@ class RepositoryBackup:
                     out = self.repo.call("backup", *(args + tag_args(self.first_tags(run, "tree")) + [top]), cwd=cwd)
                 finally:
                     entries = walking.result()
-            self.tag_late(run, entries)
         summary = restic.parse_backup_summary(out, self.repo.subject)
         result["bytes_hashed"] += stats.pop(None)
         after = {}
@@ -246,8 +251,12 @@ class RepositoryBackup:
                              *tag_args(self.first_tags(run, "tar")))
         summary = restic.parse_backup_summary(out, self.repo.subject)
         result["bytes_hashed"] += manifest.summary(entries)["bytes"]
-        self.tag_late(run, entries)
         return entries, None, summary
+
+    def unlock(self, left):
+        """restic unlock, and the markers of the runs whose stale locks it removed forgotten."""
+        if self.repo.unlock():
+            repository.clear_marks(left)
 
     def unlocked(self):
         """Wait for the removal of stale locks, before restic writes."""
@@ -255,16 +264,10 @@ class RepositoryBackup:
             self.unlocking.result()
 
     def first_tags(self, run, fmt):
-        """The tags of a data snapshot whose manifest is not known yet (tag_late() adds the rest)."""
+        """The tags of a data snapshot whose manifest is not known yet (its manifest snapshot's tags carry the
+        rest)."""
         return [restic.volume_tag(self.volume), restic.run_tag(run), "%s=%s" % (restic.TAG_FORMAT, fmt)] + \
             restic.user_tags(self.p["tags"])
-
-    def tag_late(self, run, entries):
-        """Add the digest, bytes and files of entries to the data snapshot of run."""
-        counts = manifest.summary(entries)
-        self.repo.call("tag", "--tag", restic.run_tag(run), "--add", restic.digest_tag(manifest.digest(entries)),
-                       "--add", "%s=%d" % (restic.TAG_BYTES, counts["bytes"]),
-                       "--add", "%s=%d" % (restic.TAG_FILES, counts["files"]))
 
     def finish(self, result, before, after):
         volume = self.volume

@@ -23,11 +23,17 @@ The snapshot convention (restic 0.14 keeps no other metadata with a snapshot tha
   --target DIR`` gives ``DIR/_data``, its owner and mode included)
   or ``persist.docker.format=tar`` (one file ``/V.tar`` holding the volume as a tar stream, read
   through the Engine API), and the user's tags.
+  The digest, bytes and files tags are left out when they are not known before restic reads the
+  data (a first backup from the mountpoint, whose files are hashed while restic reads them, and
+  every backup through the Engine API): a ``restic tag`` run to add them would rewrite the
+  snapshot and cost a restic run.
 * Then a **manifest snapshot**: the one file ``/V.manifest.json`` (the manifest, as beside an
   archive, with the ``stat`` of each entry for the metadata-only unchanged check) with the tags
-  ``persist.docker.manifest=V`` and the same ``persist.docker.run=<run id>``.
+  ``persist.docker.manifest=V``, the same ``persist.docker.run=<run id>`` and the digest, bytes and
+  files tags.
 * A data snapshot is **complete** when a manifest snapshot of its run exists; only complete ones
-  are restored or used as a parent. Retention removes a run's two snapshots together.
+  are restored or used as a parent; a field its own tags lack is read from its manifest snapshot's
+  tags. Retention removes a run's two snapshots together.
 * Both get ``--host`` = the engine's name, so that volumes of one name on several engines backed
   up into one repository are told apart.
 
@@ -143,9 +149,12 @@ def user_tags(tags):
     return list(tags or ())
 
 
-def manifest_tags(volume, run):
-    """The tags of a manifest snapshot (pure)."""
-    return [check_tag("%s=%s" % (TAG_MANIFEST, volume)), run_tag(run)]
+def manifest_tags(volume, run, digest=None, size=None, files=None):
+    """The tags of a manifest snapshot (pure); with digest, also the digest, bytes and files of its data."""
+    tags = [check_tag("%s=%s" % (TAG_MANIFEST, volume)), run_tag(run)]
+    if digest is not None:
+        tags += [digest_tag(digest), "%s=%d" % (TAG_BYTES, size), "%s=%d" % (TAG_FILES, files)]
+    return tags
 
 
 def manifest_file(volume):
@@ -158,18 +167,27 @@ def tar_file(volume):
     return "%s.tar" % volume
 
 
+MERGED = ("digest", "bytes", "files")
+
+
 def complete(snapshots):
-    """The data snapshots among snapshots whose run has a manifest snapshot (pure), each with its
-    ``manifest_id``, in the given order."""
+    """The data snapshots among snapshots whose run has a manifest snapshot (pure), in the given order, each with
+    its ``manifest_id`` and the digest, bytes and files its own tags lack taken from the manifest snapshot's."""
     manifests = {}
     for s in snapshots:
         if s.get("manifest_of") and s.get("run"):
-            manifests[(s["manifest_of"], s["run"])] = s["id"]
+            manifests[(s["manifest_of"], s["run"])] = s
     found = []
     for s in snapshots:
-        key = (s.get("volume"), s.get("run"))
-        if s.get("volume") and s.get("digest") and s.get("run") and key in manifests:
-            found.append(dict(s, manifest_id=manifests[key]))
+        partner = manifests.get((s.get("volume"), s.get("run")))
+        if not s.get("volume") or not s.get("run") or partner is None:
+            continue
+        merged = dict(s, manifest_id=partner["id"])
+        for field in MERGED:
+            if merged.get(field) is None:
+                merged[field] = partner.get(field)
+        if merged["digest"]:
+            found.append(merged)
     return found
 
 

@@ -199,9 +199,9 @@ class BackupInfoManager(Manager):
 def listed(repo, volume):
     """The snapshots backup_info lists: all but the manifest snapshots, each with ``complete``."""
     found = repo.snapshots(volume, tags=[restic.manifest_tags(volume, "x")[0]] if volume is not None else ())
-    complete = {s["id"] for s in restic.complete(found)}
-    return [dict({k: v for k, v in s.items() if k != "manifest_of"}, complete=s["id"] in complete)
-            for s in found if not s["manifest_of"]]
+    complete = {s["id"]: s for s in restic.complete(found)}
+    return [dict({k: v for k, v in complete.get(s["id"], s).items() if k not in ("manifest_of", "manifest_id")},
+                 complete=s["id"] in complete) for s in found if not s["manifest_of"]]
 
 
 def main():

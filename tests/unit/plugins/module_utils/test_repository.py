@@ -123,3 +123,16 @@ def test_a_hard_link_whose_first_path_comes_later():
 def test_a_dump_the_manifest_does_not_describe_is_refused(members, message):
     with pytest.raises(DockerError, match=message):
         converted(*members)
+
+
+def test_run_markers_tell_which_runs_of_a_repository_never_ended(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERSIST_DOCKER_STATE_DIR", str(tmp_path))
+    assert repository.runs_left("s3:host/bucket") == []  # no state directory yet
+    first = repository.mark_run("s3:host/bucket", "r1")
+    other = repository.mark_run("/srv/other", "r2")
+    assert first and other and oct((tmp_path / "restic").stat().st_mode & 0o777) == "0o700"
+    assert repository.runs_left("s3:host/bucket") == [first]
+    assert repository.runs_left("/srv/other") == [other]
+    repository.clear_marks([first, first])  # a second removal is no error
+    assert repository.runs_left("s3:host/bucket") == []
+    assert repository.runs_left("/srv/other") == [other]

@@ -136,6 +136,22 @@ def test_tags_of_a_run_and_completeness():
     assert [(s["id"], s["manifest_id"]) for s in restic.complete(snaps)] == [("d1", "m1")]
 
 
+def test_a_data_snapshot_without_its_digest_takes_it_from_its_manifest_snapshot():
+    first = ["persist.docker.volume=web", "persist.docker.run=r1", "persist.docker.format=tar"]
+    assert restic.manifest_tags("web", "r1", DIGEST, 10, 3) == [
+        "persist.docker.manifest=web", "persist.docker.run=r1", "persist.docker.digest=" + DIGEST,
+        "persist.docker.bytes=10", "persist.docker.files=3"]
+    snaps = [dict(id="d1", **restic.tag_fields(first)),
+             dict(id="m1", **restic.tag_fields(restic.manifest_tags("web", "r1", DIGEST, 10, 3))),
+             dict(id="d2", **restic.tag_fields(["persist.docker.volume=web", "persist.docker.run=r2"])),
+             dict(id="m2", **restic.tag_fields(restic.manifest_tags("web", "r2")))]
+    found = restic.complete(snaps)
+    assert [(s["id"], s["manifest_id"], s["digest"], s["bytes"], s["files"], s["format"]) for s in found] == [
+        ("d1", "m1", DIGEST, 10, 3, "tar")]  # d2: no digest anywhere, not complete
+    own = dict(snaps[0], digest="sha256:" + "1" * 64, bytes=1, files=1)
+    assert restic.complete([own, snaps[1]])[0]["digest"] == "sha256:" + "1" * 64  # its own tags win
+
+
 # -- parsers on restic 0.14's own output -----------------------------------------------------------
 
 def test_parse_version():

@@ -309,13 +309,13 @@ def kill_restore(env, volume):
 
 def oracle_complete(raw):
     """{data snapshot id: complete} from restic's own list and the tags alone."""
-    runs = set()
+    runs = {}  # (volume, run) of a manifest snapshot: whether it carries the digest
     for s in raw:
         tags = s.get("tags") or []
         manifest_of = [t[len(MANIFEST_TAG):] for t in tags if t.startswith(MANIFEST_TAG)]
         run = [t.split("=", 1)[1] for t in tags if t.startswith("persist.docker.run=")]
         if manifest_of and run:
-            runs.add((manifest_of[0], run[0]))
+            runs[(manifest_of[0], run[0])] = any(t.startswith("persist.docker.digest=") for t in tags)
     found = {}
     for s in raw:
         tags = s.get("tags") or []
@@ -324,7 +324,7 @@ def oracle_complete(raw):
         volume = [t.split("=", 1)[1] for t in tags if t.startswith("persist.docker.volume=")]
         run = [t.split("=", 1)[1] for t in tags if t.startswith("persist.docker.run=")]
         digest = any(t.startswith("persist.docker.digest=") for t in tags)
-        found[s["id"]] = bool(volume and run and digest and (volume[0], run[0]) in runs)
+        found[s["id"]] = bool(volume and run and (volume[0], run[0]) in runs and (digest or runs[(volume[0], run[0])]))
     return found
 
 
