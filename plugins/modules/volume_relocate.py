@@ -25,6 +25,24 @@ description:
     job.
   - Idempotent. A destination that already holds a verified copy of the unchanged source reports no
     change.
+  - Incremental. When both mountpoints are usable here, a copy is a sync - it compares both sides'
+    C(lstat) (type, size, mtime in ns, mode, owner, and the source's inode and ctime) and copies only
+    what differs. A destination that holds, unchanged, what an earlier run copied from this source (an
+    I(earlier copy)) is updated without O(force) - only its differences are copied, what the source no
+    longer has is deleted, and the full manifest is still compared at the end. The staged tree starts
+    as hard links to the earlier copy's unchanged files; a changed file is always written as a new
+    file, so the visible tree stays as it was until the verified copy replaces it (crash safety as
+    above). What makes a destination an earlier copy, and the digests of unchanged files that the next
+    run reuses instead of reading them again, are kept on the host that runs the module (below
+    C(/var/lib/persist-docker/relocate), or E(PERSIST_DOCKER_STATE_DIR)); without that record a
+    destination with data counts as other data (O(force)).
+  - Pre-copy (O(strategy=precopy)). The source is copied while its containers run, in passes that copy
+    only what changed since the pass before, until a pass copies at most O(precopy_threshold_bytes)
+    bytes, O(precopy_max_passes) passes are made, or a pass copies no less than the one before; then the
+    containers are stopped for the last pass, the verification (digests of files unchanged since a pass
+    hashed them - same inode, size, mtime and ctime - are reused, so the downtime does not read the whole
+    volume again) and the move into place, and started again. RV(downtime_seconds) reports how long
+    they were stopped.
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
@@ -194,6 +212,26 @@ options:
     type: str
     choices: [auto, local, api]
     default: auto
+  strategy:
+    description:
+      - V(stop_copy) stops the containers that use the source for the whole copy; V(precopy) copies while
+        they run and stops them only for the last pass (see the description).
+      - V(precopy) needs both mountpoints usable here (O(method=auto) or V(local) on local engines);
+        otherwise the module warns and copies with V(stop_copy).
+    type: str
+    choices: [stop_copy, precopy]
+    default: stop_copy
+  precopy_max_passes:
+    description:
+      - The most passes made while the containers run (O(strategy=precopy)).
+    type: int
+    default: 5
+  precopy_threshold_bytes:
+    description:
+      - A pass that copies at most this many bytes is the last one made while the containers run
+        (O(strategy=precopy)).
+    type: int
+    default: 67108864
   helper_image:
     description:
       - Image of the helper containers used through the Engine API (needs C(sh), C(tar) and C(touch),
@@ -202,6 +240,8 @@ options:
     default: busybox:latest
 notes:
   - Through the Engine API, holes of sparse files are written as zeros (the content is identical).
+  - Through the Engine API a copy streams the whole tree (no incremental copy, no pre-copy).
+  - Check mode predicts the action; it does not predict RV(passes) nor RV(bytes_copied).
   - Modification times are compared in whole seconds, and the mtime of the volume root is not compared.
 author:
   - Persist Docker Maintainers (@persist)
@@ -228,6 +268,20 @@ EXAMPLES = r"""
         type: nfs
         o: addr=10.0.0.5,rw
         device: ":/exports/pgdata"
+
+- name: Move the data of a running service with a short stop (pre-copy, then the last delta)
+  persist.docker.volume_relocate:
+    source:
+      name: pgdata
+    destination:
+      name: pgdata-fast
+    strategy: precopy
+    precopy_threshold_bytes: 16777216
+  register: moved
+
+- name: Show how long the service was stopped
+  ansible.builtin.debug:
+    msg: "{{ moved.downtime_seconds }} s, {{ moved.passes | length }} passes"
 
 - name: Wait at most a minute for another run on these volumes, then fail
   persist.docker.volume_relocate:
@@ -266,9 +320,34 @@ files:
   returned: success
   type: int
 bytes_copied:
-  description: Bytes of file content copied by this run.
+  description:
+    - Bytes of file content copied by this run - the summed size of the files added and changed (all passes).
   returned: success
   type: int
+strategy:
+  description: The strategy asked for (O(strategy)).
+  returned: success
+  type: str
+passes:
+  description:
+    - The passes of the copy, in order; the last (C(final=true)) ran with the containers stopped. Empty when
+      nothing was copied.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    bytes_copied:
+      description: Bytes of file content this pass copied.
+      type: int
+    final:
+      description: Whether this is the pass made with the containers stopped.
+      type: bool
+downtime_seconds:
+  description:
+    - Seconds from the request to stop the containers to their start again (the whole copy with
+      V(stop_copy), the last pass, verification and move into place with V(precopy)); 0 when nothing was copied.
+  returned: success
+  type: float
 seconds:
   description: Time the copy and its verification took.
   returned: success
