@@ -21,7 +21,8 @@ every pass), hard-linked files (a group is made whole) - are always made or set.
   that may seed the staged tree, by size, mtime in ns, mode and owner (rsync's
   quick check); the final verification still compares every entry.
 * :func:`next_pass` -- whether pre-copy goes on with another pass or stops the containers.
-* :func:`parse_listing` -- the listing a helper container writes (:data:`LISTING_SCRIPT`).
+* :func:`parse_listing` -- the listing a helper container writes (:data:`LISTING_SCRIPT`), for the
+  same decisions through the Engine API (not used by the modules yet).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import calendar
 import collections
 import os
 import stat
+
+from ansible_collections.persist.docker.plugins.module_utils.manifest import STAGING
 
 # One entry of a listing. kind: file, dir, symlink, fifo, char, block.
 Meta = collections.namedtuple("Meta", "kind mode uid gid size mtime_ns ino ctime_ns nlink rdev")
@@ -185,7 +188,7 @@ def next_pass(passes, max_passes, threshold):
 STAT_FORMAT = "%i %s %f %u %g %h %t %T %y %z %N"
 LISTING_SCRIPT = (
     "set -e; cd \"$1\"; "
-    "find . -path ./%(staging)s -prune -o -print0 > \"$2\"; "
+    "find . -path ./" + STAGING + " -prune -o -print0 > \"$2\"; "
     "xargs -0 -r stat -c '" + STAT_FORMAT + "' < \"$2\" > \"$3\" || true"
 )
 

@@ -39,14 +39,27 @@ def _open(root):
     return root() if callable(root) else fdtree.open_root(root)
 
 
-def listing(root, ids=None, vanished_ok=False):
-    """{path: resync.Meta} of the tree at root (see _open), the staging directory left out."""
+def listing(root, ids=None, vanished_ok=False, lenient=False):
+    """{path: resync.Meta} of the tree at root (see _open), the staging directory left out.
+
+    lenient: an owner that ids cannot map (a directory this process made, not set yet) is listed as
+    (-1, -1), which no source entry has: such an entry is made or set again.
+    """
+    if lenient and ids is not None:
+        ids = functools.partial(_lenient, ids)
     out = {}
     for path, _parent, _name, st in fdtree.walk(_open(root), skip=(STAGING,), vanished_ok=vanished_ok):
         meta = resync.meta_of(st, ids)
         if meta is not None:
             out[path] = meta
     return out
+
+
+def _lenient(ids, uid, gid):
+    try:
+        return ids(uid, gid)
+    except DockerError:
+        return -1, -1
 
 
 def _hash_pair(src, dst):
@@ -99,7 +112,7 @@ class TreeSync:
 
     def seed(self, source):
         """Link the files of the earlier copy that look like the source's into the (empty) staged tree."""
-        visible = listing(self.seed_root, self.dst_ids)
+        visible = listing(self.seed_root, self.dst_ids, lenient=True)
         record = resync.seedable(source, visible)
         from_tree = fdtree.Tree(_open(self.seed_root))
         into = fdtree.Tree(_open(self.staged))
@@ -129,7 +142,7 @@ class TreeSync:
         if self.seed_root is not None:
             self.seed(source)
             self.seed_root = None
-        staged = listing(self.staged, self.dst_ids)
+        staged = listing(self.staged, self.dst_ids, lenient=True)
         delta = resync.plan_delta(source, staged, self.record)
         into = fdtree.Tree(_open(self.staged))
         for path in delta.remove:
@@ -170,9 +183,8 @@ class TreeSync:
 
     def _make(self, path, meta, make, src_tree, writer, hashes, firsts):  # noqa: PLR0913
         times = (meta.mtime_ns, meta.mtime_ns)
-        if meta.kind == "dir":
-            if path:
-                writer.directory(path, meta.mode, meta.uid, meta.gid, times, make=make)
+        if meta.kind == "dir":  # the root too: the staged tree's root gets the source root's owner and mode
+            writer.directory(path, meta.mode, meta.uid, meta.gid, times, make=make and bool(path))
             return 0
         parent, name = src_tree.parent(path)
         self.staged_known.pop(path, None)

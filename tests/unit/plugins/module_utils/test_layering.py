@@ -35,7 +35,7 @@ FORBIDDEN = {
     "archive": PURE | {"transfer"},
     "transfer": PURE | {"tar_stream", "tree_copy", "tree_sync", "archive"},
     # incremental copies: the plan (pure, below everything) and its local run (beside tree_copy)
-    "resync": PURE | {"fdtree", "manifest", "tree_copy", "tree_sync", "tar_stream", "archive", "transfer"},
+    "resync": PURE | {"fdtree", "tree_copy", "tree_sync", "tar_stream", "archive", "transfer"},
     "tree_sync": PURE | {"tar_stream", "archive", "archive_check", "transfer"},
     "sync_record": PURE | {"tree_sync", "transfer", "module", "manager"},
     "volume_access": {"containers", "locking"},
