@@ -19,10 +19,10 @@ Run as root: python3 precopy_test.py
 
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
-import shutil
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
