@@ -131,7 +131,7 @@ def chmod(parent, name, mode):
         os.close(fd)
 
 
-def walk(root, skip=(), excluded=None):
+def walk(root, skip=(), excluded=None, vanished_ok=False):
     """Yield (path, directory, name, lstat) for the root and every entry below it, each directory sorted.
 
     root is a path (opened with :func:`open_root`) or a Dir. directory is the
@@ -140,7 +140,9 @@ def walk(root, skip=(), excluded=None):
     the root; so are the entries whose relative path excluded(path) is true
     (excludes.Excludes.matches), and a directory left out is not entered. A
     directory that is swapped for something else while the walk goes on is
-    not entered: DockerError says so.
+    not entered: DockerError says so. With vanished_ok, entries removed
+    while the walk goes on are left out instead of failing it (a tree that
+    containers still change, read again later).
     """
     top = root if isinstance(root, Dir) else open_root(root)
     yield "", top, ".", os.fstat(top.fd)
@@ -153,12 +155,12 @@ def walk(root, skip=(), excluded=None):
             try:
                 current = open_dir(parent, name)
             except OSError as exc:
-                if exc.errno in _NOT_FOLLOWED:
+                if exc.errno in _NOT_FOLLOWED and not vanished_ok:
                     raise _changed(rel) from None
+                if vanished_ok and exc.errno in _NOT_FOLLOWED + (errno.ENOENT,):
+                    continue
                 raise
-        with os.scandir(current.fd) as it:
-            children = sorted((entry.name, entry.stat(follow_symlinks=False)) for entry in it
-                              if rel or entry.name not in skip)
+        children = sorted(_children(current, rel, skip, vanished_ok))
         for child, st in children:
             path = join(rel, child)
             if excluded is not None and excluded(path):
@@ -166,6 +168,18 @@ def walk(root, skip=(), excluded=None):
             yield path, current, child, st
             if stat.S_ISDIR(st.st_mode):
                 pending.append((current, path, child))
+
+
+def _children(current, rel, skip, vanished_ok):
+    """(name, lstat) of the entries of directory current (names in skip left out at the root)."""
+    with os.scandir(current.fd) as it:
+        for entry in it:
+            if rel or entry.name not in skip:
+                try:
+                    yield entry.name, entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    if not vanished_ok:
+                        raise
 
 
 def _changed(path):

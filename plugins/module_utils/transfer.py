@@ -31,11 +31,16 @@ its lock (locking.py), so a live run's staging is never taken for a leftover.
 * :func:`plan_relocation`, :func:`refuse_options`, :func:`parse_state` -- the pure decisions.
 * :func:`staged_copy` -- the protocol run (or resumed) from a source to a destination;
   :func:`copy_into` -- step 1, the fastest way the two sides allow.
+* :func:`precopy_passes`, :func:`final_pass` -- step 1 made incremental: a *sync* (tree_sync.TreeSync)
+  keeps the staged tree in step with the source over several passes (the first may be seeded with the
+  files of an earlier copy), then the last pass, the verification (digests of files that did not change
+  since a pass hashed them are reused) and steps 2-4 as above. The staged tree is only ever the run's
+  own; the visible tree stays as it was until the verified copy replaces it.
 """
 
 from __future__ import annotations
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest
+from ansible_collections.persist.docker.plugins.module_utils import manifest, resync
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 # The names, in the staging directory (manifest.STAGING), of the state file and of the staged tree.
@@ -63,8 +68,8 @@ def refuse_options(mode, verify):
     return None
 
 
-def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty, mode, force,  # noqa: PLR0911
-                    ours=False, verify="checksum"):
+def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty, mode, force,  # noqa: PLR0911,PLR0913
+                    ours=False, verify="checksum", earlier_copy=False):
     """What a relocation (or a restore) run does: (action, reason).
 
     ``staging`` is None (no staging directory) or the parse_state() tuple;
@@ -76,6 +81,9 @@ def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty,
     ``remove-source`` (move whose copy is complete) and ``fail`` (reason says
     why). Only a staged copy of this very source is resumed; any other
     leftover staging guards the destination as other data does.
+    ``earlier_copy``: the visible destination holds, unchanged, what an
+    earlier run copied from this source (sync_record.earlier_copy): it is
+    updated without force.
     """
     refusal = refuse_options(mode, verify)
     if refusal:
@@ -98,11 +106,19 @@ def plan_relocation(source_exists, dest_exists, *, staging, in_sync, dest_empty,
         if mode == "move":
             return "remove-source", "the destination holds a verified copy; the source is removed"
         return "none", "the destination holds a verified copy of the source"
-    if dest_exists and not dest_empty and not in_sync and not force:
+    if dest_exists and not dest_empty and not in_sync and not force and not earlier_copy:
         return "fail", "the destination volume holds other data" + leftover
     return "copy", "the destination %s%s" % ("does not exist" if not dest_exists else "holds a copy already"
-                                             if in_sync else "is empty" if dest_empty else "is replaced (force)",
-                                             leftover)
+                                             if in_sync else "is empty" if dest_empty else
+                                             "holds an earlier copy of the source: only the difference is copied"
+                                             if earlier_copy else "is replaced (force)", leftover)
+
+
+def differing_paths(expected, actual):
+    """The paths whose entries differ between two manifests (missing, unexpected or changed; pure)."""
+    exp = dict((e["path"], e) for e in expected)
+    act = dict((e["path"], e) for e in actual)
+    return sorted((p for p in set(exp) | set(act) if exp.get(p) != act.get(p)), key=manifest.sort_key)
 
 
 def throughput(nbytes, seconds):
@@ -188,3 +204,44 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
                               "'%s' (%s); the source is unchanged. Set force: true to copy it afresh"
                               % (dest.name, source.name, "; ".join(differences)))
     return dict(entries=entries, digest=manifest.digest(entries), bytes_copied=counter[0], copied=copied)
+
+
+# ---------------------------------------------------------------- the incremental copy
+
+def precopy_passes(sync, max_passes, threshold):
+    """The passes of a pre-copy while the containers run: bytes copied by each (resync.next_pass)."""
+    passes = []
+    while resync.next_pass(passes, max_passes, threshold):
+        passes.append(sync.run_pass(final=False))
+    return passes
+
+
+def final_pass(sync, source, dest, level, checkpoint=None):
+    """The last pass of a sync (the source is still now), its verification and steps 2-4 of the protocol.
+
+    Entries that do not verify are made anew once (a file an earlier copy
+    seeded that only looked unchanged, a source that changed between two
+    listings) and verified again. Returns dict(entries, stats, bytes_copied,
+    digest) like staged_copy; stats are the source's stat keys
+    (manifest.from_directory).
+    """
+    compare = "checksum" if level == "checksum" else "size"
+    copied = sync.run_pass(final=True)
+    entries, staged, stats = sync.manifests()
+    if level != "none" and _staged_differ(entries, staged, compare):
+        root = [e for e in entries if e["path"] == ""]
+        sync.forget(p for p in differing_paths(manifest.at_level(entries, compare), manifest.at_level(
+            [dict(e, uid=root[0]["uid"], gid=root[0]["gid"], mode=root[0]["mode"]) if e["path"] == "" else e
+             for e in staged], compare)) if p)
+        copied += sync.run_pass(final=True)
+        entries, staged, stats = sync.manifests()
+        differences = _staged_differ(entries, staged, compare)
+        if differences:
+            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
+                              "was left unfinished and is not used; check that nothing writes to the source "
+                              "and run again" % (source.name, dest.name, "; ".join(differences)))
+    if checkpoint is not None:
+        checkpoint()
+    root = [e for e in entries if e["path"] == ""][0]
+    dest.finish(("new", manifest.digest(manifest.at_level(entries, compare))), root)
+    return dict(entries=entries, stats=stats, digest=manifest.digest(entries), bytes_copied=copied)

@@ -51,6 +51,7 @@ from ansible_collections.persist.docker.plugins.module_utils import (
     manifest,
     tar_stream,
     tree_copy,
+    tree_sync,
     volumes,
 )
 from ansible_collections.persist.docker.plugins.module_utils.client import (  # noqa: F401 is_local_engine: for callers
@@ -258,6 +259,22 @@ class LocalRoot:
     def manifest(self, checksum, exclude=None):
         with self._guard("reading %s" % self.path):
             return manifest.from_directory(self.path, checksum, self.ids, exclude=exclude)
+
+    def manifest_known(self, checksum, known=None, stats=None):
+        """manifest() reusing the digests of files whose stat key did not change (manifest.from_directory)."""
+        with self._guard("reading %s" % self.path):
+            return manifest.from_directory(self.path, checksum, self.ids, known=known, stats=stats)
+
+    def open_sync(self, source, checksum, *, seed=False, src_known=None, seed_known=None):
+        """A new staging directory kept in step with source (a LocalRoot) pass after pass (tree_sync.TreeSync);
+        with seed, its first pass links the files of the visible tree that look like the source's."""
+        self.reset_staging()
+        with self._guard("making the staging directory"):
+            staging = self._staging_dir()
+            os.mkdir(DATA, 0o700, dir_fd=staging.fd)
+        return tree_sync.TreeSync(source.path, functools.partial(self._staging_dir, DATA), src_ids=source.ids,
+                                  dst_ids=self.ids, to_host=self.to_host, checksum=checksum,
+                                  seed_root=self.path if seed else None, src_known=src_known, seed_known=seed_known)
 
     def staged_manifest(self, checksum):
         with self._guard("reading the staged copy"):

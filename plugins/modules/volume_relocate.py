@@ -25,6 +25,24 @@ description:
     job.
   - Idempotent. A destination that already holds a verified copy of the unchanged source reports no
     change.
+  - Incremental. When both mountpoints are usable here, a copy is a sync - it compares both sides'
+    C(lstat) (type, size, mtime in ns, mode, owner, and the source's inode and ctime) and copies only
+    what differs. A destination that holds, unchanged, what an earlier run copied from this source (an
+    I(earlier copy)) is updated without O(force) - only its differences are copied, what the source no
+    longer has is deleted, and the full manifest is still compared at the end. The staged tree starts
+    as hard links to the earlier copy's unchanged files; a changed file is always written as a new
+    file, so the visible tree stays as it was until the verified copy replaces it (crash safety as
+    above). What makes a destination an earlier copy, and the digests of unchanged files that the next
+    run reuses instead of reading them again, are kept on the host that runs the module (below
+    C(/var/lib/persist-docker/relocate), or E(PERSIST_DOCKER_STATE_DIR)); without that record a
+    destination with data counts as other data (O(force)).
+  - Pre-copy (O(strategy=precopy)). The source is copied while its containers run, in passes that copy
+    only what changed since the pass before, until a pass copies at most O(precopy_threshold_bytes)
+    bytes, O(precopy_max_passes) passes are made, or a pass copies no less than the one before; then the
+    containers are stopped for the last pass, the verification (digests of files unchanged since a pass
+    hashed them - same inode, size, mtime and ctime - are reused, so the downtime does not read the whole
+    volume again) and the move into place, and started again. RV(downtime_seconds) reports how long
+    they were stopped.
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
@@ -194,6 +212,26 @@ options:
     type: str
     choices: [auto, local, api]
     default: auto
+  strategy:
+    description:
+      - V(stop_copy) stops the containers that use the source for the whole copy; V(precopy) copies while
+        they run and stops them only for the last pass (see the description).
+      - V(precopy) needs both mountpoints usable here (O(method=auto) or V(local) on local engines);
+        otherwise the module warns and copies with V(stop_copy).
+    type: str
+    choices: [stop_copy, precopy]
+    default: stop_copy
+  precopy_max_passes:
+    description:
+      - The most passes made while the containers run (O(strategy=precopy)).
+    type: int
+    default: 5
+  precopy_threshold_bytes:
+    description:
+      - A pass that copies at most this many bytes is the last one made while the containers run
+        (O(strategy=precopy)).
+    type: int
+    default: 67108864
   helper_image:
     description:
       - Image of the helper containers used through the Engine API (needs C(sh), C(tar) and C(touch),
@@ -202,6 +240,8 @@ options:
     default: busybox:latest
 notes:
   - Through the Engine API, holes of sparse files are written as zeros (the content is identical).
+  - Through the Engine API a copy streams the whole tree (no incremental copy, no pre-copy).
+  - Check mode predicts the action; it does not predict RV(passes) nor RV(bytes_copied).
   - Modification times are compared in whole seconds, and the mtime of the volume root is not compared.
 author:
   - Persist Docker Maintainers (@persist)
@@ -228,6 +268,20 @@ EXAMPLES = r"""
         type: nfs
         o: addr=10.0.0.5,rw
         device: ":/exports/pgdata"
+
+- name: Move the data of a running service with a short stop (pre-copy, then the last delta)
+  persist.docker.volume_relocate:
+    source:
+      name: pgdata
+    destination:
+      name: pgdata-fast
+    strategy: precopy
+    precopy_threshold_bytes: 16777216
+  register: moved
+
+- name: Show how long the service was stopped
+  ansible.builtin.debug:
+    msg: "{{ moved.downtime_seconds }} s, {{ moved.passes | length }} passes"
 
 - name: Wait at most a minute for another run on these volumes, then fail
   persist.docker.volume_relocate:
@@ -266,9 +320,34 @@ files:
   returned: success
   type: int
 bytes_copied:
-  description: Bytes of file content copied by this run.
+  description:
+    - Bytes of file content copied by this run - the summed size of the files added and changed (all passes).
   returned: success
   type: int
+strategy:
+  description: The strategy asked for (O(strategy)).
+  returned: success
+  type: str
+passes:
+  description:
+    - The passes of the copy, in order; the last (C(final=true)) ran with the containers stopped. Empty when
+      nothing was copied.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    bytes_copied:
+      description: Bytes of file content this pass copied.
+      type: int
+    final:
+      description: Whether this is the pass made with the containers stopped.
+      type: bool
+downtime_seconds:
+  description:
+    - Seconds from the request to stop the containers to their start again (the whole copy with
+      V(stop_copy), the last pass, verification and move into place with V(precopy)); 0 when nothing was copied.
+  returned: success
+  type: float
 seconds:
   description: Time the copy and its verification took.
   returned: success
@@ -302,7 +381,13 @@ actions:
 import contextlib
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import containers, locking, manifest, transfer
+from ansible_collections.persist.docker.plugins.module_utils import (
+    containers,
+    locking,
+    manifest,
+    sync_record,
+    transfer,
+)
 from ansible_collections.persist.docker.plugins.module_utils import volume_access as va
 from ansible_collections.persist.docker.plugins.module_utils.client import (
     CONNECTION_OPTIONS,
@@ -357,6 +442,8 @@ class VolumeRelocateManager(Manager):
         self.engines = (locking.engine_id(self.src_api, "source engine %s" % self.src_host),
                         locking.engine_id(self.dst_api, "destination engine %s" % self.dst_host))
         keys = [(self.engines[0], "volume", src_name), (self.engines[1], "volume", dst_name)]
+        self.record_paths = [sync_record.path_of(locking.lock_file_name(*k)[:-len(".lock")] + ".json") for k in keys]
+        self.source_key = [self.engines[0], src_name]
         # The records of held containers need each engine's full identity (engines may share an ID).
         with locking.held_all(keys, timeout=p["lock_timeout"]):
             return self.relocate()
@@ -374,17 +461,19 @@ class VolumeRelocateManager(Manager):
             state["source_attrs"] is not None, state["dest_attrs"] is not None, staging=state["staging"],
             in_sync=state["in_sync"], dest_empty=state["dest_entries"] is None
             or manifest.is_empty(state["dest_entries"]), mode=p["mode"], force=p["force"], ours=state["ours"],
-            verify=p["verify"])
+            verify=p["verify"], earlier_copy=state["earlier_copy"])
         if action == "fail":
             self.refuse(state, reason)
-        result = dict(action=action, reason=reason, method=None,
+        result = dict(action=action, reason=reason, method=None, strategy=p["strategy"],
                       created=False, source_removed=False, stopped_containers=[],
-                      bytes_copied=0, seconds=0.0, throughput=0)
+                      bytes_copied=0, seconds=0.0, throughput=0, passes=[], downtime_seconds=0.0)
         dst_entries = state["dest_entries"]
         before = dict(source=state["source_attrs"] is not None, destination=state["dest_attrs"] is not None,
                       digest=manifest.digest(dst_entries) if dst_entries is not None else None)
         if action == "none":
             self.summarize(result, state["source_entries"] or dst_entries)
+            if not self.dm.check_mode and state["in_sync"]:
+                self.remember(state["source_entries"], state["stats"][0], dst_entries, state["stats"][1])
             return self.finish(result, before, before)
         self.plan_actions(result, action, state)
         if state["source_entries"] is None and state["source"] is not None and self.dm.check_mode:
@@ -399,7 +488,17 @@ class VolumeRelocateManager(Manager):
         if result["source_removed"]:
             with api_errors("source volume '%s' on %s" % (src_name, self.src_host)):
                 self.src_api.remove_volume(src_name)
+            sync_record.forget(self.record_paths[0])
         return self.finish(result, before, after)
+
+    def remember(self, src_entries, src_stats, dst_entries, dst_stats):
+        """Keep the stat keys and digests of both sides, and that the destination is a copy of this source."""
+        if src_entries is None or dst_entries is None:
+            return
+        if src_stats:
+            sync_record.save(self.record_paths[0], sync_record.files_of(src_entries, src_stats))
+        copy_of = dict(sync_record.digests(dst_entries), source=self.source_key)
+        sync_record.save(self.record_paths[1], sync_record.files_of(dst_entries, dst_stats), copy_of)
 
     def read_state(self):
         """Both volumes, their users, the staging state and both manifests (when they are needed)."""
@@ -431,17 +530,26 @@ class VolumeRelocateManager(Manager):
         dest = self.side(self.dst_api, self.dst_host, dst_attrs) if dst_attrs else None
         staging = dest.state() if dest else None
         src_entries = dst_entries = None
-        in_sync = ours = False
+        in_sync = ours = earlier = False
+        records = [sync_record.load(path) for path in self.record_paths]
+        stats = [{}, {}]
         if dest is not None:
-            dst_entries = dest.manifest(self.checksum)
+            dst_entries = self.read_manifest(dest, records[1], stats[1])
             if source is not None:
-                src_entries = source.manifest(self.checksum)
+                src_entries = self.read_manifest(source, records[0], stats[0])
                 in_sync = self.same(src_entries, dst_entries)
                 ours = staging is not None and staging[1] == manifest.digest(
                     manifest.at_level(src_entries, self.compare))
+                earlier = sync_record.earlier_copy(records[1], self.source_key, dst_entries, self.compare)
         return dict(source_attrs=src_attrs, dest_attrs=dst_attrs, users=users, dest_users=dest_users,
                     source=source, dest=dest, staging=staging, source_entries=src_entries, dest_entries=dst_entries,
-                    in_sync=in_sync, ours=ours)
+                    in_sync=in_sync, ours=ours, earlier_copy=earlier, records=records, stats=stats)
+
+    def read_manifest(self, side, record, stats):
+        """A side's manifest; on this host, reusing the digests of files unchanged since the last run."""
+        if side.how == "local":
+            return side.manifest_known(self.checksum, sync_record.known(record), stats)
+        return side.manifest(self.checksum)
 
     def same(self, a, b):
         return manifest.canonical(manifest.at_level(a, self.compare)) == \
@@ -494,36 +602,85 @@ class VolumeRelocateManager(Manager):
         result["method"] = "local" if dest.how == "local" else "api"
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
-        with contextlib.ExitStack() as still:
-            stopped = still.enter_context(containers.containers_stopped(
-                self.src_api, self.engines[0], src_name, how, subject, state["users"]))
-            # The destination's data is replaced: its containers must not see it change under them either.
-            stopped = stopped + still.enter_context(containers.containers_stopped(
-                self.dst_api, self.engines[1], dst_name, how, subject, state["dest_users"]))
-            result["stopped_containers"] = stopped
-            start = time.monotonic()
-            try:
-                copied = transfer.staged_copy(source, dest, p["verify"],
-                                              state["staging"] if action == "resume" else None,
-                                              checkpoint=self.check_destination)
-            except DockerError as exc:
-                detail = str(exc).rstrip(".")
-                for hint in (va.COPY_HINT, va.WRITE_HINT):  # said once, below
-                    detail = detail.replace("; " + hint, "")
-                raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
-                                  "the destination holds no complete copy and the next run finishes the job"
-                                  % (src_name, dst_name, self.dst_host, detail)) from None
-            if p["mode"] == "move":
-                final = dest.manifest(self.checksum)
-                if not self.same(final, copied["entries"]):
-                    raise DockerError("volume '%s' differs from '%s' after the copy (%s); the source was kept"
-                                      % (dst_name, src_name, "; ".join(manifest.differences(
-                                          manifest.at_level(copied["entries"], self.compare),
-                                          manifest.at_level(final, self.compare)))))
-            seconds = time.monotonic() - start
+        # On this host every new copy is a sync (a first pass into an empty staged tree, or seeded by an
+        # earlier copy); through the Engine API a copy streams the whole tree.
+        incremental = source.how == dest.how == "local" and action == "copy"
+        if p["strategy"] == "precopy" and not incremental:
+            self.dm.warn("strategy precopy needs both mountpoints on this host (method local) and a new copy; "
+                         "volume '%s' was copied with the containers stopped (stop_copy)" % src_name)
+        clock = {}
+        try:
+            with contextlib.ExitStack() as still:
+                # The destination's data is replaced: its containers must not see it change under them.
+                stopped = still.enter_context(containers.containers_stopped(
+                    self.dst_api, self.engines[1], dst_name, how, subject, state["dest_users"]))
+                if incremental:
+                    copied = self.sync(result, state, source, dest, still, how, subject, stopped, clock)
+                else:
+                    stopped = still.enter_context(containers.containers_stopped(
+                        self.src_api, self.engines[0], src_name, how, subject, state["users"])) + stopped
+                    result["stopped_containers"] = stopped
+                    clock["start"] = clock["stop"] = time.monotonic()
+                    copied = transfer.staged_copy(source, dest, p["verify"],
+                                                  state["staging"] if action == "resume" else None,
+                                                  checkpoint=self.check_destination)
+                    result["passes"] = [dict(bytes_copied=copied["bytes_copied"], final=True)]
+                    self.check_move(dest, copied)
+                seconds = time.monotonic() - clock["start"]
+            result["downtime_seconds"] = round(time.monotonic() - clock["stop"], 3)
+        except DockerError as exc:
+            detail = str(exc).rstrip(".")
+            for hint in (va.COPY_HINT, va.WRITE_HINT):  # said once, below
+                detail = detail.replace("; " + hint, "")
+            raise DockerError("relocation of volume '%s' to '%s' on %s stopped: %s. The source is unchanged; "
+                              "the destination holds no complete copy and the next run finishes the job"
+                              % (src_name, dst_name, self.dst_host, detail)) from None
         self.summarize(result, copied["entries"])
         result.update(bytes_copied=copied["bytes_copied"], seconds=round(seconds, 3),
                       throughput=transfer.throughput(result["bytes"], seconds))
+        if incremental and p["mode"] == "copy":
+            stats = {}
+            final = dest.manifest_known(self.checksum, copied["dest_known"], stats)
+            self.remember(copied["entries"], copied["stats"], final, stats)
+
+    def sync(self, result, state, source, dest, still, how, subject, stopped, clock):  # noqa: PLR0913
+        """The incremental copy: passes while the source's containers run (precopy), then they are stopped for
+        the last pass, the verification and the move into place."""
+        p = self.params
+        src_name, dst_name = self.names
+        seed = not (state["dest_entries"] is None or manifest.is_empty(state["dest_entries"]))
+        known = [dict((e["path"], tuple(st) + (e["sha256"],)) for e in (entries or ()) if "sha256" in e
+                      for st in [stats.get(e["path"])] if st is not None)
+                 for entries, stats in ((state["source_entries"], state["stats"][0]),
+                                        (state["dest_entries"], state["stats"][1]))]
+        sync = dest.open_sync(source, self.checksum, seed=seed, src_known=known[0], seed_known=known[1])
+        clock["start"] = time.monotonic()
+        passes = []
+        if p["strategy"] == "precopy":
+            passes = transfer.precopy_passes(sync, p["precopy_max_passes"], p["precopy_threshold_bytes"])
+        clock["stop"] = time.monotonic()
+        stopped = still.enter_context(containers.containers_stopped(
+            self.src_api, self.engines[0], src_name, how, subject, state["users"])) + stopped
+        result["stopped_containers"] = stopped
+        copied = transfer.final_pass(sync, source, dest, p["verify"], checkpoint=self.check_destination)
+        self.check_move(dest, copied)
+        result["passes"] = [dict(bytes_copied=n, final=False) for n in passes] + [
+            dict(bytes_copied=copied["bytes_copied"], final=True)]
+        copied["bytes_copied"] = sum(n["bytes_copied"] for n in result["passes"])
+        copied["dest_known"] = dict((path, (k[0], k[1], k[2], k[-1])) for path, k in sync.staged_known.items())
+        return copied
+
+    def check_move(self, dest, copied):
+        """For a move: the destination, read again, must equal the copy."""
+        if self.params["mode"] != "move":
+            return
+        src_name, dst_name = self.names
+        final = dest.manifest(self.checksum)
+        if not self.same(final, copied["entries"]):
+            raise DockerError("volume '%s' differs from '%s' after the copy (%s); the source was kept"
+                              % (dst_name, src_name, "; ".join(manifest.differences(
+                                  manifest.at_level(copied["entries"], self.compare),
+                                  manifest.at_level(final, self.compare)))))
 
     def side(self, api, host, attrs):
         return va.open_side(api, host, attrs, self.params["method"], self.params["helper_image"])
@@ -560,6 +717,9 @@ def main():
         force=dict(type="bool", default=False),
         method=va.method_argument(),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
+        strategy=dict(type="str", default="stop_copy", choices=["stop_copy", "precopy"]),
+        precopy_max_passes=dict(type="int", default=5),
+        precopy_threshold_bytes=dict(type="int", default=64 << 20),
         **locking.LOCK_TIMEOUT_SPEC,
     )
     DockerModule(spec).run(VolumeRelocateManager)

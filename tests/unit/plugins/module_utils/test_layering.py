@@ -33,7 +33,11 @@ FORBIDDEN = {
     "tar_stream": PURE | {"archive", "archive_check", "transfer"},
     "archive_check": PURE | {"archive", "transfer"},
     "archive": PURE | {"transfer"},
-    "transfer": PURE | {"tar_stream", "tree_copy", "archive"},
+    "transfer": PURE | {"tar_stream", "tree_copy", "tree_sync", "archive"},
+    # incremental copies: the plan (pure, below everything) and its local run (beside tree_copy)
+    "resync": PURE | {"fdtree", "tree_copy", "tree_sync", "tar_stream", "archive", "transfer"},
+    "tree_sync": PURE | {"tar_stream", "archive", "archive_check", "transfer"},
+    "sync_record": PURE | {"tree_sync", "transfer", "module", "manager"},
     "volume_access": {"containers", "locking"},
     # the module base, the manager base and the errors: every module uses them, with or without the SDK
     "errors": PURE | {"module", "manager"},
