@@ -28,12 +28,11 @@ import os
 from ansible_collections.persist.docker.plugins.module_utils import atomic, manifest
 
 STATE_DIR = "/var/lib/persist-docker/relocate"
-STATE_DIR_ENV = "PERSIST_DOCKER_STATE_DIR"  # as containers.py (an SDK file: not imported here)
 
 
 def path_of(file_name):
     """Where the record named file_name (locking.lock_file_name of the volume, '.json' for '.lock') is kept."""
-    base = os.environ.get(STATE_DIR_ENV)
+    base = os.environ.get(atomic.STATE_DIR_ENV)
     return os.path.join(os.path.join(base, "relocate") if base else STATE_DIR, file_name)
 
 

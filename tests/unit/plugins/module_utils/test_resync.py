@@ -96,7 +96,7 @@ def test_earlier_copy_needs_the_same_source_and_unchanged_data():
 
 
 def test_record_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setenv(sync_record.STATE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("PERSIST_DOCKER_STATE_DIR", str(tmp_path))
     path = sync_record.path_of("volume-x.json")
     sync_record.save(path, {"a\udcff": [1, 2, 3, 4, "sha"]}, {"source": ["e", "v"], "size": "s", "checksum": None})
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
