@@ -257,4 +257,3 @@ def _parse_line(stats, pos, raw):
     rdev = os.makedev(major, minor) if kind in ("char", "block") else 0
     return Meta(kind, stat.S_IMODE(rawmode), uid, gid, size if kind in ("file", "symlink") else 0, mtime, ino, ctime,
                 nlink, rdev), at + 1
-

@@ -396,7 +396,7 @@ from ansible_collections.persist.docker.plugins.module_utils.client import (
     api_errors,
     connect,
 )
-from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
+from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError, os_errors
 from ansible_collections.persist.docker.plugins.module_utils.manager import Manager
 from ansible_collections.persist.docker.plugins.module_utils.volumes import (
     check_driver,
@@ -426,6 +426,9 @@ class VolumeRelocateManager(Manager):
         refusal = transfer.refuse_options(p["mode"], p["verify"])
         if refusal:
             raise DockerError(refusal)
+        if p["precopy_max_passes"] < 1 or p["precopy_threshold_bytes"] < 0:
+            raise DockerError("precopy_max_passes must be at least 1 and precopy_threshold_bytes at least 0 (got %d "
+                              "and %d); nothing was copied" % (p["precopy_max_passes"], p["precopy_threshold_bytes"]))
         src_name = validate_volume_name(p["source"]["name"])
         dst_name = validate_volume_name(p["destination"]["name"])
         self.names = (src_name, dst_name)
@@ -653,16 +656,18 @@ class VolumeRelocateManager(Manager):
                       for st in [stats.get(e["path"])] if st is not None)
                  for entries, stats in ((state["source_entries"], state["stats"][0]),
                                         (state["dest_entries"], state["stats"][1]))]
-        sync = dest.open_sync(source, self.checksum, seed=seed, src_known=known[0], seed_known=known[1])
-        clock["start"] = time.monotonic()
-        passes = []
-        if p["strategy"] == "precopy":
-            passes = transfer.precopy_passes(sync, p["precopy_max_passes"], p["precopy_threshold_bytes"])
+        with os_errors("copy of volume '%s' to '%s'" % (src_name, dst_name), va.COPY_HINT):
+            sync = dest.open_sync(source, self.checksum, seed=seed, src_known=known[0], seed_known=known[1])
+            clock["start"] = time.monotonic()
+            passes = []
+            if p["strategy"] == "precopy":
+                passes = transfer.precopy_passes(sync, p["precopy_max_passes"], p["precopy_threshold_bytes"])
         clock["stop"] = time.monotonic()
         stopped = still.enter_context(containers.containers_stopped(
             self.src_api, self.engines[0], src_name, how, subject, state["users"])) + stopped
         result["stopped_containers"] = stopped
-        copied = transfer.final_pass(sync, source, dest, p["verify"], checkpoint=self.check_destination)
+        with os_errors("copy of volume '%s' to '%s'" % (src_name, dst_name), va.COPY_HINT):
+            copied = transfer.final_pass(sync, source, dest, p["verify"], checkpoint=self.check_destination)
         self.check_move(dest, copied)
         result["passes"] = [dict(bytes_copied=n, final=False) for n in passes] + [
             dict(bytes_copied=copied["bytes_copied"], final=True)]
@@ -718,7 +723,7 @@ def main():
         method=va.method_argument(),
         helper_image=dict(type="str", default=va.DEFAULT_HELPER_IMAGE),
         strategy=dict(type="str", default="stop_copy", choices=["stop_copy", "precopy"]),
-        precopy_max_passes=dict(type="int", default=5),
+        precopy_max_passes=dict(type="int", default=5, no_log=False),
         precopy_threshold_bytes=dict(type="int", default=64 << 20),
         **locking.LOCK_TIMEOUT_SPEC,
     )
