@@ -43,6 +43,7 @@ import stat
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils import (
+    api_sync,
     archive_check,
     atomic,
     buffers,
@@ -410,6 +411,7 @@ class ApiRoot:
     """
 
     how = "api"
+    mount = HELPER_MOUNT
 
     def __init__(self, api, source, helper_image, host=None, id_maps=None, *, host_userns=False, is_path=False):
         self.api = api
@@ -496,7 +498,7 @@ class ApiRoot:
         out = self.run("set -e; " + "; ".join(lines)).split()
         return dict(chown=int(out[0]), chmod=int(out[1]))
 
-    def _create(self, command, read_only=False, label="transfer"):
+    def create_helper(self, command, read_only=False, label="transfer"):
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
                               "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
@@ -506,7 +508,7 @@ class ApiRoot:
             return self.api.create_container(self.helper_image, command=command, user="0:0", entrypoint=[],
                                              host_config=host_config, labels={HELPER_LABEL: label})["Id"]
 
-    def _remove(self, cid):
+    def remove_helper(self, cid):
         # Best effort: the engine may be gone, and that error is reported already.
         with contextlib.suppress(Exception):
             self.api.remove_container(cid, force=True)
@@ -517,13 +519,13 @@ class ApiRoot:
         return buffers.prefetch(self._archive_stream(path), depth=64)  # the engine sends chunks of 32 KiB
 
     def _archive_stream(self, path):
-        cid = self._create(["true"], read_only=True)
+        cid = self.create_helper(["true"], read_only=True)
         try:
-            with api_errors(self.subject), self._socket_errors("reading"):
+            with api_errors(self.subject), self.socket_errors("reading"):
                 stream, _stat = self.api.get_archive(cid, path, chunk_size=BUFFER)
                 yield from stream
         finally:
-            self._remove(cid)
+            self.remove_helper(cid)
 
     def io_timeout(self):
         """Seconds a socket read or write of this side may block: the connection's timeout option."""
@@ -531,7 +533,7 @@ class ApiRoot:
         return timeout if isinstance(timeout, (int, float)) and timeout > 0 else DEFAULT_IO_TIMEOUT
 
     @contextlib.contextmanager
-    def _socket_errors(self, doing):
+    def socket_errors(self, doing):
         try:
             yield
         except (socket.timeout, OSError) as exc:
@@ -583,18 +585,49 @@ class ApiRoot:
         """Extract a tar stream (members './...') into the staging directory: PUT /containers/{id}/archive
         of a helper container that mounts the volume (it never runs)."""
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
-        cid = self._create(["true"], label="receive")
+        cid = self.create_helper(["true"], label="receive")
         try:
             if self._exists(cid, staging):
                 self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
             # the staging directories come in as a tar too: no helper has to run for them
-            self._put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
-            self._put_archive(cid, "%s/%s" % (staging, DATA), chunks)
+            self.put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
+            self.put_archive(cid, "%s/%s" % (staging, DATA), chunks)
         except archive_check.Refused as exc:
             self.run("rm -rf %s" % staging)
             raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
         finally:
-            self._remove(cid)
+            self.remove_helper(cid)
+
+    def open_sync(self, source, checksum, *, seed=False, src_known=None, seed_known=None):  # noqa: ARG002
+        """A new, empty staging directory kept in step with source (an ApiRoot) pass after pass through the
+        Engine API (api_sync.ApiSync). Its first pass starts from nothing: seed and the known digests are for
+        a LocalRoot."""
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        cid = self.create_helper(["true"], label="receive")
+        try:
+            if self._exists(cid, staging):
+                self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
+            self.put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
+        finally:
+            self.remove_helper(cid)
+        return api_sync.ApiSync(source, self, checksum)
+
+    def receive_stream(self, path, chunks):
+        """Extract a tar stream at path (below HELPER_MOUNT) with a helper that never runs."""
+        cid = self.create_helper(["true"], label="receive")
+        try:
+            self.put_archive(cid, path, chunks)
+        except archive_check.Refused as exc:
+            raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
+        finally:
+            self.remove_helper(cid)
+
+    def put_file(self, path, name, data):
+        """Write data (bytes) as file name (0600) into directory path (below HELPER_MOUNT)."""
+        member = tarfile.TarInfo(name)
+        member.size, member.mode = len(data), 0o600
+        self.receive_stream(path, iter([member.tobuf(format=tarfile.GNU_FORMAT), data,
+                                        b"\0" * (-len(data) % 512 + 1024)]))
 
     def fix_times(self, entries):
         """Set what the engine's extraction of the tree leaves out; its times are right.
@@ -615,12 +648,12 @@ class ApiRoot:
         member = tarfile.TarInfo(FIX_SCRIPT)
         member.size, member.mode = len(script), 0o600
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
-        cid = self._create(["true"], label="receive")
+        cid = self.create_helper(["true"], label="receive")
         try:
-            self._put_archive(cid, staging, iter([member.tobuf(format=tarfile.GNU_FORMAT), script,
+            self.put_archive(cid, staging, iter([member.tobuf(format=tarfile.GNU_FORMAT), script,
                                                   b"\0" * (-len(script) % 512 + 1024)]))
         finally:
-            self._remove(cid)
+            self.remove_helper(cid)
         self.run('sh %s/%s && rm -f %s/%s' % (staging, FIX_SCRIPT, staging, FIX_SCRIPT))
 
     def _exists(self, cid, path):
@@ -633,7 +666,7 @@ class ApiRoot:
             api._raise_for_status(res)
         return True
 
-    def _put_archive(self, cid, path, chunks):
+    def put_archive(self, cid, path, chunks):
         """Stream chunks (a tar archive) to PUT /containers/{cid}/archive?path=path, bounded by the io timeout.
 
         The body is sent as it comes (chunked transfer encoding), never held in memory. It is the

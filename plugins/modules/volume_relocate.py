@@ -606,11 +606,20 @@ class VolumeRelocateManager(Manager):
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         # On this host every new copy is a sync (a first pass into an empty staged tree, or seeded by an
-        # earlier copy); through the Engine API a copy streams the whole tree.
+        # earlier copy); through the Engine API a stop_copy streams the whole tree, a precopy is a sync of
+        # two helper containers (api_sync.py).
         incremental = source.how == dest.how == "local" and action == "copy"
-        if p["strategy"] == "precopy" and not incremental:
-            self.dm.warn("strategy precopy needs both mountpoints on this host (method local) and a new copy; "
-                         "volume '%s' was copied with the containers stopped (stop_copy)" % src_name)
+        if p["strategy"] == "precopy" and action == "copy" and not incremental:
+            if source.how == "local":
+                source = va.api_side(self.src_api, self.src_host, src_name, p["helper_image"])
+            if source.ids is None and dest.ids is None:
+                incremental = True
+            else:
+                self.dm.warn("strategy precopy through the Engine API does not map userns-remap ids; volume '%s' "
+                             "was copied with the containers stopped (stop_copy)" % src_name)
+        elif p["strategy"] == "precopy" and not incremental:
+            self.dm.warn("strategy precopy needs a new copy; volume '%s' was copied with the containers stopped "
+                         "(stop_copy)" % src_name)
         clock = {}
         try:
             with contextlib.ExitStack() as still:
@@ -641,7 +650,7 @@ class VolumeRelocateManager(Manager):
         self.summarize(result, copied["entries"])
         result.update(bytes_copied=copied["bytes_copied"], seconds=round(seconds, 3),
                       throughput=transfer.throughput(result["bytes"], seconds))
-        if incremental and p["mode"] == "copy":
+        if incremental and dest.how == "local" and p["mode"] == "copy":
             stats = {}
             final = dest.manifest_known(self.checksum, copied["dest_known"], stats)
             self.remember(copied["entries"], copied["stats"], final, stats)

@@ -1,0 +1,310 @@
+# Copyright (c) persist.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A staged tree kept in step with a source tree pass after pass through the Engine API (pre-copy between engines).
+
+:class:`ApiSync` is tree_sync.TreeSync for two volumes reached through helper
+containers (volume_access.ApiRoot), on engines that may be remote (``ssh://``):
+each pass
+
+1. lists both trees (resync.LISTING_SCRIPT in a helper container per side, the
+   listing read back by ``GET /containers/{id}/archive`` of that stopped helper);
+2. plans the pass (resync.plan_delta) against the record of what the run
+   staged, mtimes compared in whole seconds (what a tar of the Engine carries;
+   the ctime in ns still tells a change);
+3. removes in the staged tree what the plan removes (a helper on the
+   destination, the NUL-separated list put in as a file);
+4. streams only what the plan makes, as one tar, from the source into the staged
+   tree: the source's whole tree in one ``GET`` archive when the staged tree is
+   empty, else one ``GET`` archive per entry, the members renamed to their
+   paths; directories last, from the listing, so that their owner, mode and
+   times are set after their files are in; a ``PUT`` archive of a helper on the
+   destination extracts it.
+
+Passes before the last run while containers write to the source: an entry that
+vanishes, or whose stream breaks while it is read, is left for the next pass (it
+is not recorded, so the next pass makes it anew). The last pass (``final=True``)
+fails on any error. The final verification (transfer.final_pass) compares the
+full manifests of both sides, read again through the Engine API.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+
+from ansible_collections.persist.docker.plugins.module_utils import resync
+from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
+from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
+from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader
+
+try:
+    from docker.errors import APIError
+except ImportError:  # the SDK is checked by client.py on first use
+    APIError = DockerError
+
+# Where a listing helper writes the listing, in its own file system (the volume is mounted read-only).
+LISTING_DIR = "/persist_docker_listing"
+# The NUL-separated list of paths a pass removes, in the staging directory beside the staged tree.
+REMOVE_LIST = "remove.list"
+DATA = "data"
+
+_KIND_TYPES = {"fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
+
+
+def whole_seconds(listing):
+    """The listing with mtimes in whole seconds (pure): a tar of the Engine carries no more."""
+    return dict((path, meta._replace(mtime_ns=meta.mtime_ns - meta.mtime_ns % 10 ** 9))
+                for path, meta in listing.items())
+
+
+def relative(name, prefix):
+    """The path below the extraction root of tar member name (prefix: what the stream puts before it), or
+    None for the root itself and for the staging directory (pure)."""
+    if prefix:
+        if name != prefix and not name.startswith(prefix + "/"):
+            return None
+        name = name[len(prefix) + 1:]
+    elif name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    if name in ("", ".") or name == STAGING or name.startswith(STAGING + "/"):
+        return None
+    return name
+
+
+def directory_header(path, meta):
+    """The PAX header of directory path with the owner, mode and mtime of meta (pure)."""
+    member = tarfile.TarInfo(path)
+    member.type, member.mode, member.uid, member.gid = tarfile.DIRTYPE, meta.mode, meta.uid, meta.gid
+    member.mtime = meta.mtime_ns // 10 ** 9
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def node_header(path, meta):
+    """The PAX header of a fifo or a device node (pure)."""
+    member = tarfile.TarInfo(path)
+    member.type, member.mode, member.uid, member.gid = _KIND_TYPES[meta.kind], meta.mode, meta.uid, meta.gid
+    member.mtime = meta.mtime_ns // 10 ** 9
+    member.devmajor, member.devminor = os.major(meta.rdev), os.minor(meta.rdev)
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def link_header(path, target, meta):
+    """The PAX header of a hard link at path to the staged path target (pure)."""
+    member = tarfile.TarInfo(path)
+    member.type, member.linkname, member.mode, member.uid, member.gid = tarfile.LNKTYPE, target, meta.mode, \
+        meta.uid, meta.gid
+    member.mtime = meta.mtime_ns // 10 ** 9
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class Broken(Exception):
+    """The source's stream of an entry ended before the entry did (it changed while it was read)."""
+
+
+def forward(chunks, rename, done):
+    """Yield the members of the tar stream chunks again, each renamed by rename(name) (None: left out), a hard
+    link's target too; done(path) after a member was forwarded whole.
+
+    A stream that breaks inside a member's content (an entry that changed while the engine read it) ends
+    that member with zeros, so that the tar sent on stays whole, and raises Broken: that member is not done.
+    """
+    reader = io.BufferedReader(ChunkReader(chunks), BUFFER)
+    try:
+        tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")
+    except tarfile.ReadError as exc:
+        raise Broken(str(exc)) from None
+    while True:
+        try:
+            member = tar.next()
+        except tarfile.TarError as exc:
+            raise Broken(str(exc)) from None
+        if member is None:
+            return
+        path = rename(member.name)
+        if path is None:
+            continue
+        if member.islnk():
+            target = rename(member.linkname)
+            if target is None:
+                continue
+            member.linkname = target
+        member.name = path
+        member.pax_headers = dict((k, v) for k, v in member.pax_headers.items() if k not in ("path", "linkpath"))
+        yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        if member.isreg() and member.size:
+            yield from _content(tar, member)
+        done(path)
+
+
+def _content(tar, member):
+    """The content of member, padded to whole blocks; zeros for what a broken stream did not bring."""
+    left = member.size
+    source = tar.extractfile(member)
+    try:
+        while left:
+            data = source.read(min(BUFFER, left))
+            if not data:
+                raise tarfile.ReadError("unexpected end of data")
+            left -= len(data)
+            yield data
+    except (tarfile.TarError, OSError, DockerError) as exc:
+        while left:
+            n = min(BUFFER, left)
+            left -= n
+            yield bytes(n)
+        yield bytes(-member.size % tarfile.BLOCKSIZE)
+        raise Broken(str(exc)) from None
+    yield bytes(-member.size % tarfile.BLOCKSIZE)
+
+
+class ApiSync:
+    """Keeps the staged tree of dest (an ApiRoot with a new, empty staging directory) in step with the tree of
+    source (an ApiRoot), pass after pass; the interface of tree_sync.TreeSync (run_pass, forget, manifests)."""
+
+    def __init__(self, source, dest, checksum=True):
+        self.source, self.dest = source, dest
+        self.checksum = checksum
+        self.record = {}
+        self.staged_known = {}
+        self.src_known = {}
+        self.mount = dest.mount
+
+    def listing(self, side, root, final):
+        """{path: Meta} of the tree at root (a path in a helper of side), mtimes in whole seconds."""
+        script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" \"$2\" \"$3\"; echo $? > %s/status" % (LISTING_DIR, LISTING_DIR)
+        cid = side.create_helper(["sh", "-c", script, resync.LISTING_SCRIPT, root, LISTING_DIR + "/names",
+                                  LISTING_DIR + "/stats"], read_only=True, label="listing")
+        try:
+            with api_errors(side.subject), side.socket_errors("listing the tree"):
+                side.api.start(cid)
+                side.api.wait(cid)
+                stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
+                files = {}
+                with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), BUFFER), mode="r|") as tar:
+                    for member in tar:
+                        if member.isreg():
+                            files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
+        finally:
+            side.remove_helper(cid)
+        if final and files.get("status", b"").strip() != b"0":
+            raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
+                              % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
+        return whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
+
+    def run_pass(self, final):
+        """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
+        staged_root = "%s/%s/%s" % (self.mount, STAGING, DATA)
+        source = self.listing(self.source, self.mount, final)
+        staged = self.listing(self.dest, staged_root, final)
+        if "" not in source:
+            raise DockerError("%s: the volume's root cannot be listed; check the helper image" % self.source.subject)
+        delta = resync.plan_delta(source, staged, self.record)
+        for path in delta.remove:
+            self.record.pop(path, None)
+        for path in list(self.record):
+            if path not in source:
+                self.record.pop(path)
+        if delta.remove:
+            self.remove(delta.remove)
+        whole = len(staged) <= 1
+        made = [path for path in delta.make if source[path].kind != "dir"]
+        self.dest.receive_stream(staged_root, self.stream(source, made, delta.dirs, whole, final))
+        setid = [path for path in made if source[path].kind == "file" and source[path].mode & 0o6000]
+        if setid:
+            self.dest.fix_times([dict(path=path, type="file", mode=source[path].mode) for path in setid])
+        return delta.bytes
+
+    def remove(self, paths):
+        """Remove paths (relative to the staged tree) in a helper on the destination: rm -rf, no link followed."""
+        data = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
+        self.dest.put_file("%s/%s" % (self.mount, STAGING), REMOVE_LIST, data)
+        self.dest.run('set -e; cd %s/%s/%s; xargs -0 -r rm -rf -- < ../%s; rm -f ../%s'
+                      % (self.mount, STAGING, DATA, REMOVE_LIST, REMOVE_LIST))
+
+    def stream(self, source, made, dirs, whole, final):
+        """The tar of one pass: the entries made (from the source), then every directory (from the listing)."""
+        wanted = set(made)
+        todo = dict((path, source[path]) for path in made)
+
+        def done(path):
+            meta = todo.pop(path, None)
+            if meta is not None:
+                self.record[path] = resync.key(meta)
+
+        cid = self.source.create_helper(["true"], read_only=True)
+        try:
+            if whole and made:
+                yield from self._whole(cid, wanted, done, final)
+            firsts = {}
+            for path in made:
+                if path not in todo:
+                    continue
+                meta = todo[path]
+                yield from self._entry(cid, path, meta, firsts, done, final)
+        finally:
+            self.source.remove_helper(cid)
+        for path in dirs:
+            if path:
+                yield directory_header(path, source[path])
+        yield bytes(2 * tarfile.BLOCKSIZE)
+
+    def _whole(self, cid, wanted, done, final):
+        """The whole source tree in one GET archive; only the wanted entries count as done."""
+        def rename(name):
+            return relative(name, "")
+
+        def mark(path):
+            if path in wanted:
+                done(path)
+
+        try:
+            with self.source.socket_errors("reading"):
+                stream, _stat = self.source.api.get_archive(cid, self.mount + "/.", chunk_size=BUFFER)
+                yield from forward(stream, rename, mark)
+        except (Broken, DockerError, APIError) as exc:
+            if final:
+                raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
+                                  "again" % (self.source.subject, exc)) from None
+
+    def _entry(self, cid, path, meta, firsts, done, final):
+        """One entry made from the source: a hard link to a member of its group sent already, a node from the
+        listing, else its own GET archive."""
+        if meta.kind == "file" and meta.nlink > 1 and meta.ino in firsts:
+            yield link_header(path, firsts[meta.ino], meta)
+            done(path)
+            return
+        if meta.kind in _KIND_TYPES:
+            yield node_header(path, meta)
+            done(path)
+            return
+        base = path.rpartition("/")[2]
+
+        def rename(name):
+            return path if name == base else None
+
+        sent = []
+        try:
+            with self.source.socket_errors("reading"):
+                stream, _stat = self.source.api.get_archive(cid, "%s/%s" % (self.mount, path), chunk_size=BUFFER)
+                yield from forward(stream, rename, sent.append)
+        except (Broken, DockerError, APIError) as exc:
+            if final:
+                raise DockerError("%s: %r changed or vanished while it was read (%s) with its containers stopped; "
+                                  "run again" % (self.source.subject, path, exc)) from None
+        if sent:
+            done(path)
+            if meta.kind == "file" and meta.nlink > 1:
+                firsts[meta.ino] = path
+
+    def forget(self, paths):
+        """Make these paths anew in the next pass (they did not verify)."""
+        for path in paths:
+            self.record.pop(path, None)
+
+    def manifests(self):
+        """(the source's manifest, the staged tree's manifest, {}): both read whole through the Engine API."""
+        return self.source.manifest(self.checksum), self.dest.staged_manifest(self.checksum), {}
+
