@@ -50,6 +50,10 @@ LISTING_DIR = "/persist_docker_listing"
 REMOVE_LIST = "remove.list"
 DATA = "data"
 
+# What one more GET archive costs, in bytes read: a directory is read whole when the bytes of its entries that
+# are not wanted cost less than the requests of the wanted ones (plan_reads).
+REQUEST_COST = 1 << 20
+
 _KIND_TYPES = {"fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
 
 
@@ -100,18 +104,56 @@ def link_header(path, target, meta):
     return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+def plan_reads(source, wanted, request_cost):
+    """The directories to read whole (each with one GET archive) so that the wanted entries cost the least
+    (pure): a directory costs one request and the size of its whole tree; otherwise its wanted files cost a
+    request each and their sizes, its subdirectories what they cost themselves. Outermost first; wanted
+    entries outside them are read one by one."""
+    whole, alone, children = {}, {}, {}
+    for path in sorted(source, key=lambda p: -p.count("/") if p else 1):
+        if not path:
+            continue
+        parent = path.rpartition("/")[0]
+        meta = source[path]
+        children.setdefault(parent, []).append(path)
+        if meta.kind != "dir":
+            for head in _heads(path):
+                whole[head] = whole.get(head, request_cost) + meta.size + 512
+            if path in wanted:
+                alone[parent] = alone.get(parent, 0) + request_cost + meta.size
+    best, read = {}, {}
+    for path in sorted((p for p in source if source[p].kind == "dir"), key=lambda p: -p.count("/") if p else 1):
+        split = alone.get(path, 0) + sum(best[c] for c in children.get(path, ()) if c in best)
+        cost = whole.get(path, request_cost)
+        read[path] = split > 0 and cost < split
+        best[path] = cost if read[path] else split
+    out = []
+    for path in sorted(read, key=lambda p: (p.count("/") if p else -1, p)):
+        if read[path] and not any(read.get(head) for head in _heads(path) if head != path):
+            out.append(path)
+    return out
+
+
+def _heads(path):
+    """The directories above path, '' (the root) included, innermost first (pure)."""
+    while path:
+        path = path.rpartition("/")[0]
+        yield path
+
+
 class Broken(Exception):
     """The source's stream of an entry ended before the entry did (it changed while it was read)."""
 
 
 def forward(chunks, rename, done):
-    """Yield the members of the tar stream chunks again, each renamed by rename(name) (None: left out), a hard
-    link's target too; done(path) after a member was forwarded whole.
+    """Yield the members of the tar stream chunks again, each renamed by rename(name) (None: left out; so are
+    directories, and hard links to a member not sent); done(path) after a member was forwarded whole.
 
     A stream that breaks inside a member's content (an entry that changed while the engine read it) ends
     that member with zeros, so that the tar sent on stays whole, and raises Broken: that member is not done.
     """
     reader = io.BufferedReader(ChunkReader(chunks), BUFFER)
+    sent = {}
     try:
         tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")
     except tarfile.ReadError as exc:
@@ -123,19 +165,19 @@ def forward(chunks, rename, done):
             raise Broken(str(exc)) from None
         if member is None:
             return
-        path = rename(member.name)
+        path = None if member.isdir() else rename(member.name)
         if path is None:
             continue
         if member.islnk():
-            target = rename(member.linkname)
-            if target is None:
+            if member.linkname not in sent:
                 continue
-            member.linkname = target
-        member.name = path
+            member.linkname = sent[member.linkname]
+        name, member.name = member.name, path
         member.pax_headers = dict((k, v) for k, v in member.pax_headers.items() if k not in ("path", "linkpath"))
         yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
         if member.isreg() and member.size:
             yield from _content(tar, member)
+        sent[name] = path
         done(path)
 
 
@@ -209,9 +251,8 @@ class ApiSync:
                 self.record.pop(path)
         if delta.remove:
             self.remove(delta.remove)
-        whole = len(staged) <= 1
         made = [path for path in delta.make if source[path].kind != "dir"]
-        self.dest.receive_stream(staged_root, self.stream(source, made, delta.dirs, whole, final))
+        self.dest.receive_stream(staged_root, self.stream(source, made, delta.dirs, final))
         setid = [path for path in made if source[path].kind == "file" and source[path].mode & 0o6000]
         if setid:
             self.dest.fix_times([dict(path=path, type="file", mode=source[path].mode) for path in setid])
@@ -224,9 +265,9 @@ class ApiSync:
         self.dest.run('set -e; cd %s/%s/%s; xargs -0 -r rm -rf -- < ../%s; rm -f ../%s'
                       % (self.mount, STAGING, DATA, REMOVE_LIST, REMOVE_LIST))
 
-    def stream(self, source, made, dirs, whole, final):
-        """The tar of one pass: the entries made (from the source), then every directory (from the listing)."""
-        wanted = set(made)
+    def stream(self, source, made, dirs, final):
+        """The tar of one pass: the entries made (from the source: whole directories where that is cheaper, see
+        plan_reads, then one entry at a time), then every directory (from the listing)."""
         todo = dict((path, source[path]) for path in made)
 
         def done(path):
@@ -236,14 +277,13 @@ class ApiSync:
 
         cid = self.source.create_helper(["true"], read_only=True)
         try:
-            if whole and made:
-                yield from self._whole(cid, wanted, done, final)
+            for top in plan_reads(source, todo, REQUEST_COST):
+                if source[top].kind == "dir":
+                    yield from self._tree(cid, top, todo, done, final)
             firsts = {}
             for path in made:
-                if path not in todo:
-                    continue
-                meta = todo[path]
-                yield from self._entry(cid, path, meta, firsts, done, final)
+                if path in todo:
+                    yield from self._entry(cid, path, todo[path], firsts, done, final)
         finally:
             self.source.remove_helper(cid)
         for path in dirs:
@@ -251,19 +291,20 @@ class ApiSync:
                 yield directory_header(path, source[path])
         yield bytes(2 * tarfile.BLOCKSIZE)
 
-    def _whole(self, cid, wanted, done, final):
-        """The whole source tree in one GET archive; only the wanted entries count as done."""
+    def _tree(self, cid, top, todo, done, final):
+        """The tree at top (a directory, '' the root) in one GET archive; only the entries in todo are sent on."""
         def rename(name):
-            return relative(name, "")
-
-        def mark(path):
-            if path in wanted:
-                done(path)
+            rel = relative(name, "")
+            if rel is None:
+                return None
+            path = top + "/" + rel if top else rel
+            return path if path in todo else None
 
         try:
             with self.source.socket_errors("reading"):
-                stream, _stat = self.source.api.get_archive(cid, self.mount + "/.", chunk_size=BUFFER)
-                yield from forward(stream, rename, mark)
+                stream, _stat = self.source.api.get_archive(cid, "%s/%s." % (self.mount, top + "/" if top else ""),
+                                                            chunk_size=BUFFER)
+                yield from forward(stream, rename, done)
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "

@@ -207,7 +207,10 @@ def parse_listing(names, stats):
 
     Each name is matched to its line by its own bytes, so any name (newlines,
     quotes, bytes that are not UTF-8) is read right; a name whose line is
-    missing (the entry vanished between find and stat) is left out.
+    missing (the entry vanished between find and stat) is left out. The lines
+    are expected in the order of the names, but a line found elsewhere is read
+    too (busybox stat does not always write its lines in the order of its
+    arguments).
     Paths are relative ('' is the root), str with surrogateescape.
     """
     out = {}
@@ -215,7 +218,7 @@ def parse_listing(names, stats):
     for raw in names.split(b"\0"):
         if not raw:
             continue
-        parsed = _parse_line(stats, pos, raw)
+        parsed = _parse_line(stats, pos, raw) or _find_line(stats, raw)
         if parsed is None:
             continue
         meta, pos = parsed
@@ -224,6 +227,19 @@ def parse_listing(names, stats):
         rel = raw[2:] if raw.startswith(b"./") else b"" if raw == b"." else raw
         out[rel.decode("utf-8", "surrogateescape")] = meta
     return out
+
+
+def _find_line(stats, raw):
+    """_parse_line() of name raw's line wherever it is in stats, or None (pure). The fields before a name hold
+    no newline: a line starts after the last one before its name."""
+    for needle in (b" " + raw + b"\n", b" '" + raw + b"' -> '"):
+        at = stats.find(needle)
+        while at >= 0:
+            parsed = _parse_line(stats, stats.rfind(b"\n", 0, at) + 1, raw)
+            if parsed is not None:
+                return parsed
+            at = stats.find(needle, at + 1)
+    return None
 
 
 def _parse_line(stats, pos, raw):

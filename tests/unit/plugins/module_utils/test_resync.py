@@ -83,6 +83,18 @@ def test_parse_listing_odd_names_and_vanished_entries():
     assert out["l"].kind == "symlink" and out["l"].size == 6
 
 
+def test_parse_listing_lines_out_of_order():
+    """busybox stat may write a symbolic link's line before the lines of the names given before it."""
+    line = b"%d %d %s 0 0 1 0 0 2024-01-31 12:00:00.000000000 +0000 2024-01-31 12:00:00.000000000 +0000 "
+    names = b".\0./a\0./l\0./b\nc\0./m\0"
+    stats = (line % (1, 4096, b"41ed") + b".\n" + line % (3, 1, b"a1ff") + b"'./l' -> 'x'\n"
+             + line % (2, 3, b"81a4") + b"./a\n" + line % (5, 1, b"a1ff") + b"'./m' -> 'y'\n"
+             + line % (4, 3, b"81a4") + b"./b\nc\n")
+    out = resync.parse_listing(names, stats)
+    assert sorted(out) == ["", "a", "b\nc", "l", "m"]
+    assert [out[p].ino for p in ("", "a", "l", "b\nc", "m")] == [1, 2, 3, 4, 5]
+
+
 def test_earlier_copy_needs_the_same_source_and_unchanged_data():
     entries = [{"path": "", "type": "dir", "mode": 0o755, "uid": 0, "gid": 0},
                {"path": "a", "type": "file", "mode": 0o644, "uid": 0, "gid": 0, "size": 1, "mtime": 1, "sha256": "x"}]
