@@ -8,6 +8,8 @@
 2. resync: files changed, added and deleted after a first copy; the next run copies only the
    difference: bytes_copied is the summed size of the added and changed files, and the
    destination equals the source.
+2b. api: the writer case between engine B and engine A reached as ssh://root@persist-docker-testbed:2222,
+   method api (both trees listed and the delta streamed through the Engine API of each side).
 3. kills: the module is SIGKILLed inside the first pass, inside a later pass (the writer still
    runs), inside the final delta (the writer is stopped) and after the verified copy: the files
    the writer does not touch are unchanged, the rerun finishes with the writer running again, and
@@ -30,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "volume_relocate_crash", "file
 import crash_test as ct  # noqa: E402 -- the oracle and the module runner of the crash test
 
 A, B = ct.ENGINE_A, ct.ENGINE_B
+SSH_A = "ssh://root@persist-docker-testbed:2222"  # engine A through the test bed's sshd
 WRITER = r"""
 [ -e /v/stopped ] && exec sleep 100000
 mkdir -p /v/w
@@ -49,13 +52,13 @@ def fill(root):
     ct.fill_source(root, 24)
 
 
-def start_writer(name, volume):
-    ct.docker(A, "rm", "-f", name, check=False)
-    ct.docker(A, "run", "-d", "--name", name, "-v", "%s:/v" % volume, "busybox:latest", "sh", "-c", WRITER)
+def start_writer(name, volume, engine=A):
+    ct.docker(engine, "rm", "-f", name, check=False)
+    ct.docker(engine, "run", "-d", "--name", name, "-v", "%s:/v" % volume, "busybox:latest", "sh", "-c", WRITER)
 
 
-def running(name):
-    return ct.docker(A, "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
+def running(name, engine=A):
+    return ct.docker(engine, "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
 
 
 def without_writer(tree):
@@ -89,6 +92,44 @@ def writer_case(module, src, report):
         ct.docker(A, "rm", "-f", name, check=False)
         ct.docker(B, "volume", "rm", "-f", dest, check=False)
         os.unlink(os.path.join(ct.mountpoint(A, src), "stopped"))
+
+
+def api_case(module, report):
+    """The writer case from engine B to engine A reached over ssh, method api."""
+    src = "pdpreapi%d" % random.randint(0, 999999)
+    dest = src + "-w"
+    name = src + "-writer"
+    ct.docker(B, "volume", "create", src)
+    try:
+        ct.fill_source(ct.mountpoint(B, src), 4)
+        start_writer(name, src, B)
+        time.sleep(1)
+        r = module.run(dict(source=dict(name=src, docker_host=B), destination=dict(name=dest, docker_host=SSH_A),
+                            method="api", strategy="precopy", precopy_threshold_bytes=1 << 16))
+        assert r.get("changed") and not r.get("failed"), r
+        assert r["method"] == "api" and not r.get("warnings"), r
+        assert running(name, B), "the writer does not run again after the relocation"
+        assert len(r["passes"]) >= 2 and r["passes"][-1]["final"], r["passes"]
+        assert r["bytes_copied"] == sum(p["bytes_copied"] for p in r["passes"]), r
+        assert r["downtime_seconds"] > 0, r
+        src_tree = ct.tree(ct.mountpoint(B, src))
+        dst_tree = ct.tree(ct.mountpoint(A, dest))
+        assert dst_tree == src_tree, "destination differs from the source at the stop: %s" % sorted(
+            set(dst_tree.items()) ^ set(src_tree.items()))[:4]
+        with open(os.path.join(ct.mountpoint(A, dest), "w", "log")) as f:
+            lines = f.read().split("\n")[:-1]
+        last = int(lines[-1].split()[1])
+        assert lines[-1].startswith("last ") and "record %d" % last in lines, lines[-3:]
+        again = module.run(dict(source=dict(name=src, docker_host=B), destination=dict(name=dest, docker_host=SSH_A),
+                                method="api", strategy="precopy"))
+        assert not again.get("changed") and not again.get("failed"), again
+        report.append("api (B -> ssh A): %d passes %s, downtime %.3f s, %d records, last record present" % (
+            len(r["passes"]), [p["bytes_copied"] for p in r["passes"]], r["downtime_seconds"], last))
+        print(report[-1], flush=True)
+    finally:
+        ct.docker(B, "rm", "-f", name, check=False)
+        ct.docker(B, "volume", "rm", "-f", src, check=False)
+        ct.docker(A, "volume", "rm", "-f", dest, check=False)
 
 
 def resync_case(module, src, report):
@@ -203,6 +244,7 @@ def main():
         fill(ct.mountpoint(A, src))
         resync_case(module, src, report)
         writer_case(module, src, report)
+        api_case(module, report)
         killed = kill_case(module, src, report)
     finally:
         ct.docker(A, "rm", "-f", src + "-writer", check=False)
