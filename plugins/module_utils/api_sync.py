@@ -153,11 +153,16 @@ def forward(chunks, rename, done):
     that member with zeros, so that the tar sent on stays whole, and raises Broken: that member is not done.
     """
     reader = io.BufferedReader(ChunkReader(chunks), BUFFER)
-    sent = {}
     try:
-        tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")
+        tar = tarfile.open(fileobj=reader, mode="r|", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except tarfile.ReadError as exc:
         raise Broken(str(exc)) from None
+    with tar:
+        yield from _members(tar, rename, done)
+
+
+def _members(tar, rename, done):
+    sent = {}
     while True:
         try:
             member = tar.next()
@@ -348,4 +353,3 @@ class ApiSync:
     def manifests(self):
         """(the source's manifest, the staged tree's manifest, {}): both read whole through the Engine API."""
         return self.source.manifest(self.checksum), self.dest.staged_manifest(self.checksum), {}
-

@@ -42,7 +42,9 @@ description:
     containers are stopped for the last pass, the verification (digests of files unchanged since a pass
     hashed them - same inode, size, mtime and ctime - are reused, so the downtime does not read the whole
     volume again) and the move into place, and started again. RV(downtime_seconds) reports how long
-    they were stopped.
+    they were stopped. Through the Engine API (engines reached as C(ssh://) included) the passes work alike -
+    both trees are listed by helper containers, only the added and changed entries are streamed, and the
+    final verification reads both manifests whole.
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
@@ -216,8 +218,11 @@ options:
     description:
       - V(stop_copy) stops the containers that use the source for the whole copy; V(precopy) copies while
         they run and stops them only for the last pass (see the description).
-      - V(precopy) needs both mountpoints usable here (O(method=auto) or V(local) on local engines);
-        otherwise the module warns and copies with V(stop_copy).
+      - With both mountpoints usable here, V(precopy) syncs the mountpoints; otherwise (O(method=api), an
+        engine reached as C(ssh://)) each pass lists both trees in helper containers and streams only what
+        was added or changed since the pass before through the Engine API of each side. A copy that resumes
+        an interrupted run, or a side whose engine remaps ids (userns-remap) through the Engine API, is
+        made with V(stop_copy), with a warning.
     type: str
     choices: [stop_copy, precopy]
     default: stop_copy
@@ -606,20 +611,8 @@ class VolumeRelocateManager(Manager):
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         # On this host every new copy is a sync (a first pass into an empty staged tree, or seeded by an
-        # earlier copy); through the Engine API a stop_copy streams the whole tree, a precopy is a sync of
-        # two helper containers (api_sync.py).
-        incremental = source.how == dest.how == "local" and action == "copy"
-        if p["strategy"] == "precopy" and action == "copy" and not incremental:
-            if source.how == "local":
-                source = va.api_side(self.src_api, self.src_host, src_name, p["helper_image"])
-            if source.ids is None and dest.ids is None:
-                incremental = True
-            else:
-                self.dm.warn("strategy precopy through the Engine API does not map userns-remap ids; volume '%s' "
-                             "was copied with the containers stopped (stop_copy)" % src_name)
-        elif p["strategy"] == "precopy" and not incremental:
-            self.dm.warn("strategy precopy needs a new copy; volume '%s' was copied with the containers stopped "
-                         "(stop_copy)" % src_name)
+        # earlier copy).
+        source, incremental = self.sync_sides(source, dest, action)
         clock = {}
         try:
             with contextlib.ExitStack() as still:
@@ -654,6 +647,26 @@ class VolumeRelocateManager(Manager):
             stats = {}
             final = dest.manifest_known(self.checksum, copied["dest_known"], stats)
             self.remember(copied["entries"], copied["stats"], final, stats)
+
+    def sync_sides(self, source, dest, action):
+        """(source, whether the copy is a sync): on this host every new copy is; through the Engine API a
+        precopy is (api_sync.py: the source read through the Engine API too), a stop_copy streams the tree."""
+        p = self.params
+        if source.how == dest.how == "local" and action == "copy":
+            return source, True
+        if p["strategy"] != "precopy":
+            return source, False
+        if action != "copy":
+            self.dm.warn("strategy precopy needs a new copy; volume '%s' was copied with the containers stopped "
+                         "(stop_copy)" % self.names[0])
+            return source, False
+        if source.how == "local":
+            source = va.api_side(self.src_api, self.src_host, self.names[0], p["helper_image"])
+        if source.ids is not None or dest.ids is not None:
+            self.dm.warn("strategy precopy through the Engine API does not map userns-remap ids; volume '%s' was "
+                         "copied with the containers stopped (stop_copy)" % self.names[0])
+            return source, False
+        return source, True
 
     def sync(self, result, state, source, dest, still, how, subject, stopped, clock):  # noqa: PLR0913
         """The incremental copy: passes while the source's containers run (precopy), then they are stopped for

@@ -15,8 +15,8 @@ MODULE_UTILS = "ansible_collections.persist.docker.plugins.module_utils"
 
 # What talks to Docker (or to a registry over HTTP): the SDK and the files built on it.
 SDK = {"docker", "requests", "paramiko"}
-DOCKER_FILES = {"client", "volume_access", "volumes", "containers", "locking", "layers", "ownership", "registry_api",
-                "registry_container", "hooks"}
+DOCKER_FILES = {"client", "volume_access", "api_sync", "volumes", "containers", "locking", "layers", "ownership",
+                "registry_api", "registry_container", "hooks"}
 # Pure files: the tree, its manifests, tar streams, archives and copies, id mapping. They hold no Docker
 # connection, so that they can be read, tested and reused without a daemon.
 PURE = SDK | DOCKER_FILES
@@ -39,6 +39,8 @@ FORBIDDEN = {
     "tree_sync": PURE | {"tar_stream", "archive", "archive_check", "transfer"},
     "sync_record": PURE | {"tree_sync", "transfer", "module", "manager"},
     "volume_access": {"containers", "locking"},
+    # the incremental copy through the Engine API: its sides by their interface, below volume_access
+    "api_sync": {"containers", "locking", "volume_access", "volumes"},
     # the module base, the manager base and the errors: every module uses them, with or without the SDK
     "errors": PURE | {"module", "manager"},
     "module": PURE | {"manager"},
