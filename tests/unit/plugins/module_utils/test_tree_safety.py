@@ -100,10 +100,10 @@ class RecordingApiRoot(volume_access.ApiRoot):
         self.name, self.subject, self.sent, self.scripts = "v", "volume 'v'", [], []
         self.api = self
 
-    def _create(self, command, read_only=False, label="transfer"):
+    def create_helper(self, command, read_only=False, label="transfer"):
         return "helper"
 
-    def _remove(self, cid):
+    def remove_helper(self, cid):
         pass
 
     # the Engine API of PUT /containers/{id}/archive: it takes the body as it comes
