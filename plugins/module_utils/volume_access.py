@@ -651,7 +651,7 @@ class ApiRoot:
         cid = self.create_helper(["true"], label="receive")
         try:
             self.put_archive(cid, staging, iter([member.tobuf(format=tarfile.GNU_FORMAT), script,
-                                                  b"\0" * (-len(script) % 512 + 1024)]))
+                                                 b"\0" * (-len(script) % 512 + 1024)]))
         finally:
             self.remove_helper(cid)
         self.run('sh %s/%s && rm -f %s/%s' % (staging, FIX_SCRIPT, staging, FIX_SCRIPT))
