@@ -22,7 +22,7 @@ every pass), hard-linked files (a group is made whole) - are always made or set.
   quick check); the final verification still compares every entry.
 * :func:`next_pass` -- whether pre-copy goes on with another pass or stops the containers.
 * :func:`parse_listing` -- the listing a helper container writes (:data:`LISTING_SCRIPT`), for the
-  same decisions through the Engine API (not used by the modules yet).
+  same decisions through the Engine API (api_sync.py).
 """
 
 from __future__ import annotations
