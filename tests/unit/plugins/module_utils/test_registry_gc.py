@@ -139,8 +139,8 @@ def test_readonly_config_copies():
     ("failed to garbage collect: failed to mark: s3aws: Path not found: /docker/registry/v2/repositories", True),
     ("failed to garbage collect: failed to mark: filesystem: Path not found: /data/docker/registry/v2/repositories",
      True),
-    ("failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/repositories/a/_layers",
-     False),
+    ("failed to garbage collect: failed to mark: filesystem: "
+     "Path not found: /docker/registry/v2/repositories/a/_layers", False),
     ("failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/blobs", False),
     ("configuration error: open /etc/docker/registry/config.yml: no such file or directory", False),
     ("", False),
