@@ -131,7 +131,7 @@ host_requirements() {
   local name line
   grep -v '^[[:space:]]*#' "$ROOT/requirements.txt"
   for name in "${HOST_EXTRAS[@]}"; do
-    line=$(grep -E "^$name[[:space:]]*([<>=!~;]|$)" "$ROOT/requirements-dev.txt" | sed 's/[[:space:]]*#.*//') ||
+    line=$(grep -E "^${name}[[:space:]]*([<>=!~;]|$)" "$ROOT/requirements-dev.txt" | sed 's/[[:space:]]*#.*//') ||
       die "requirements-dev.txt has no line for $name (the hosts' wheelhouse needs one)"
     echo "$line"
   done
