@@ -156,6 +156,13 @@ def _staged_differ(expected, staged, level):
     return _differ(expected, staged, level)
 
 
+def _mismatch(source, dest, differences):
+    """The error of a staged copy that does not match its source."""
+    return DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination was left "
+                       "unfinished and is not used; check that nothing writes to the source and run again"
+                       % (source.name, dest.name, "; ".join(differences)))
+
+
 def staged_copy(source, dest, level, state=None, checkpoint=None):
     """Run (or resume) the staging protocol from source to dest.
 
@@ -189,9 +196,7 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
         copied = True
         differences = _staged_differ(entries, dest.staged_manifest(checksum), compare) if level != "none" else []
         if differences:
-            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
-                              "was left unfinished and is not used; check that nothing writes to the source "
-                              "and run again" % (source.name, dest.name, "; ".join(differences)))
+            raise _mismatch(source, dest, differences)
         if checkpoint is not None:
             checkpoint()
         state = ("new", manifest.digest(manifest.at_level(entries, compare)))
@@ -237,9 +242,7 @@ def final_pass(sync, source, dest, level, checkpoint=None):
         entries, staged, stats = sync.manifests()
         differences = _staged_differ(entries, staged, compare)
         if differences:
-            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
-                              "was left unfinished and is not used; check that nothing writes to the source "
-                              "and run again" % (source.name, dest.name, "; ".join(differences)))
+            raise _mismatch(source, dest, differences)
     if checkpoint is not None:
         checkpoint()
     root = [e for e in entries if e["path"] == ""][0]
