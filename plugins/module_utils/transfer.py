@@ -134,6 +134,9 @@ def copy_into(source, dest, checksum, counter):
     if source.how == "archive" and dest.how == "local" and source.compression == "none":
         dest.receive_archive(source.path, counter, source.member_check())
         return source.manifest(checksum)
+    if source.how == "snapshot" and dest.how == "local" and source.is_tree:
+        dest.receive_members(source.members(counter))  # restic's dump parsed once, no tar made of it
+        return source.manifest(checksum)
     entries = []
     dest.receive(source.archive(checksum, entries, counter))
     dest.fix_times(entries)
