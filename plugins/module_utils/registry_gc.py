@@ -11,6 +11,10 @@ from ansible_collections.persist.docker.plugins.module_utils.errors import Docke
 
 _ELIGIBLE_RE = re.compile(r"blob eligible for deletion: (sha256:[0-9a-f]{64})")
 _MANIFEST_RE = re.compile(r"manifest eligible for deletion: (sha256:[0-9a-f]{64})")
+# The collector of registry:2 fails on a store that has never held a repository (no repositories
+# directory yet, e.g. a fresh filesystem store): "failed to mark: filesystem: Path not found: ...".
+_EMPTY_STORE_RE = re.compile(r"failed to mark: [\w.-]+: Path not found: (/[^\s]*)?/docker/registry/v2/repositories\s*$",
+                             re.MULTILINE)
 
 
 def compile_pattern(pattern):
@@ -131,6 +135,11 @@ def parse_gc_output(text):
     blobs = sorted(set(_ELIGIBLE_RE.findall(text or "")))
     manifests = sorted(set(_MANIFEST_RE.findall(text or "")))
     return blobs, manifests
+
+
+def empty_store(output):
+    """Whether the collector failed only because the storage holds no repository yet (nothing to collect)."""
+    return bool(_EMPTY_STORE_RE.search(output or ""))
 
 
 def readonly_config(config):

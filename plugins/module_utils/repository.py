@@ -19,13 +19,21 @@ restore`` gives the volume's files), ``tar`` from the Engine API (``backup --std
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
 import tarfile
 import time
 
-from ansible_collections.persist.docker.plugins.module_utils import archive_check, atomic, buffers, manifest, restic
+from ansible_collections.persist.docker.plugins.module_utils import (
+    archive_check,
+    atomic,
+    buffers,
+    manifest,
+    restic,
+    tar_stream,
+)
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, member_pieces, tar_path
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader, member_header
@@ -164,14 +172,20 @@ def save_stat_cache(path, text):
         pass
 
 
-def load_manifest(repo, snapshot, volume):
-    """The manifest document of a complete snapshot, checked: its digest is the snapshot's, its entries a tree."""
-    text = b"".join(repo.stream("dump", "--no-lock", snapshot["manifest_id"], "/" + restic.manifest_file(volume)))
-    try:
-        doc = manifest.load(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DockerError("%s: the manifest of snapshot %s cannot be read (%s); use another snapshot"
-                          % (repo.subject, snapshot["short_id"], exc)) from None
+def load_manifest(repo, snapshot, volume, kept=None):
+    """The manifest document of a complete snapshot, checked: its digest is the snapshot's, its entries a tree.
+
+    kept: where this host keeps the manifest of its last backup of the volume (stat_cache_path()); when that is
+    the snapshot's (cached_manifest()), no restic run reads it from the repository.
+    """
+    doc = cached_manifest(kept, snapshot) if kept else None
+    if doc is None:
+        text = b"".join(repo.stream("dump", "--no-lock", snapshot["manifest_id"], "/" + restic.manifest_file(volume)))
+        try:
+            doc = manifest.load(text.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise DockerError("%s: the manifest of snapshot %s cannot be read (%s); use another snapshot"
+                              % (repo.subject, snapshot["short_id"], exc)) from None
     if doc["digest"] != snapshot["digest"]:
         raise DockerError("%s: the manifest of snapshot %s has digest %s, but the snapshot's tag says %s; use "
                           "another snapshot" % (repo.subject, snapshot["short_id"], doc["digest"], snapshot["digest"]))
@@ -210,18 +224,48 @@ def tree_as_archive(chunks, entries, top, check, subject):
     Every member gets the type, mode, owner and mtime its manifest entry lists (restic 0.14 writes hard links
     and fifos as regular files, and the owners as the host sees them), once restic's member is found to be of
     that kind; a hard link comes as a link to the first file of its group that came. The members are named
-    ``top/...`` (the volume's directory in the snapshot). A member the manifest does not list is refused. A
-    chunk is valid until the next one is asked for.
+    ``./...``. A member the manifest does not list is refused. A chunk is valid until the next one is asked for.
     """
-    try:
-        yield from _tree_members(chunks, entries, top, check)
-    except tarfile.TarError as exc:
-        raise DockerError("%s is not a valid tar stream (%s); nothing of it is kept, use another snapshot"
-                          % (subject, exc)) from None
+    with _tar_errors(subject):
+        for info, pieces in _tree_members(chunks, entries, top, check, subject):
+            yield member_header(info.name, info.type, info.mode, info.uid, info.gid, int(info.mtime), info.size,
+                                info.linkname, rdev=os.makedev(info.devmajor, info.devminor)
+                                if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE) else 0)
+            if pieces is not None:
+                yield from pieces()
+                if info.size % tarfile.BLOCKSIZE:
+                    yield bytes(tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
     yield bytes(tarfile.BLOCKSIZE * 2)
 
 
-def _tree_members(chunks, entries, top, check):
+def tree_members(chunks, entries, top, check, subject):
+    """The members of tree_as_archive() without a tar stream made of them: (member, fill) pairs for
+    tar_stream.extract_members(), fill(fd) writing a regular file's content (None for other members). A pair is
+    valid until the next one is asked for: the stream of restic's dump is parsed once."""
+    for info, pieces in _tree_members(chunks, entries, top, check, subject):
+        if pieces is None:
+            yield info, None
+        else:
+            yield info, functools.partial(_fill, pieces, subject)
+
+
+def _fill(pieces, subject, fd):
+    with _tar_errors(subject):
+        tar_stream.write_pieces(pieces(), fd)
+
+
+@contextlib.contextmanager
+def _tar_errors(subject):
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise DockerError("%s is not a valid tar stream (%s); nothing of it is kept, use another snapshot"
+                          % (subject, exc)) from None
+
+
+def _tree_members(chunks, entries, top, check, subject):
+    """(member, pieces) of each member of restic's dump, normalised to the manifest: pieces() yields a regular
+    file's content (None for other members)."""
     by_path = {e["path"]: e for e in entries}
     firsts = {e["hardlink"] for e in entries if "hardlink" in e}
     written = {}
@@ -232,8 +276,9 @@ def _tree_members(chunks, entries, top, check):
         info.type, info.mode, info.uid, info.gid, info.mtime = tarfile.DIRTYPE, root["mode"], root["uid"], \
             root["gid"], int(time.time())
         check(info)
-        yield member_header("./", tarfile.DIRTYPE, info.mode, info.uid, info.gid, info.mtime)
-    with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as stream:
+        yield info, None
+    with _tar_errors(subject), tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER),
+                                            mode="r|") as stream:
         for member in stream:
             path = tar_path(member.name, top)
             if path == "":
@@ -260,13 +305,10 @@ def _tree_members(chunks, entries, top, check):
                 if kind == "file" and group is not None:
                     written[group] = path
             check(info)
-            yield member_header(info.name, info.type, info.mode, info.uid, info.gid, int(info.mtime), info.size,
-                                info.linkname, rdev=os.makedev(info.devmajor, info.devminor)
-                                if kind in ("char", "block") else 0)
             if info.type == tarfile.REGTYPE:
-                yield from member_pieces(stream, member, buf)
-                if member.size % tarfile.BLOCKSIZE:
-                    yield bytes(tarfile.BLOCKSIZE - member.size % tarfile.BLOCKSIZE)
+                yield info, functools.partial(member_pieces, stream, member, buf)
+            else:
+                yield info, None
 
 
 def _same_kind(member, kind):
@@ -307,14 +349,29 @@ class SnapshotSource:
             yield from archive_check.checked_tar(self._counted(buffers.prefetch(dump, depth=16), counter), check,
                                                  self.name)
             return
+        yield from tree_as_archive(self._tree_dump(counter), self.doc["entries"], self._top(), check, self.name)
+
+    @property
+    def is_tree(self):
+        """Whether the snapshot holds the volume's tree (a mountpoint backup), not one tar file."""
+        return self.snapshot["format"] != "tar"
+
+    def members(self, counter):
+        """The members of a tree snapshot as tree_members() gives them, for tar_stream.extract_members()."""
+        return tree_members(self._tree_dump(counter), self.doc["entries"], self._top(),
+                            archive_check.MemberCheck(self.doc["entries"]), self.name)
+
+    def _top(self):
         top = os.path.basename((self.snapshot["paths"] or ["/"])[0].rstrip("/"))
         if not top or top in (".", ".."):
             raise DockerError("%s: its path %r is not the directory of a volume; use another snapshot"
                               % (self.name, self.snapshot["paths"]))
+        return top
+
+    def _tree_dump(self, counter):
         # restic's reads overlap the parsing here (prefetch: a thread reads its pipe ahead)
-        dump = self.repo.stream("dump", "--no-lock", self.snapshot["id"], "/" + top)
-        yield from tree_as_archive(self._counted(buffers.prefetch(dump, depth=16), counter), self.doc["entries"], top,
-                                   check, self.name)
+        dump = self.repo.stream("dump", "--no-lock", self.snapshot["id"], "/" + self._top())
+        return self._counted(dump, counter)
 
     @staticmethod
     def _counted(chunks, counter):

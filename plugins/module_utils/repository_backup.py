@@ -180,8 +180,8 @@ class RepositoryBackup:
             return known  # a first backup: read while restic reads (tree()), or as it is sent (tar())
         if side.how == "local":
             if parent is not None and parent["format"] == "tree":
-                doc = repository.cached_manifest(self.cache_path(parent["hostname"]), parent)
-                known = repository.stat_cache(doc or repository.load_manifest(self.repo, parent, self.volume))
+                known = repository.stat_cache(repository.load_manifest(self.repo, parent, self.volume,
+                                                                       self.cache_path(parent["hostname"])))
             stats = {}
             current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
             result["bytes_hashed"] = stats.pop(None)

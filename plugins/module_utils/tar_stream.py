@@ -9,7 +9,8 @@
   leaving members out if asked).
 * :func:`local_tar` -- the tar stream of a tree on this host, laid out in pooled buffers (buffers.py),
   with its manifest.
-* :func:`extract_tar`, :func:`extract_tar_file` -- a tar stream or an uncompressed archive file
+* :func:`extract_tar`, :func:`extract_tar_file`, :func:`extract_members` -- a tar stream, an
+  uncompressed archive file or members parsed elsewhere (a restic snapshot's, repository.py)
   written into a new directory through directory descriptors (tree_copy.TreeWriter); a member whose
   name leads out of the tree (:func:`bad_path`) or through a symlink stops the extraction.
 * :func:`member_pieces` -- the content of a member read into one reused buffer: the one read loop.
@@ -304,7 +305,12 @@ def local_tar(root, entries, checksum, ids=None, counter=None, pool=None, exclud
 
 
 def _write_member(archive, member, fd, *, buf):
-    for piece in manifest.member_pieces(archive, member, buf):
+    write_pieces(manifest.member_pieces(archive, member, buf), fd)
+
+
+def write_pieces(pieces, fd):
+    """Write every piece (bytes-like) to fd."""
+    for piece in pieces:
         done = 0
         while done < len(piece):
             done += os.write(fd, piece[done:])
@@ -338,8 +344,14 @@ def extract_tar(chunks, root, ids=None, check=None):
     """
     buf = bytearray(BUFFER)
     with tarfile.open(fileobj=io.BufferedReader(ChunkReader(chunks), BUFFER), mode="r|") as archive:
-        return _extract(archive, root, ids, lambda member: functools.partial(
-            _write_member, archive, member, buf=buf), check)
+        return _extract(((member, functools.partial(_write_member, archive, member, buf=buf)) for member in archive),
+                        root, ids, check)
+
+
+def extract_members(pairs, root, ids=None, check=None):
+    """extract_tar() of members that are not a tar stream: (member, fill) pairs, member a tarfile.TarInfo and
+    fill(fd) writing a regular file's content (each pair used before the next is asked for)."""
+    return _extract(pairs, root, ids, check)
 
 
 def extract_tar_file(path, root, ids=None, counter=None, check=None):
@@ -353,24 +365,24 @@ def extract_tar_file(path, root, ids=None, counter=None, check=None):
             return lambda fd: tree_copy.copy_segment(f.fileno(), fd, start, start + member.size, view, counter,
                                                      shift=start)
 
-        return _extract(archive, root, ids, fill, check)
+        return _extract(((member, fill(member)) for member in archive), root, ids, check)
 
 
-def _extract(archive, root, ids, fill, check):
+def _extract(pairs, root, ids, check):
     writer = tree_copy.TreeWriter(fdtree.Tree(tree_copy.new_directory(root)), ids)
     hashes = tree_copy.FdJobs(_hash_copy)
     try:
-        _extract_members(archive, writer, fill, check, hashes.add)
+        _extract_members(pairs, writer, check, hashes.add)
         writer.finish()
         return dict(hashes.results())
     finally:
         hashes.close()
 
 
-def _extract_members(archive, writer, fill, check, written):  # noqa: PLR0912
-    """Make the members of the tar archive with writer: fill(member)(fd) writes a file's content;
+def _extract_members(pairs, writer, check, written):  # noqa: PLR0912
+    """Make the members of (member, fill) pairs with writer: fill(fd) writes a regular file's content;
     written(path, fd) gets a descriptor of every file made (and closes it)."""
-    for member in archive:
+    for member, fill in pairs:
         path = check(member) if check is not None else _member_path(member.name)
         if path is None:
             continue
@@ -382,7 +394,7 @@ def _extract_members(archive, writer, fill, check, written):  # noqa: PLR0912
         elif member.isdir():
             writer.directory(path, member.mode, *owner, times)
         elif member.isreg() and not member.issparse():
-            written(path, writer.file(path, member.mode, *owner, times, fill(member), keep=True))
+            written(path, writer.file(path, member.mode, *owner, times, fill, keep=True))
         elif member.issym():
             writer.symlink(path, member.linkname, *owner, times)
         elif member.islnk():

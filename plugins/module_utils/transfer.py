@@ -134,6 +134,9 @@ def copy_into(source, dest, checksum, counter):
     if source.how == "archive" and dest.how == "local" and source.compression == "none":
         dest.receive_archive(source.path, counter, source.member_check())
         return source.manifest(checksum)
+    if source.how == "snapshot" and dest.how == "local" and source.is_tree:
+        dest.receive_members(source.members(counter))  # restic's dump parsed once, no tar made of it
+        return source.manifest(checksum)
     entries = []
     dest.receive(source.archive(checksum, entries, counter))
     dest.fix_times(entries)
@@ -154,6 +157,13 @@ def _staged_differ(expected, staged, level):
         staged = [dict(e, uid=root[0]["uid"], gid=root[0]["gid"], mode=root[0]["mode"]) if e["path"] == "" else e
                   for e in staged]
     return _differ(expected, staged, level)
+
+
+def _mismatch(source, dest, differences):
+    """The error of a staged copy that does not match its source."""
+    return DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination was left "
+                       "unfinished and is not used; check that nothing writes to the source and run again"
+                       % (source.name, dest.name, "; ".join(differences)))
 
 
 def staged_copy(source, dest, level, state=None, checkpoint=None):
@@ -189,9 +199,7 @@ def staged_copy(source, dest, level, state=None, checkpoint=None):
         copied = True
         differences = _staged_differ(entries, dest.staged_manifest(checksum), compare) if level != "none" else []
         if differences:
-            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
-                              "was left unfinished and is not used; check that nothing writes to the source "
-                              "and run again" % (source.name, dest.name, "; ".join(differences)))
+            raise _mismatch(source, dest, differences)
         if checkpoint is not None:
             checkpoint()
         state = ("new", manifest.digest(manifest.at_level(entries, compare)))
@@ -237,9 +245,7 @@ def final_pass(sync, source, dest, level, checkpoint=None):
         entries, staged, stats = sync.manifests()
         differences = _staged_differ(entries, staged, compare)
         if differences:
-            raise DockerError("the copy of volume '%s' to '%s' does not match its source (%s); the destination "
-                              "was left unfinished and is not used; check that nothing writes to the source "
-                              "and run again" % (source.name, dest.name, "; ".join(differences)))
+            raise _mismatch(source, dest, differences)
     if checkpoint is not None:
         checkpoint()
     root = [e for e in entries if e["path"] == ""][0]

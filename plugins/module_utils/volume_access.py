@@ -363,6 +363,10 @@ class LocalRoot:
         """Extract an uncompressed archive file into a new staging directory; check: see extract_tar()."""
         self._extract(functools.partial(tar_stream.extract_tar_file, path, counter=counter, check=check))
 
+    def receive_members(self, pairs):
+        """Extract members parsed elsewhere (tar_stream.extract_members) into a new staging directory."""
+        self._extract(functools.partial(tar_stream.extract_members, pairs))
+
     def _extract(self, extract):
         self.reset_staging()
         self.copies = None

@@ -33,6 +33,8 @@ description:
     back in its normal mode.
   - Holds the lock of the registry (see O(lock_timeout)), so a second run on the same registry waits for the first
     one, and M(persist.docker.registry) waits too.
+  - A registry that holds no repository yet (a new storage, where the collector of registry:2 fails because its
+    C(repositories) directory does not exist) has nothing to delete or collect; the module reports no change.
   - The registry (registry:2) refuses deletes in read-only mode, so the tags are deleted just before the
     registry goes read-only; the collector, which could lose blobs of concurrent pushes, runs read-only.
 extends_documentation_fragment:
@@ -206,6 +208,7 @@ from ansible_collections.persist.docker.plugins.module_utils.registry_container 
 from ansible_collections.persist.docker.plugins.module_utils.registry_gc import (
     blob_sizes,
     compile_pattern,
+    empty_store,
     newest_created,
     parse_gc_output,
     plan_retention,
@@ -417,11 +420,15 @@ class RegistryGcManager(Manager):
             command.append("--delete-untagged")
         return command + [CONFIG_FILE]
 
-    def exec_in(self, container_id, command):
+    def exec_in(self, container_id, command, empty_ok=False):
+        """The output of a command in the registry container; with empty_ok, "" when the collector found no
+        repository at all in the storage (a registry that never held an image: nothing to collect)."""
         with api_errors("container '%s' (%s)" % (self.name, " ".join(command[:2]))):
             exec_id = self.api.exec_create(container_id, command, stdout=True, stderr=True)
             output = self.api.exec_start(exec_id).decode("utf-8", "replace")
             code = self.api.exec_inspect(exec_id).get("ExitCode")
+        if code != 0 and empty_ok and empty_store(output):
+            return ""
         if code != 0:
             tail = " | ".join(line for line in output.strip().splitlines()[-3:])
             raise DockerError("registry '%s': %s failed (exit code %s): %s"
@@ -429,7 +436,7 @@ class RegistryGcManager(Manager):
         return output
 
     def dry_run(self, container_id):
-        return parse_gc_output(self.exec_in(container_id, self.gc_command(True)))[0]
+        return parse_gc_output(self.exec_in(container_id, self.gc_command(True), empty_ok=True))[0]
 
     def collect(self, container, config, client):
         """Read-only mode, the collector, normal mode again (also when the collector fails).

@@ -523,10 +523,8 @@ class VolumeRelocateManager(Manager):
         stale = []
         for api, name, attrs in ((self.src_api, src_name, src_attrs), (self.dst_api, dst_name, dst_attrs)):
             # Under the lock of both volumes: a helper found now was left by a run that was killed.
-            ids = va.stale_helpers(api, name) if attrs else []
-            stale.extend(ids)
-            if not self.dm.check_mode:
-                va.remove_helpers(api, ids)
+            if attrs:
+                stale.extend(va.remove_stale_helpers(api, name, self.dm.check_mode))
         users = [u for u in containers_using(self.src_api, src_name) if u["id"] not in stale] if src_attrs else []
         if src_attrs and p["mode"] == "move" and users:
             raise DockerError("cannot move volume '%s': it is used by %s, which keep it from being removed; remove "

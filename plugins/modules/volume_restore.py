@@ -283,7 +283,8 @@ class VolumeRestoreManager(Manager):
         name = p["snapshot_volume"] or p["volume"]
         restic.volume_tag(name)
         snapshot = repository.pick_snapshot(repository.snapshots_of(repo, name), p["snapshot"], name, repo.subject)
-        doc = repository.load_manifest(repo, snapshot, name)
+        doc = repository.load_manifest(repo, snapshot, name,
+                                       repository.stat_cache_path(p["repository"], name, snapshot["hostname"]))
         self.source = repository.SnapshotSource(repo, snapshot, name, doc)
         self.label = self.source.name
         return doc, None, "none"

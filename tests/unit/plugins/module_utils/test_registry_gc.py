@@ -131,3 +131,20 @@ def test_readonly_config_copies():
     ro = gc.readonly_config(config)
     assert ro["storage"]["maintenance"] == {"readonly": {"enabled": True}, "uploadpurging": {"enabled": False}}
     assert config["storage"]["maintenance"]["readonly"]["enabled"] is False
+
+
+@pytest.mark.parametrize("output, empty", [
+    ("failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/repositories\n",
+     True),
+    ("failed to garbage collect: failed to mark: s3aws: Path not found: /docker/registry/v2/repositories", True),
+    ("failed to garbage collect: failed to mark: filesystem: Path not found: /data/docker/registry/v2/repositories",
+     True),
+    ("failed to garbage collect: failed to mark: filesystem: "
+     "Path not found: /docker/registry/v2/repositories/a/_layers", False),
+    ("failed to garbage collect: failed to mark: filesystem: Path not found: /docker/registry/v2/blobs", False),
+    ("configuration error: open /etc/docker/registry/config.yml: no such file or directory", False),
+    ("", False),
+    (None, False),
+])
+def test_empty_store(output, empty):
+    assert gc.empty_store(output) is empty

@@ -3,11 +3,12 @@
 archive of its manifest and checked member by member like one."""
 
 import io
+import os
 import tarfile
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import archive_check, manifest, repository
+from ansible_collections.persist.docker.plugins.module_utils import archive_check, manifest, repository, tar_stream
 from ansible_collections.persist.docker.plugins.module_utils.errors import DockerError
 
 SUBJECT = "restic repository '/srv/r'"
@@ -125,6 +126,60 @@ def test_a_dump_the_manifest_does_not_describe_is_refused(members, message):
         converted(*members)
 
 
+def extracted(tmp_path, name, *members, entries=None, direct=True):
+    """The manifest of the tree made of a dump: by tree_members() and extract_members(), or by tree_as_archive()
+    and extract_tar()."""
+    entries = ENTRIES if entries is None else entries
+    check = archive_check.MemberCheck(entries)
+    root = str(tmp_path / name)
+    if direct:
+        copies = tar_stream.extract_members(repository.tree_members(dump_of(*members), entries, "_data", check,
+                                                                    "snapshot x"), root)
+    else:
+        copies = tar_stream.extract_tar(repository.tree_as_archive(dump_of(*members), entries, "_data", check,
+                                                                   "snapshot x"), root)
+    return manifest.from_directory(root, True), copies
+
+
+DUMP = (member("_data/a", b"hi"), member("_data/a-b", kind=tarfile.DIRTYPE), member("_data/d", kind=tarfile.DIRTYPE),
+        member("_data/d/hl", b"hi"), member("_data/pipe"), member("_data/s", kind=tarfile.SYMTYPE, mode=0o777,
+                                                                   linkname="a"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the manifest's owners need root")
+def test_the_members_of_a_dump_extracted_without_a_tar_made_of_them(tmp_path):
+    direct, copies = extracted(tmp_path, "direct", *DUMP)
+    through_tar, _copies = extracted(tmp_path, "tar", *DUMP, direct=False)
+    assert direct == through_tar
+    wanted = dict((e["path"], e) for e in ENTRIES)
+    got = dict((e["path"], e) for e in direct)
+    for path in ("a", "d/hl", "pipe", "s", "d"):
+        assert {k: v for k, v in got[path].items() if k != "sha256"} == \
+            {k: v for k, v in wanted[path].items() if k != "sha256"}, path
+    assert got["a"]["sha256"] == got["d/hl"]["sha256"] == manifest.hash_file(str(tmp_path / "direct" / "a"))
+    assert sorted(copies) == ["a"]  # the file written, read back and hashed (d/hl is a link to it)
+
+
+@pytest.mark.parametrize("members, message", [
+    ([member("_data/other", b"hi")], "is not in the backup's manifest"),
+    ([member("_data/a", b"hello")], "holds 5 bytes, but the manifest lists 2"),
+    ([member("_data/a", b"hi"), member("_data/s", kind=tarfile.SYMTYPE, linkname="/etc")], "not what its manifest"),
+])
+def test_members_of_a_dump_the_manifest_does_not_describe_are_refused(tmp_path, members, message):
+    with pytest.raises(DockerError, match=message):
+        extracted(tmp_path, "x", *members)
+
+
+def test_a_dump_cut_short_is_named(tmp_path):
+    whole = dump_of(member("_data/a", b"hi" * 4000, mode=0o2750, uid=1234, gid=5678))[0]
+    entries = [manifest.make_entry("", "dir", 0o750, 5, 6),
+               manifest.make_entry("a", "file", 0o2750, 1234, 5678, size=8000, mtime=5, sha256="x")]
+    pairs = repository.tree_members([whole[:3000]], entries, "_data", archive_check.MemberCheck(entries),
+                                    "snapshot x")
+    with pytest.raises(DockerError, match="snapshot x is not a valid tar stream"):
+        tar_stream.extract_members(pairs, str(tmp_path / "cut"))
+
+
 def test_run_markers_tell_which_runs_of_a_repository_never_ended(tmp_path, monkeypatch):
     monkeypatch.setenv("PERSIST_DOCKER_STATE_DIR", str(tmp_path))
     assert repository.runs_left("s3:host/bucket") == []  # no state directory yet
@@ -136,3 +191,25 @@ def test_run_markers_tell_which_runs_of_a_repository_never_ended(tmp_path, monke
     repository.clear_marks([first, first])  # a second removal is no error
     assert repository.runs_left("s3:host/bucket") == []
     assert repository.runs_left("/srv/other") == [other]
+
+
+class NoDump:
+    subject = SUBJECT
+
+    def stream(self, *args):
+        raise AssertionError("restic dump run for a manifest this host keeps: %r" % (args,))
+
+
+def test_the_manifest_a_host_keeps_is_not_read_from_the_repository(tmp_path):
+    entries = [manifest.make_entry("", "dir", 0o755, 0, 0),
+               manifest.make_entry("a", "file", 0o644, 0, 0, size=3, mtime=1, sha256="aa")]
+    text = repository.manifest_text(entries, None, "v", "tree", {"a": (1, 3, 1, 1)}, run="r1")
+    kept = tmp_path / "kept.json"
+    kept.write_text(text)
+    doc = manifest.load(text)
+    snapshot = snap(1, digest=doc["digest"], run="r1", manifest_id="m" * 64)
+    assert repository.load_manifest(NoDump(), snapshot, "v", str(kept))["entries"] == doc["entries"]
+    # another run's manifest, or none kept: read from the repository
+    for other in (dict(snapshot, run="r2"), snapshot):
+        with pytest.raises(AssertionError, match="restic dump run"):
+            repository.load_manifest(NoDump(), other, "v", str(kept) if other is not snapshot else None)
