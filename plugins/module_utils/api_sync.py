@@ -24,17 +24,21 @@ each pass
 Passes before the last run while containers write to the source: an entry that
 vanishes, or whose stream breaks while it is read, is left for the next pass (it
 is not recorded, so the next pass makes it anew). The last pass (``final=True``)
-fails on any error. The final verification (transfer.final_pass) compares the
-full manifests of both sides, read again through the Engine API.
+fails on any error. Each file's content is hashed as it is streamed; the final
+verification (transfer.final_pass) compares the source's manifest made of the
+last listing and those digests (:func:`source_entries`; a digest counts while the
+file's stat key is the one it had when it was sent) with the staged tree's,
+read whole through the Engine API.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
 
-from ansible_collections.persist.docker.plugins.module_utils import resync
+from ansible_collections.persist.docker.plugins.module_utils import manifest, resync
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader
@@ -145,9 +149,10 @@ class Broken(Exception):
     """The source's stream of an entry ended before the entry did (it changed while it was read)."""
 
 
-def forward(chunks, rename, done):
+def forward(chunks, rename, done, checksum=True):
     """Yield the members of the tar stream chunks again, each renamed by rename(name) (None: left out; so are
-    directories, and hard links to a member not sent); done(path) after a member was forwarded whole.
+    directories, and hard links to a member not sent); done(path, sha256) after a member was forwarded whole
+    (sha256: of a regular member's content as it went through, when checksum; else None).
 
     A stream that breaks inside a member's content (an entry that changed while the engine read it) ends
     that member with zeros, so that the tar sent on stays whole, and raises Broken: that member is not done.
@@ -158,10 +163,10 @@ def forward(chunks, rename, done):
     except tarfile.ReadError as exc:
         raise Broken(str(exc)) from None
     with tar:
-        yield from _members(tar, rename, done)
+        yield from _members(tar, rename, done, checksum)
 
 
-def _members(tar, rename, done):
+def _members(tar, rename, done, checksum):
     sent = {}
     while True:
         try:
@@ -180,14 +185,16 @@ def _members(tar, rename, done):
         name, member.name = member.name, path
         member.pax_headers = dict((k, v) for k, v in member.pax_headers.items() if k not in ("path", "linkpath"))
         yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        h = hashlib.sha256() if checksum and member.isreg() else None
         if member.isreg() and member.size:
-            yield from _content(tar, member)
+            yield from _content(tar, member, h)
         sent[name] = path
-        done(path)
+        done(path, h.hexdigest() if h is not None else None)
 
 
-def _content(tar, member):
-    """The content of member, padded to whole blocks; zeros for what a broken stream did not bring."""
+def _content(tar, member, h=None):
+    """The content of member, padded to whole blocks (h, a hash, updated with it); zeros for what a broken stream
+    did not bring."""
     left = member.size
     source = tar.extractfile(member)
     try:
@@ -196,6 +203,8 @@ def _content(tar, member):
             if not data:
                 raise tarfile.ReadError("unexpected end of data")
             left -= len(data)
+            if h is not None:
+                h.update(data)
             yield data
     except (tarfile.TarError, OSError, DockerError) as exc:
         while left:
@@ -215,8 +224,9 @@ class ApiSync:
         self.source, self.dest = source, dest
         self.checksum = checksum
         self.record = {}
-        self.staged_known = {}
-        self.src_known = {}
+        self.hashes = {}  # path: (the stat key it had when it was sent, the sha256 of what was sent)
+        self.staged_known = {}  # the staged tree's digests kept for a later re-sync: none through the Engine API
+        self.listed = None  # the source's listing of the last pass
         self.mount = dest.mount
 
     def listing(self, side, root, final):
@@ -244,7 +254,7 @@ class ApiSync:
     def run_pass(self, final):
         """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
         staged_root = "%s/%s/%s" % (self.mount, STAGING, DATA)
-        source = self.listing(self.source, self.mount, final)
+        source = self.listed = self.listing(self.source, self.mount, final)
         staged = self.listing(self.dest, staged_root, final)
         if "" not in source:
             raise DockerError("%s: the volume's root cannot be listed; check the helper image" % self.source.subject)
@@ -275,10 +285,12 @@ class ApiSync:
         plan_reads, then one entry at a time), then every directory (from the listing)."""
         todo = dict((path, source[path]) for path in made)
 
-        def done(path):
+        def done(path, sha256=None):
             meta = todo.pop(path, None)
             if meta is not None:
                 self.record[path] = resync.key(meta)
+                if sha256 is not None:
+                    self.hashes[path] = (resync.key(meta), sha256)
 
         cid = self.source.create_helper(["true"], read_only=True)
         try:
@@ -309,7 +321,7 @@ class ApiSync:
             with self.source.socket_errors("reading"):
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s." % (self.mount, top + "/" if top else ""),
                                                             chunk_size=BUFFER)
-                yield from forward(stream, rename, done)
+                yield from forward(stream, rename, done, self.checksum)
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -335,13 +347,13 @@ class ApiSync:
         try:
             with self.source.socket_errors("reading"):
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s" % (self.mount, path), chunk_size=BUFFER)
-                yield from forward(stream, rename, sent.append)
+                yield from forward(stream, rename, lambda _path, sha: sent.append(sha), self.checksum)
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: %r changed or vanished while it was read (%s) with its containers stopped; "
                                   "run again" % (self.source.subject, path, exc)) from None
         if sent:
-            done(path)
+            done(path, sent[0])
             if meta.kind == "file" and meta.nlink > 1:
                 firsts[meta.ino] = path
 
@@ -351,5 +363,44 @@ class ApiSync:
             self.record.pop(path, None)
 
     def manifests(self):
-        """(the source's manifest, the staged tree's manifest, {}): both read whole through the Engine API."""
-        return self.source.manifest(self.checksum), self.dest.staged_manifest(self.checksum), {}
+        """(the source's manifest, the staged tree's manifest, {}). The source's comes from the listing of the last
+        pass (the containers stopped) and the digests of what the passes sent, each kept while the file's stat
+        key is the one it had when it was sent: the source is not read again (read whole through the Engine API
+        only when a file has no such digest). The staged tree is read whole."""
+        source = self.source_manifest()
+        if source is None:
+            source = self.source.manifest(self.checksum)
+        return source, self.dest.staged_manifest(self.checksum), {}
+
+    def source_manifest(self):
+        """The source's manifest from the last listing and the digests sent (source_entries()), or None."""
+        return source_entries(self.listed, self.hashes, self.checksum) if self.listed is not None else None
+
+
+def source_entries(listed, hashes, checksum):
+    """The manifest of a tree from its listing ({path: Meta}, mtimes in whole seconds) and hashes ({path:
+    (stat key, sha256)}, a file's digest good while its key is the listing's), hard links grouped by inode
+    (pure). None when a regular file has no good digest (with checksum) or a symbolic link no target."""
+    digests = {}
+    if checksum:
+        for path, meta in listed.items():
+            got = hashes.get(path)
+            if meta.kind == "file" and got is not None and got[0] == resync.key(meta):
+                digests[meta.ino] = got[1]
+    entries, groups = [], {}
+    for path, meta in listed.items():
+        sha = None
+        if meta.kind == "file":
+            if meta.nlink > 1:
+                groups.setdefault(meta.ino, []).append(path)
+            if checksum:
+                sha = digests.get(meta.ino)
+                if sha is None:
+                    return None
+        elif meta.kind == "symlink" and meta.target is None:
+            return None
+        rdev = "%d:%d" % (os.major(meta.rdev), os.minor(meta.rdev)) if meta.kind in ("char", "block") else None
+        entries.append(manifest.make_entry(path, meta.kind, meta.mode, meta.uid, meta.gid, size=meta.size,
+                                           mtime=meta.mtime_ns // 10 ** 9, sha256=sha, target=meta.target,
+                                           rdev=rdev))
+    return manifest.link_groups(entries, groups.values())

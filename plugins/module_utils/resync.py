@@ -35,7 +35,9 @@ import stat
 from ansible_collections.persist.docker.plugins.module_utils.manifest import STAGING
 
 # One entry of a listing. kind: file, dir, symlink, fifo, char, block.
-Meta = collections.namedtuple("Meta", "kind mode uid gid size mtime_ns ino ctime_ns nlink rdev")
+# target: a symbolic link's target as str (surrogateescape), in a helper's listing only (None otherwise).
+Meta = collections.namedtuple("Meta", "kind mode uid gid size mtime_ns ino ctime_ns nlink rdev target",
+                              defaults=(None,))
 
 _KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFIFO: "fifo",
           stat.S_IFCHR: "char", stat.S_IFBLK: "block"}
@@ -265,11 +267,15 @@ def _parse_line(stats, pos, raw):
     named = b"'" + raw + b"' -> '" if kind == "symlink" else raw
     if not stats.startswith(named, at):
         return None
-    at += len(named) + (size + 1 if kind == "symlink" else 0)
+    at += len(named)
+    target = None
+    if kind == "symlink":
+        target = stats[at:at + size].decode("utf-8", "surrogateescape")
+        at += size + 1
     if stats[at:at + 1] != b"\n":
         return None
     if kind is None:
         return None, at + 1
     rdev = os.makedev(major, minor) if kind in ("char", "block") else 0
     return Meta(kind, stat.S_IMODE(rawmode), uid, gid, size if kind in ("file", "symlink") else 0, mtime, ino, ctime,
-                nlink, rdev), at + 1
+                nlink, rdev, target), at + 1

@@ -43,8 +43,10 @@ description:
     hashed them - same inode, size, mtime and ctime - are reused, so the downtime does not read the whole
     volume again) and the move into place, and started again. RV(downtime_seconds) reports how long
     they were stopped. Through the Engine API (engines reached as C(ssh://) included) the passes work alike -
-    both trees are listed by helper containers, only the added and changed entries are streamed, and the
-    final verification reads both manifests whole.
+    both trees are listed by helper containers, only the added and changed entries are streamed (and hashed as
+    they go), and the final verification takes the source's manifest from the last listing and those digests
+    (a file whose inode, size, mtime or ctime changed since it was sent is sent again in the last pass), so the
+    source is not read again while its containers are stopped; the staged copy is read whole.
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by

@@ -1,6 +1,7 @@
 """The pure parts of the incremental copy through the Engine API (api_sync.py): which directories are read
 whole, the renaming of tar members, and a stream that breaks inside a member."""
 
+import hashlib
 import io
 import tarfile
 
@@ -67,10 +68,12 @@ def test_forward_renames_and_keeps_links_to_members_sent():
     done = []
     wanted = {"d/a", "d/b", "d/c", "d/new\nline"}
     out = b"".join(api_sync.forward([data[i:i + 1000] for i in range(0, len(data), 1000)],
-                                    lambda n: "top/" + n[2:] if n[2:] in wanted else None, done.append))
+                                    lambda n: "top/" + n[2:] if n[2:] in wanted else None,
+                                    lambda path, sha: done.append((path, sha))))
     assert names_and_contents(out + bytes(1024)) == [("top/d/a", "", b"abc"), ("top/d/b", "top/d/a", None),
                                                      ("top/d/new\nline", "", b"z")]
-    assert done == ["top/d/a", "top/d/b", "top/d/new\nline"]
+    assert done == [("top/d/a", hashlib.sha256(b"abc").hexdigest()), ("top/d/b", None),
+                    ("top/d/new\nline", hashlib.sha256(b"z").hexdigest())]
 
 
 def test_forward_a_broken_stream_ends_the_member_with_zeros():
@@ -78,6 +81,29 @@ def test_forward_a_broken_stream_ends_the_member_with_zeros():
     done = []
     out = []
     with pytest.raises(api_sync.Broken):
-        out.extend(api_sync.forward([data[:512 * 4]], lambda n: n[2:], done.append))
+        out.extend(api_sync.forward([data[:512 * 4]], lambda n: n[2:], lambda path, _sha: done.append(path)))
     sent = names_and_contents(b"".join(out) + bytes(1024))
     assert done == ["a"] and sent[0] == ("a", "", b"first") and sent[1][0] == "b" and len(sent[1][2]) == 5000
+
+
+def listed_meta(kind, ino, size=0, mode=0o644, nlink=1, target=None, ctime=7):
+    return resync.Meta(kind, mode, 0, 0, size, 9 * 10 ** 9, ino, ctime, nlink, 0, target)
+
+
+def test_the_source_manifest_from_the_last_listing_and_the_digests_sent():
+    listed = {"": listed_meta("dir", 1, mode=0o755), "a": listed_meta("file", 2, 3, nlink=2),
+              "b": listed_meta("file", 2, 3, nlink=2), "s": listed_meta("symlink", 3, 1, mode=0o777, target="a"),
+              "e": listed_meta("file", 4, 0)}
+    sha = hashlib.sha256(b"abc").hexdigest()
+    empty = hashlib.sha256(b"").hexdigest()
+    hashes = {"a": (resync.key(listed["a"]), sha), "e": (resync.key(listed["e"]), empty)}
+    entries = dict((e["path"], e) for e in api_sync.source_entries(listed, hashes, True))
+    assert entries["a"]["sha256"] == entries["b"]["sha256"] == sha and entries["b"]["hardlink"] == "a"
+    assert entries["s"] == {"path": "s", "type": "symlink", "mode": 0o777, "uid": 0, "gid": 0, "mtime": 9,
+                            "target": "a"}
+    assert "mtime" not in entries[""] and entries["e"]["sha256"] == empty
+    # a digest of content sent before the file changed (another ctime) is not used: the source is read again
+    changed = dict(listed, e=listed_meta("file", 4, 0, ctime=8))
+    assert api_sync.source_entries(changed, hashes, True) is None
+    assert api_sync.source_entries(changed, hashes, False) is not None  # sizes only
+    assert api_sync.source_entries(dict(listed, s=listed_meta("symlink", 3, 1)), hashes, True) is None

@@ -80,7 +80,8 @@ def test_parse_listing_odd_names_and_vanished_entries():
     assert out["a\nb"].size == 3 and out["a\nb"].kind == "file"
     assert out["a\nb"].mtime_ns == 1706698800 * 10 ** 9 + 123456789  # 12:00 at +0100 is 11:00 UTC
     assert out["a\nb"].ctime_ns == 1706702401 * 10 ** 9 + 5
-    assert out["l"].kind == "symlink" and out["l"].size == 6
+    assert out["l"].kind == "symlink" and out["l"].size == 6 and out["l"].target == "x\ny' z"
+    assert out["a\nb"].target is None
 
 
 def test_parse_listing_lines_out_of_order():
@@ -93,6 +94,7 @@ def test_parse_listing_lines_out_of_order():
     out = resync.parse_listing(names, stats)
     assert sorted(out) == ["", "a", "b\nc", "l", "m"]
     assert [out[p].ino for p in ("", "a", "l", "b\nc", "m")] == [1, 2, 3, 4, 5]
+    assert (out["l"].target, out["m"].target) == ("x", "y")
 
 
 def test_earlier_copy_needs_the_same_source_and_unchanged_data():
