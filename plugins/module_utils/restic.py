@@ -374,7 +374,6 @@ class NoRepository(DockerError):
     """restic found no repository at the repository's location."""
 
 
-
 def _widen_pipe(pipe):
     """Let the pipe hold CHUNK bytes (Linux; 64 KiB by default), so that each read takes up to that much: fewer
     reads, and fewer hand-overs between the threads of the consumer. Best effort."""

@@ -142,8 +142,8 @@ def extracted(tmp_path, name, *members, entries=None, direct=True):
 
 
 DUMP = (member("_data/a", b"hi"), member("_data/a-b", kind=tarfile.DIRTYPE), member("_data/d", kind=tarfile.DIRTYPE),
-        member("_data/d/hl", b"hi"), member("_data/pipe"), member("_data/s", kind=tarfile.SYMTYPE, mode=0o777,
-                                                                   linkname="a"))
+        member("_data/d/hl", b"hi"), member("_data/pipe"),
+        member("_data/s", kind=tarfile.SYMTYPE, mode=0o777, linkname="a"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the manifest's owners need root")
