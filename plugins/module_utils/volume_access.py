@@ -591,10 +591,7 @@ class ApiRoot:
         staging = "%s/%s" % (HELPER_MOUNT, STAGING)
         cid = self.create_helper(["true"], label="receive")
         try:
-            if self._exists(cid, staging):
-                self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
-            # the staging directories come in as a tar too: no helper has to run for them
-            self.put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
+            self._new_staging(cid)
             self.put_archive(cid, "%s/%s" % (staging, DATA), chunks)
         except archive_check.Refused as exc:
             self.run("rm -rf %s" % staging)
@@ -606,15 +603,20 @@ class ApiRoot:
         """A new, empty staging directory kept in step with source (an ApiRoot) pass after pass through the
         Engine API (api_sync.ApiSync). Its first pass starts from nothing: seed and the known digests are for
         a LocalRoot."""
-        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
         cid = self.create_helper(["true"], label="receive")
         try:
-            if self._exists(cid, staging):
-                self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
-            self.put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
+            self._new_staging(cid)
         finally:
             self.remove_helper(cid)
         return api_sync.ApiSync(source, self, checksum)
+
+    def _new_staging(self, cid):
+        """A new, empty staging directory with its data directory, through helper cid (which never runs)."""
+        staging = "%s/%s" % (HELPER_MOUNT, STAGING)
+        if self._exists(cid, staging):
+            self.run("rm -rf %s" % staging)  # what a run that stopped left (the plan discarded it)
+        # the staging directories come in as a tar too: no helper has to run for them
+        self.put_archive(cid, HELPER_MOUNT, iter(_directories_tar(STAGING, "%s/%s" % (STAGING, DATA))))
 
     def receive_stream(self, path, chunks):
         """Extract a tar stream at path (below HELPER_MOUNT) with a helper that never runs."""

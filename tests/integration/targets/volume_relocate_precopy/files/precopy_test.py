@@ -75,23 +75,29 @@ def writer_case(module, src, report):
                             precopy_threshold_bytes=1 << 16))
         assert r.get("changed") and not r.get("failed"), r
         assert running(name), "the writer does not run again after the relocation"
-        assert len(r["passes"]) >= 2 and r["passes"][-1]["final"], r["passes"]
-        assert r["bytes_copied"] == sum(p["bytes_copied"] for p in r["passes"]), r
-        src_tree = ct.tree(ct.mountpoint(A, src))
-        dst_tree = ct.tree(ct.mountpoint(B, dest))
-        assert dst_tree == src_tree, "destination differs from the source at the stop: %s" % sorted(
-            set(dst_tree.items()) ^ set(src_tree.items()))[:4]
-        with open(os.path.join(ct.mountpoint(B, dest), "w", "log")) as f:
-            lines = f.read().split("\n")[:-1]
-        last = int(lines[-1].split()[1])
-        assert lines[-1].startswith("last ") and "record %d" % last in lines, lines[-3:]
-        report.append("writer: %d passes %s, downtime %.3f s, %d records, last record present" % (
-            len(r["passes"]), [p["bytes_copied"] for p in r["passes"]], r["downtime_seconds"], last))
+        report.append(check_copy(r, ct.mountpoint(A, src), ct.mountpoint(B, dest), "writer"))
         print(report[-1], flush=True)
     finally:
         ct.docker(A, "rm", "-f", name, check=False)
         ct.docker(B, "volume", "rm", "-f", dest, check=False)
         os.unlink(os.path.join(ct.mountpoint(A, src), "stopped"))
+
+
+def check_copy(r, src_mp, dst_mp, label):
+    """Assert that the precopy result r made passes and counted their bytes, that the tree at dst_mp equals the
+    one at src_mp (the source at the stop) and that the writer's last record is in the copy; the report line."""
+    assert len(r["passes"]) >= 2 and r["passes"][-1]["final"], r["passes"]
+    assert r["bytes_copied"] == sum(p["bytes_copied"] for p in r["passes"]), r
+    src_tree = ct.tree(src_mp)
+    dst_tree = ct.tree(dst_mp)
+    assert dst_tree == src_tree, "destination differs from the source at the stop: %s" % sorted(
+        set(dst_tree.items()) ^ set(src_tree.items()))[:4]
+    with open(os.path.join(dst_mp, "w", "log")) as f:
+        lines = f.read().split("\n")[:-1]
+    last = int(lines[-1].split()[1])
+    assert lines[-1].startswith("last ") and "record %d" % last in lines, lines[-3:]
+    return "%s: %d passes %s, downtime %.3f s, %d records, last record present" % (
+        label, len(r["passes"]), [p["bytes_copied"] for p in r["passes"]], r["downtime_seconds"], last)
 
 
 def api_case(module, report):
@@ -109,22 +115,12 @@ def api_case(module, report):
         assert r.get("changed") and not r.get("failed"), r
         assert r["method"] == "api" and not r.get("warnings"), r
         assert running(name, B), "the writer does not run again after the relocation"
-        assert len(r["passes"]) >= 2 and r["passes"][-1]["final"], r["passes"]
-        assert r["bytes_copied"] == sum(p["bytes_copied"] for p in r["passes"]), r
         assert r["downtime_seconds"] > 0, r
-        src_tree = ct.tree(ct.mountpoint(B, src))
-        dst_tree = ct.tree(ct.mountpoint(A, dest))
-        assert dst_tree == src_tree, "destination differs from the source at the stop: %s" % sorted(
-            set(dst_tree.items()) ^ set(src_tree.items()))[:4]
-        with open(os.path.join(ct.mountpoint(A, dest), "w", "log")) as f:
-            lines = f.read().split("\n")[:-1]
-        last = int(lines[-1].split()[1])
-        assert lines[-1].startswith("last ") and "record %d" % last in lines, lines[-3:]
+        line = check_copy(r, ct.mountpoint(B, src), ct.mountpoint(A, dest), "api (B -> ssh A)")
         again = module.run(dict(source=dict(name=src, docker_host=B), destination=dict(name=dest, docker_host=SSH_A),
                                 method="api", strategy="precopy"))
         assert not again.get("changed") and not again.get("failed"), again
-        report.append("api (B -> ssh A): %d passes %s, downtime %.3f s, %d records, last record present" % (
-            len(r["passes"]), [p["bytes_copied"] for p in r["passes"]], r["downtime_seconds"], last))
+        report.append(line)
         print(report[-1], flush=True)
     finally:
         ct.docker(B, "rm", "-f", name, check=False)
