@@ -57,6 +57,12 @@ DATA = "data"
 # What one more GET archive costs, in bytes read: a directory is read whole when the bytes of its entries that
 # are not wanted cost less than the requests of the wanted ones (plan_reads).
 REQUEST_COST = 1 << 20
+# The files and links a pass reads one by one are first copied (cp -a) into the own file system of one helper
+# and read back in one GET archive, up to this many bytes of files: over ssh:// a request costs a round trip
+# and more, a copy of a small file little (the copy takes that much space on the source's host meanwhile).
+BATCH_BYTES = 256 << 20
+BATCH_DIR = "/persist_docker_batch"
+BATCH_LIST = "persist_docker_batch.list"
 
 _KIND_TYPES = {"fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
 
@@ -135,6 +141,23 @@ def plan_reads(source, wanted, request_cost):
     for path in sorted(read, key=lambda p: (p.count("/") if p else -1, p)):
         if read[path] and not any(read.get(head) for head in _heads(path) if head != path):
             out.append(path)
+    return out
+
+
+def batched(todo, made, limit):
+    """The paths of made (in order) that one batch reads (pure): regular files, the first path of each inode, while
+    their sizes add up to at most limit, and symbolic links."""
+    out, inodes, total = [], set(), 0
+    for path in made:
+        meta = todo.get(path)
+        if meta is None or meta.kind not in ("file", "symlink"):
+            continue
+        if meta.kind == "file":
+            if meta.ino in inodes or total + meta.size > limit:
+                continue
+            inodes.add(meta.ino)
+            total += meta.size
+        out.append(path)
     return out
 
 
@@ -298,6 +321,12 @@ class ApiSync:
                 if source[top].kind == "dir":
                     yield from self._tree(cid, top, todo, done, final)
             firsts = {}
+            batch = batched(todo, made, BATCH_BYTES)
+            if len(batch) > 1:
+                yield from self._batch(batch, todo, done, final)
+                for path in batch:  # the links to these files that are made anew come as links to them
+                    if path not in todo and source[path].kind == "file" and source[path].nlink > 1:
+                        firsts[source[path].ino] = path
             for path in made:
                 if path in todo:
                     yield from self._entry(cid, path, todo[path], firsts, done, final)
@@ -326,6 +355,41 @@ class ApiSync:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
                                   "again" % (self.source.subject, exc)) from None
+
+    def _batch(self, paths, todo, done, final):
+        """The entries at paths (files, one per inode, and symbolic links) copied with cp -a into the file system
+        of a helper, then read in one GET archive. What did not come (it vanished or changed meanwhile) is left
+        in todo for one request each."""
+        listed = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
+        script = ("mkdir %s && cd %s && xargs -0 -r cp -a --parents -t %s < /%s"
+                  % (BATCH_DIR, self.mount, BATCH_DIR, BATCH_LIST))
+        member = tarfile.TarInfo(BATCH_LIST)
+        member.size, member.mode = len(listed), 0o600
+        source = self.source
+        cid = source.create_helper(["sh", "-c", script], read_only=True, label="batch")
+
+        def rename(name):
+            path = relative(name, "")
+            return path if path in todo else None
+
+        try:
+            source.put_archive(cid, "/", iter([member.tobuf(format=tarfile.GNU_FORMAT), listed,
+                                               bytes(-len(listed) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)]))
+            with api_errors(source.subject), source.socket_errors("copying the changed entries"):
+                source.api.start(cid)
+                status = source.api.wait(cid).get("StatusCode", 1)
+            if status != 0 and final:
+                raise DockerError("%s: copying the changed entries failed (status %s) with the containers stopped"
+                                  % (source.subject, status))
+            with source.socket_errors("reading"):
+                stream, _stat = source.api.get_archive(cid, BATCH_DIR + "/.", chunk_size=BUFFER)
+                yield from forward(stream, rename, done, self.checksum)
+        except (Broken, DockerError, APIError) as exc:
+            if final:
+                raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
+                                  "again" % (source.subject, exc)) from None
+        finally:
+            source.remove_helper(cid)
 
     def _entry(self, cid, path, meta, firsts, done, final):
         """One entry made from the source: a hard link to a member of its group sent already, a node from the

@@ -107,3 +107,12 @@ def test_the_source_manifest_from_the_last_listing_and_the_digests_sent():
     assert api_sync.source_entries(changed, hashes, True) is None
     assert api_sync.source_entries(changed, hashes, False) is not None  # sizes only
     assert api_sync.source_entries(dict(listed, s=listed_meta("symlink", 3, 1)), hashes, True) is None
+
+
+def test_one_batch_reads_files_once_per_inode_within_the_limit_and_links():
+    todo = {"a": listed_meta("file", 2, 100, nlink=2), "b": listed_meta("file", 2, 100, nlink=2),
+            "big": listed_meta("file", 5, 1000), "c": listed_meta("file", 6, 50), "s": listed_meta("symlink", 7, 1),
+            "p": listed_meta("fifo", 8), "d": listed_meta("dir", 9)}
+    made = ["a", "b", "big", "c", "d", "p", "s", "gone"]
+    assert api_sync.batched(todo, made, 200) == ["a", "c", "s"]  # b: a link to a; big: over the limit
+    assert api_sync.batched(todo, made, 10 ** 6) == ["a", "big", "c", "s"]
