@@ -377,10 +377,8 @@ class ApiSync:
                                                bytes(-len(listed) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)]))
             with api_errors(source.subject), source.socket_errors("copying the changed entries"):
                 source.api.start(cid)
-                status = source.api.wait(cid).get("StatusCode", 1)
-            if status != 0 and final:
-                raise DockerError("%s: copying the changed entries failed (status %s) with the containers stopped"
-                                  % (source.subject, status))
+                # a copy that failed (an entry gone) leaves that entry in todo: its own request says why
+                source.api.wait(cid, timeout=source.io_timeout())
             with source.socket_errors("reading"):
                 stream, _stat = source.api.get_archive(cid, BATCH_DIR + "/.", chunk_size=BUFFER)
                 yield from forward(stream, rename, done, self.checksum)
