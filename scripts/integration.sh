@@ -52,6 +52,20 @@ durations() {
   done
 }
 
+# failures LOG: the last tasks that failed in LOG (not those ignored), each with the start of its
+# error; appended to $TMP/failures, which scripts/steps.sh prints last, where a cut log still shows it
+failures() {
+  awk '
+    function flush() { if (held != "") print held; held = "" }
+    /^Running .* integration test role/ { flush(); target = $2 }
+    /^(TASK \[|PLAY RECAP)/ { flush(); task = $0 }
+    /^(fatal|failed): / { held = held target ": " task "\n  " substr($0, 1, 1500) "\n" }
+    /^\.\.\.ignoring/ { held = "" }
+    /^ERROR: / { flush(); print target ": " substr($0, 1, 500) }
+    END { flush() }
+  ' "$1" | grep -v '^$' | tail -n 12 >>"$TMP/failures"
+}
+
 run() {  # run LANE LOG TIMES target...: ansible-test in the lane's copy; its status
   local lane=$1 log=$2 times=$3 copy
   shift 3
@@ -70,6 +84,7 @@ if [ $# -gt 0 ]; then
     | stamp "$TMP/integration.times" | tee "$LOG"
   status=${PIPESTATUS[0]}
   set -e
+  [ "$status" -eq 0 ] || failures "$LOG"
   ran=$(grep -c '^Running .* integration test role' "$LOG" || true)
   if [ "$status" -eq 0 ]; then
     echo "integration: $ran passed, 0 failed"
@@ -133,6 +148,7 @@ for n in "${failed[@]}"; do
   echo
   echo "integration: lane $n failed; the end of $TMP/integration-lane$n.log:"
   tail -n 150 "$TMP/integration-lane$n.log"
+  failures "$TMP/integration-lane$n.log"
 done
 ran=$(cat "${times[@]}" | grep -vc '^- ' || true)
 if [ "$status" -eq 0 ]; then

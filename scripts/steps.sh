@@ -9,6 +9,7 @@ names=()
 times=()
 status=0
 mkdir -p .tmp
+rm -f .tmp/failures  # what failed, as the steps note it (scripts/integration.sh): printed last
 for step in "$@"; do
   start=$(date +%s)
   if [[ $step == *+* ]]; then
@@ -40,4 +41,9 @@ for i in "${!names[@]}"; do
   total=$((total + times[i]))
 done
 printf '  %-24s %4dm %02ds%s\n' total $((total / 60)) $((total % 60)) "$([ "$status" -eq 0 ] || echo "  (stopped: ${names[-1]} failed)")"
+if [ "$status" -ne 0 ] && [ -s .tmp/failures ]; then
+  echo
+  echo "what failed (from .tmp/failures):"
+  cat .tmp/failures
+fi
 exit "$status"

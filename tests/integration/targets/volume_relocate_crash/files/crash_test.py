@@ -54,13 +54,14 @@ def volume_exists(host, volume):
     return docker(host, "volume", "inspect", volume, check=False).returncode == 0
 
 
-def tree(root):
-    """{relative path: (type, mode, uid, gid, size, mtime, content digest or link target)}."""
+def tree(root, skip=()):
+    """{relative path: (type, mode, uid, gid, size, mtime, content digest or link target)}; the top-level
+    directories named in skip (one a writer changes meanwhile) are left out with their trees."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != STAGING]
+            dirnames[:] = [d for d in dirnames if d != STAGING and d not in skip]
         for name in dirnames + filenames + ([] if rel_dir != "." else ["."]):
             path = os.path.normpath(os.path.join(dirpath, name))
             rel = os.path.normpath(os.path.join(rel_dir, name))
