@@ -16,12 +16,16 @@ backup --stdin``; its manifest comes from the same stream, and the tags that nee
 manifest snapshot only (restic.complete() reads them from there). Whether anything changed is decided by the manifest
 of the volume read through a helper (the data is read twice when it changed).
 
-The manifest snapshot is written last: a run killed before leaves an incomplete data snapshot,
-which restores and later backups ignore (restic.complete).
+The manifest snapshot comes after the data snapshot, once the tree was found unchanged by
+restic's read; from the mountpoint of a volume held still (no container uses it, or they are
+quiesced) it is written while restic reads the data instead (one restic run less to wait for),
+and a run whose data snapshot fails forgets it again. A run killed before both exist leaves an
+incomplete snapshot, which restores and later backups ignore (restic.complete).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -127,31 +131,55 @@ class RepositoryBackup:
             result["stopped_containers"] = held if how == "stop" else []
             start = time.monotonic()
             if side.how == "local":
-                entries, stats, summary = self.tree(side, host, run, parent, known, result, reuse=how == "none")
+                # held still (no container uses the volume, or they are quiesced): the manifest snapshot is sent
+                # while restic reads the data; else only after the tree was found unchanged by restic's read
+                entries, stats, text, summary = self.tree(side, host, run, parent, known, result,
+                                                          reuse=how == "none", alongside=how != "none" or not users)
             else:
-                entries, stats, summary = self.tar(side, host, run, result)
-            digest = manifest.digest(entries)
-            counts = manifest.summary(entries)
-            text = repository.manifest_text(entries, digest, self.volume, "tree" if side.how == "local" else "tar",
-                                            stats, p["exclude"], run)
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                # restic 0.14's summary names the snapshot by its short id only: its id is looked up meanwhile
-                lookup = pool.submit(self.repo.snapshots, tags=[restic.run_tag(run)], lock=False)
-                self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
-                               restic.manifest_file(self.volume), "--host", host,
-                               *tag_args(restic.manifest_tags(self.volume, run, digest, counts["bytes"],
-                                                              counts["files"])))
-                found = [s for s in lookup.result() if s["volume"] == self.volume]
+                (entries, summary), stats, text = self.tar(side, host, run, result), None, None
+            if text is None:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    # restic 0.14's summary names the snapshot by its short id only: its id is looked up meanwhile
+                    lookup = pool.submit(self.snapshot_id, summary, run)
+                    text = self.send_manifest(host, run, entries, stats)
+                    snapshot_id = lookup.result()
+            else:
+                snapshot_id = self.snapshot_id(summary, run)
             seconds = time.monotonic() - start
         self.unlocked()
         repository.clear_marks([marker])  # this run leaves no lock
         if side.how == "local":
             repository.save_stat_cache(self.cache_path(host), text)
-        result.update(snapshot_id=found[0]["id"] if found else summary.get("snapshot_id"), digest=digest,
+        counts = manifest.summary(entries)
+        result.update(snapshot_id=snapshot_id, digest=manifest.digest(entries),
                       bytes_added=summary.get("data_added", 0), files_new=summary.get("files_new", 0),
                       files_changed=summary.get("files_changed", 0), seconds=round(seconds, 3),
                       throughput=transfer.throughput(counts["bytes"], seconds), **counts)
-        return before, digest
+        return before, result["digest"]
+
+    def send_manifest(self, host, run, entries, stats):
+        """The manifest snapshot of this run (``backup --stdin``); its text."""
+        digest = manifest.digest(entries)
+        counts = manifest.summary(entries)
+        text = repository.manifest_text(entries, digest, self.volume, "tar" if stats is None else "tree", stats,
+                                        self.p["exclude"], run)
+        self.unlocked()  # a stream cannot be sent twice: no stale lock may refuse it
+        self.repo.feed("backup", [text.encode("utf-8")], "--json", "--stdin", "--stdin-filename",
+                       restic.manifest_file(self.volume), "--host", host,
+                       *tag_args(restic.manifest_tags(self.volume, run, digest, counts["bytes"], counts["files"])))
+        return text
+
+    def snapshot_id(self, summary, run):
+        """The full id of this run's data snapshot: restic 0.14's summary gives the short one. Found in a local
+        repository's snapshots/ directory, or else looked up by the run's tag."""
+        short = summary.get("snapshot_id") or ""
+        if len(short) == 64:
+            return short
+        found = restic.full_snapshot_id(self.p["repository"], short)
+        if found is None:
+            found = next((s["id"] for s in self.repo.snapshots(tags=[restic.run_tag(run)], lock=False)
+                          if s["volume"] == self.volume and s["id"].startswith(short)), None)
+        return found or short or None
 
     def snapshots(self, host, result):
         """The complete snapshots of the volume from this engine; the repository is created first if asked."""
@@ -194,8 +222,9 @@ class RepositoryBackup:
         result.update(digest=manifest.digest(current), **manifest.summary(current))
         return known
 
-    def tree(self, side, host, run, parent, known, result, reuse=False):  # noqa: PLR0913
-        """restic backup of the mountpoint; (entries, stats, restic's summary).
+    def tree(self, side, host, run, parent, known, result, reuse=False, alongside=False):  # noqa: PLR0913
+        """restic backup of the mountpoint; (entries, stats, the manifest's text, restic's summary). With
+        alongside, the manifest snapshot is sent while restic reads the data; else the text is None (not sent).
 
         With a parent, few files are hashed: the manifest comes first and its digest is a tag of the
         snapshot. A first backup hashes every file while restic reads them, and its tags come after.
@@ -213,24 +242,40 @@ class RepositoryBackup:
         def walk():  # the containers are still now
             return manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
 
-        if parent is not None:
-            if reuse and self.walked is not None:
-                entries, stats = self.walked  # no container was stopped since: the tree read for the comparison
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            if parent is not None:
+                if reuse and self.walked is not None:
+                    entries, stats = self.walked  # no container was stopped since: the tree read for the comparison
+                else:
+                    entries = walk()
+                counts = manifest.summary(entries)
+                tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
+                                        "tree", self.p["tags"])
+                backing = pool.submit(self.repo.call, "backup", *(args + tag_args(tags) + [top]), cwd=cwd)
             else:
-                entries = walk()
-            counts = manifest.summary(entries)
-            tags = restic.data_tags(self.volume, manifest.digest(entries), run, counts["bytes"], counts["files"],
-                                    "tree", self.p["tags"])
-            out = self.repo.call("backup", *(args + tag_args(tags) + [top]), cwd=cwd)
-        else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                walking = pool.submit(walk)
-                try:
-                    out = self.repo.call("backup", *(args + tag_args(self.first_tags(run, "tree")) + [top]), cwd=cwd)
-                finally:
-                    entries = walking.result()
+                tags = self.first_tags(run, "tree")
+                backing = pool.submit(self.repo.call, "backup", *(args + tag_args(tags) + [top]), cwd=cwd)
+            text = None
+            try:
+                if parent is None:
+                    entries = walk()
+                result["bytes_hashed"] += stats.pop(None)
+                if alongside:
+                    text = self.send_manifest(host, run, entries, stats)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    backing.result()
+                raise
+            try:
+                out = backing.result()
+            except DockerError:
+                # the manifest must not vouch for data restic did not store whole (restic 0.14 saves a
+                # snapshot when it could not read some files): the run's snapshots go
+                if text is not None:
+                    with contextlib.suppress(DockerError):
+                        self.repo.call("forget", "--tag", restic.run_tag(run))
+                raise
         summary = restic.parse_backup_summary(out, self.repo.subject)
-        result["bytes_hashed"] += stats.pop(None)
         after = {}
         again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats),
                                         exclude=self.exclude, stats=after)
@@ -239,7 +284,7 @@ class RepositoryBackup:
             raise DockerError("volume '%s' changed while restic read it (%s); the snapshot was removed again. Set "
                               "quiesce: pause or stop to hold its containers still during the backup"
                               % (self.volume, "; ".join(manifest.differences(entries, again, 3))))
-        return entries, stats, summary
+        return entries, stats, text, summary
 
     def tar(self, side, host, run, result):
         """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
@@ -251,7 +296,7 @@ class RepositoryBackup:
                              *tag_args(self.first_tags(run, "tar")))
         summary = restic.parse_backup_summary(out, self.repo.subject)
         result["bytes_hashed"] += manifest.summary(entries)["bytes"]
-        return entries, None, summary
+        return entries, summary
 
     def unlock(self, left):
         """restic unlock, and the markers of the runs whose stale locks it removed forgotten."""

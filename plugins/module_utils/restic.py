@@ -27,17 +27,18 @@ The snapshot convention (restic 0.14 keeps no other metadata with a snapshot tha
   data (a first backup from the mountpoint, whose files are hashed while restic reads them, and
   every backup through the Engine API): a ``restic tag`` run to add them would rewrite the
   snapshot and cost a restic run.
-* Then a **manifest snapshot**: the one file ``/V.manifest.json`` (the manifest, as beside an
+* And a **manifest snapshot**: the one file ``/V.manifest.json`` (the manifest, as beside an
   archive, with the ``stat`` of each entry for the metadata-only unchanged check) with the tags
   ``persist.docker.manifest=V``, the same ``persist.docker.run=<run id>`` and the digest, bytes and
-  files tags.
+  files tags. It comes after the data snapshot; from the mountpoint of a volume held still, while
+  restic reads the data (a run whose data snapshot then fails forgets both).
 * A data snapshot is **complete** when a manifest snapshot of its run exists; only complete ones
   are restored or used as a parent; a field its own tags lack is read from its manifest snapshot's
   tags. Retention removes a run's two snapshots together.
 * Both get ``--host`` = the engine's name, so that volumes of one name on several engines backed
   up into one repository are told apart.
 
-Everything but :func:`run` and :func:`version` is pure. This file imports no Docker SDK.
+Everything but :func:`run`, :func:`version` and :func:`full_snapshot_id` is pure. This file imports no Docker SDK.
 """
 
 from __future__ import annotations
@@ -156,6 +157,33 @@ def manifest_tags(volume, run, digest=None, size=None, files=None):
     if digest is not None:
         tags += [digest_tag(digest), "%s=%d" % (TAG_BYTES, size), "%s=%d" % (TAG_FILES, files)]
     return tags
+
+
+# restic's backends other than a directory on this host (restic 0.14's location prefixes)
+_ELSEWHERE = ("b2:", "sftp:", "s3:", "gs:", "azure:", "swift:", "rest:", "rclone:")
+
+
+def local_directory(repository):
+    """The directory of a repository string that names one on this host (restic's local backend,
+    ``/path`` or ``local:/path``), else None (pure)."""
+    if not repository or repository.startswith(_ELSEWHERE):
+        return None
+    path = repository[len("local:"):] if repository.startswith("local:") else repository
+    return path if os.path.isabs(path) else None
+
+
+def full_snapshot_id(repository, short):
+    """The full id of the snapshot whose id starts with short, from the names in a local repository's
+    ``snapshots/`` directory; None for other backends, or when none or several names match."""
+    directory = local_directory(repository)
+    if directory is None or not re.fullmatch(r"[0-9a-f]{8,63}", short or ""):
+        return None
+    try:
+        names = os.listdir(os.path.join(directory, "snapshots"))
+    except OSError:
+        return None
+    found = [name for name in names if name.startswith(short) and re.fullmatch(r"[0-9a-f]{64}", name)]
+    return found[0] if len(found) == 1 else None
 
 
 def manifest_file(volume):

@@ -368,3 +368,32 @@ def test_a_live_lock_stays_and_is_named(tmp_path):
     r = restic.Restic("/srv/r", password="pw", binary=stand_in(tmp_path, script))
     with pytest.raises(DockerError, match="locked by another restic process"):
         r.call("prune")
+
+
+# -- the full id of a new snapshot ------------------------------------------------------------------
+
+@pytest.mark.parametrize("repository,expected", [
+    ("/srv/backup", "/srv/backup"),
+    ("local:/srv/backup", "/srv/backup"),
+    ("relative/dir", None),
+    ("s3:http://127.0.0.1:5380/bucket", None),
+    ("sftp:backup@host:/srv/backup", None),
+    ("rest:http://host:8000/", None),
+    ("", None),
+])
+def test_local_directory(repository, expected):
+    assert restic.local_directory(repository) == expected
+
+
+def test_full_snapshot_id_from_a_local_repository(tmp_path):
+    ids = ["0a1b2c3d" + "e" * 56, "0a1b2c3f" + "1" * 56, "0a1b2c3f" + "2" * 56]
+    (tmp_path / "snapshots").mkdir()
+    for name in ids + ["0a1b2c3dnot-an-id"]:
+        (tmp_path / "snapshots" / name).write_text("")
+    assert restic.full_snapshot_id(str(tmp_path), "0a1b2c3d") == ids[0]
+    assert restic.full_snapshot_id("local:" + str(tmp_path), "0a1b2c3d") == ids[0]
+    assert restic.full_snapshot_id(str(tmp_path), "0a1b2c3f") is None  # two match: looked up instead
+    assert restic.full_snapshot_id(str(tmp_path), "ffffffff") is None
+    assert restic.full_snapshot_id(str(tmp_path), "../x") is None
+    assert restic.full_snapshot_id(str(tmp_path / "missing"), "0a1b2c3d") is None
+    assert restic.full_snapshot_id("s3:http://127.0.0.1:5380/b", "0a1b2c3d") is None
