@@ -97,9 +97,32 @@ def at_level(entries, level):
 _ENTRY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
+def _entry_encoder():
+    """A function giving an entry's JSON line as _ENTRY_JSON.encode does: CPython's C encoder made once (encode()
+    makes one per call, most of its cost for a small dict), or encode() itself where that is not available."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        c_encode = make(None, _ENTRY_JSON.default, json.encoder.encode_basestring_ascii, None, ":", ",", True,
+                        False, True)
+
+        def encode(entry):
+            return "".join(c_encode(entry, 0))
+
+        sample = {"path": "d/\udcff n\u00fc\n", "type": "file", "size": 1, "mode": "0644", "hardlink": None,
+                  "sha256": "0" * 64}
+        if encode(sample) == _ENTRY_JSON.encode(sample):
+            return encode
+    except Exception:  # noqa: BLE001 -- no C encoder, or another signature: the plain way
+        pass
+    return _ENTRY_JSON.encode
+
+
+_encode_entry = _entry_encoder()
+
+
 def digest(entries):
     """A sha256 over the canonical manifest (one JSON line per entry): equal trees have equal digests."""
-    text = "".join(_ENTRY_JSON.encode(entry) + "\n" for entry in canonical(entries))
+    text = "".join(_encode_entry(entry) + "\n" for entry in canonical(entries))
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 

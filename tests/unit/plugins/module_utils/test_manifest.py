@@ -274,3 +274,20 @@ def test_extract_tar_file_copies_contents_from_their_offsets(tmp_path, monkeypat
     assert manifest.digest(manifest.from_directory(dst, known=copies)) == manifest.digest(entries)
     inodes = {(st.st_dev, st.st_ino): st.st_size for _p, _d, _n, st in manifest.walk(src) if stat.S_ISREG(st.st_mode)}
     assert counter[0] == sum(inodes.values())  # every file's content once, hard links not again
+
+
+def test_digest_lines_are_json_encoder_lines():
+    """The digest's entry encoder (the C encoder made once, where there is one) writes what
+    json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode writes: digests of existing
+    archives, records and snapshots stay valid."""
+    import hashlib
+    import json
+
+    plain = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    entries = [{"path": "d%d/f\udcfe%d \u00fc\n\"q\"" % (i // 7, i), "type": ("file", "dir", "symlink")[i % 3],
+                "mode": "0%o" % (0o600 + i % 64), "uid": i, "gid": 100000 + i, "size": i * 4099,
+                "mtime": 1700000000 + i, "sha256": "%064x" % i, "target": "../\t%d" % i, "hardlink": None}
+               for i in range(50)]
+    text = "".join(plain.encode(e) + "\n" for e in manifest.canonical(entries))
+    assert manifest.digest(entries) == "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+    assert all(manifest._encode_entry(e) == plain.encode(e) for e in entries)
