@@ -15,6 +15,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TMP="$ROOT/.tmp"
 mkdir -p "$TMP"
+rm -f "$TMP/failures"  # this run's failures only (see failures() below)
 # Outside the checkout: inside it, ansible-test would list files with git, and .tmp is ignored.
 # One copy per checkout and lane, so that two checkouts can run their tests at the same time.
 BASE="${TMPDIR:-/tmp}/persist-docker-integration-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"

@@ -287,7 +287,7 @@ class RepositoryBackup:
         return entries, stats, text, summary
 
     def tar(self, side, host, run, result):
-        """restic backup --stdin of the volume's tar stream through the Engine API; (entries, None, summary)."""
+        """restic backup --stdin of the volume's tar stream through the Engine API; (entries, restic's summary)."""
         entries = []
         counter = [0]
         self.unlocked()  # a stream cannot be sent twice: no stale lock may refuse it
