@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -216,13 +217,17 @@ def entry_from_stat(path, st, ids=None, sha256=None, target=None):
                       mtime=st.st_mtime, sha256=sha256, target=target, rdev=rdev)
 
 
-def walk(root, exclude=None):
+def walk(root, exclude=None, vanished_ok=False):
     """Yield (relative path, directory, name, lstat) for root and every entry below it (fdtree.walk).
 
     Skips the staging directory at the root and what exclude (an excludes.Excludes, or None) leaves
-    out; sockets are returned too, callers skip them.
+    out; sockets are returned too, callers skip them. vanished_ok: see fdtree.walk.
     """
-    return fdtree.walk(root, skip=(STAGING,), excluded=exclude.matches if exclude else None)
+    return fdtree.walk(root, skip=(STAGING,), excluded=exclude.matches if exclude else None, vanished_ok=vanished_ok)
+
+
+# What reading an entry raises when it was removed or replaced after the walk listed it.
+_VANISHED = (errno.ENOENT, errno.ESTALE, errno.ELOOP, errno.ENOTDIR, errno.EINVAL)
 
 
 def read_ahead(walked, files=64, size=32 << 20):
@@ -281,7 +286,34 @@ def stat_key(st):
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def from_directory(root, checksum=True, ids=None, known=None, exclude=None, stats=None):  # noqa: PLR0913
+def _read_entry(path, parent, name, st, ids, cached):  # noqa: PLR0913
+    """(the manifest entry of a walked entry or None, an fd of a regular file to hash or None, its known sha256 or
+    None). cached: False (no content digest wanted), True (hash it), or what from_directory's known holds for it."""
+    target = os.fsdecode(fdtree.readlink(parent, name)) if stat.S_ISLNK(st.st_mode) else None
+    entry = entry_from_stat(path, st, ids, None, target)
+    if entry is None or entry["type"] != "file" or cached is False:
+        return entry, None, None
+    if cached is not True and tuple(cached[:-1]) == stat_key(st)[:len(cached) - 1]:
+        return entry, None, cached[-1]
+    return entry, fdtree.open_file(parent, name, st), None
+
+
+def _read_entries(walked, ids, checksum, known, vanished_ok):
+    """(path, lstat, entry, fd, sha256) of each entry walked (_read_entry), sockets left out; with vanished_ok, so
+    are the entries removed or replaced since the walk listed them."""
+    for path, parent, name, st in walked:
+        try:
+            entry, fd, sha256 = _read_entry(path, parent, name, st, ids, checksum and (known or {}).get(path, True))
+        except OSError as exc:
+            if vanished_ok and exc.errno in _VANISHED:
+                continue
+            raise
+        if entry is not None:
+            yield path, st, entry, fd, sha256
+
+
+def from_directory(root, checksum=True, ids=None, known=None, exclude=None, stats=None,  # noqa: PLR0913
+                   vanished_ok=False):
     """The manifest of the tree at root (a path or an fdtree.Dir), read from disk (ids: see entry_from_stat).
 
     File contents are hashed by two worker threads. known maps a path to
@@ -289,7 +321,9 @@ def from_directory(root, checksum=True, ids=None, known=None, exclude=None, stat
     (inode, size, mtime_ns, ctime_ns, sha256): its digest is reused while
     those fields of the file are unchanged. exclude (an excludes.Excludes)
     leaves entries out. stats, a dict, is given each regular file's
-    stat_key() and, under the key None, the bytes hashed.
+    stat_key() and, under the key None, the bytes hashed. vanished_ok: an
+    entry removed or replaced while the tree is read is left out instead of
+    failing the read (a tree that containers still change, read again later).
     """
     entries = []
     inodes = {}
@@ -298,29 +332,21 @@ def from_directory(root, checksum=True, ids=None, known=None, exclude=None, stat
     stats = {} if stats is None else stats
     with ThreadPoolExecutor(max_workers=2) as pool:
         try:
-            for path, parent, name, st in walk(root, exclude):
-                target = None
+            for path, st, entry, fd, sha256 in _read_entries(walk(root, exclude, vanished_ok), ids, checksum, known,
+                                                             vanished_ok):
                 if stat.S_ISREG(st.st_mode):
                     if st.st_nlink > 1:
                         inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
                     stats[path] = stat_key(st)
-                elif stat.S_ISLNK(st.st_mode):
-                    target = os.fsdecode(fdtree.readlink(parent, name))
-                entry = entry_from_stat(path, st, ids, None, target)
-                if entry is None:
-                    continue
                 entries.append(entry)
-                if checksum and entry["type"] == "file":
-                    cached = (known or {}).get(path)
-                    if cached and tuple(cached[:-1]) == stat_key(st)[:len(cached) - 1]:
-                        entry["sha256"] = cached[-1]
-                        continue
-                    fd = fdtree.open_file(parent, name, st)
+                if sha256 is not None:
+                    entry["sha256"] = sha256
+                elif fd is not None:
                     hashed += st.st_size
                     jobs.append((entry, fd, pool.submit(hash_and_close, fd)))
                     while len(jobs) > IN_FLIGHT:
-                        entry, _fd, job = jobs.popleft()
-                        entry["sha256"] = job.result()
+                        done, _fd, job = jobs.popleft()
+                        done["sha256"] = job.result()
             while jobs:
                 entry, _fd, job = jobs.popleft()
                 entry["sha256"] = job.result()

@@ -261,10 +261,12 @@ class LocalRoot:
         with self._guard("reading %s" % self.path):
             return manifest.from_directory(self.path, checksum, self.ids, exclude=exclude)
 
-    def manifest_known(self, checksum, known=None, stats=None):
-        """manifest() reusing the digests of files whose stat key did not change (manifest.from_directory)."""
+    def manifest_known(self, checksum, known=None, stats=None, vanished_ok=False):
+        """manifest() reusing the digests of files whose stat key did not change (manifest.from_directory); with
+        vanished_ok, entries removed while it is read (by containers that still run) are left out."""
         with self._guard("reading %s" % self.path):
-            return manifest.from_directory(self.path, checksum, self.ids, known=known, stats=stats)
+            return manifest.from_directory(self.path, checksum, self.ids, known=known, stats=stats,
+                                           vanished_ok=vanished_ok)
 
     def open_sync(self, source, checksum, *, seed=False, src_known=None, seed_known=None):
         """A new staging directory kept in step with source (a LocalRoot) pass after pass (tree_sync.TreeSync);

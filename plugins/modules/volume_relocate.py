@@ -554,9 +554,10 @@ class VolumeRelocateManager(Manager):
                     in_sync=in_sync, ours=ours, earlier_copy=earlier, records=records, stats=stats)
 
     def read_manifest(self, side, record, stats):
-        """A side's manifest; on this host, reusing the digests of files unchanged since the last run."""
+        """A side's manifest; on this host, reusing the digests of files unchanged since the last run. Its
+        containers still run: a file they remove meanwhile is left out (what is copied is read again later)."""
         if side.how == "local":
-            return side.manifest_known(self.checksum, sync_record.known(record), stats)
+            return side.manifest_known(self.checksum, sync_record.known(record), stats, vanished_ok=True)
         return side.manifest(self.checksum)
 
     def same(self, a, b):
@@ -645,7 +646,8 @@ class VolumeRelocateManager(Manager):
                       throughput=transfer.throughput(result["bytes"], seconds))
         if incremental and dest.how == "local" and p["mode"] == "copy":
             stats = {}
-            final = dest.manifest_known(self.checksum, copied["dest_known"], stats)
+            # the destination's containers run again: what they remove meanwhile is left out of the record
+            final = dest.manifest_known(self.checksum, copied["dest_known"], stats, vanished_ok=True)
             self.remember(copied["entries"], copied["stats"], final, stats)
 
     def sync_sides(self, source, dest, action):

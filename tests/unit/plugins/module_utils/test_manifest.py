@@ -291,3 +291,31 @@ def test_digest_lines_are_json_encoder_lines():
     text = "".join(plain.encode(e) + "\n" for e in manifest.canonical(entries))
     assert manifest.digest(entries) == "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
     assert all(manifest._encode_entry(e) == plain.encode(e) for e in entries)
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_from_directory_vanished_ok_leaves_out_what_goes_during_the_read(tmp_path, monkeypatch, kind):
+    """An entry a container removes after the walk listed it fails the read, unless vanished_ok: then it is
+    left out (volume_relocate reads a tree whose containers still run before it stops them)."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"a")
+    if kind == "file":
+        (tmp_path / "d" / "b").write_bytes(b"b")
+    else:
+        os.symlink("a", str(tmp_path / "d" / "b"))
+    walk = manifest.walk
+
+    def removing(root, exclude=None, vanished_ok=False):
+        for item in walk(root, exclude, vanished_ok):
+            if item[0] == "d/b":
+                os.unlink(str(tmp_path / "d" / "b"))
+            yield item
+
+    monkeypatch.setattr(manifest, "walk", removing)
+    with pytest.raises(FileNotFoundError):
+        manifest.from_directory(str(tmp_path))
+    (tmp_path / "d" / "b").write_bytes(b"b")
+    stats = {}
+    entries = manifest.from_directory(str(tmp_path), stats=stats, vanished_ok=True)
+    assert [e["path"] for e in entries] == ["", "d", "d/a"]
+    assert set(stats) == {"d/a", None}

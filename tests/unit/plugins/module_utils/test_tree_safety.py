@@ -267,8 +267,8 @@ def swap_during_walk(monkeypatch, tree, target):
     """Make manifest.walk swap tree/d for a symlink to target right after it yields 'd'."""
     walk = manifest.walk
 
-    def swapping(root, exclude=None):
-        for item in walk(root, exclude):
+    def swapping(root, exclude=None, vanished_ok=False):
+        for item in walk(root, exclude, vanished_ok):
             yield item
             if item[0] == "d":
                 os.rename(str(tree / "d"), str(tree.parent / "moved"))
