@@ -211,7 +211,9 @@ class RepositoryBackup:
                 known = repository.stat_cache(repository.load_manifest(self.repo, parent, self.volume,
                                                                        self.cache_path(parent["hostname"])))
             stats = {}
-            current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats)
+            # its containers still run: what they remove meanwhile is left out (restic reads after this)
+            current = manifest.from_directory(side.path, True, side.ids, known, exclude=self.exclude, stats=stats,
+                                              vanished_ok=True)
             result["bytes_hashed"] = stats.pop(None)
             known = repository.cache_of(current, stats)
             stats[None] = 0  # counted above
@@ -277,8 +279,9 @@ class RepositoryBackup:
                 raise
         summary = restic.parse_backup_summary(out, self.repo.subject)
         after = {}
+        # a file removed since restic read it is a difference (below), not a failed read
         again = manifest.from_directory(side.path, True, side.ids, repository.cache_of(entries, stats),
-                                        exclude=self.exclude, stats=after)
+                                        exclude=self.exclude, stats=after, vanished_ok=True)
         if manifest.digest(again) != manifest.digest(entries):
             self.repo.call("forget", "--tag", restic.run_tag(run))
             raise DockerError("volume '%s' changed while restic read it (%s); the snapshot was removed again. Set "
