@@ -507,7 +507,9 @@ class VolumeRelocateManager(Manager):
             return
         if src_stats:
             sync_record.save(self.record_paths[0], sync_record.files_of(src_entries, src_stats))
-        copy_of = dict(sync_record.digests(dst_entries), source=self.source_key)
+        # the digests of what the run found or wrote equal to the source, not of a read of the destination made
+        # after its containers started again: data they wrote meanwhile is theirs, not part of the copy
+        copy_of = dict(sync_record.digests(src_entries), source=self.source_key)
         sync_record.save(self.record_paths[1], sync_record.files_of(dst_entries, dst_stats), copy_of)
 
     def read_state(self):
