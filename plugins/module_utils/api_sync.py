@@ -172,10 +172,30 @@ class Broken(Exception):
     """The source's stream of an entry ended before the entry did (it changed while it was read)."""
 
 
-def forward(chunks, rename, done, checksum=True):
+class Unmapped(DockerError):
+    """An entry's owner cannot be seen by the containers of its engine (userns-remap): no pass can copy it."""
+
+
+def in_view(listing, ids):
+    """The listing ({path: Meta}, host ids) with its owners as the containers of the engine see them: ids maps
+    (uid, gid) and raises DockerError for an owner outside the engine's user namespace (pure). Unmapped names
+    the entry."""
+    out = {}
+    for path, meta in listing.items():
+        try:
+            uid, gid = ids(meta.uid, meta.gid)
+        except DockerError as exc:
+            raise Unmapped("%r: %s" % (path or ".", exc)) from None
+        out[path] = meta._replace(uid=uid, gid=gid)
+    return out
+
+
+def forward(chunks, rename, done, checksum=True, ids=None):
     """Yield the members of the tar stream chunks again, each renamed by rename(name) (None: left out; so are
     directories, and hard links to a member not sent); done(path, sha256) after a member was forwarded whole
-    (sha256: of a regular member's content as it went through, when checksum; else None).
+    (sha256: of a regular member's content as it went through, when checksum; else None). ids, when given, maps
+    each member's (uid, gid): an engine with userns-remap archives host ids (Engine 20.10), and the destination's
+    engine takes the containers' view.
 
     A stream that breaks inside a member's content (an entry that changed while the engine read it) ends
     that member with zeros, so that the tar sent on stays whole, and raises Broken: that member is not done.
@@ -186,10 +206,10 @@ def forward(chunks, rename, done, checksum=True):
     except tarfile.ReadError as exc:
         raise Broken(str(exc)) from None
     with tar:
-        yield from _members(tar, rename, done, checksum)
+        yield from _members(tar, rename, done, checksum, ids)
 
 
-def _members(tar, rename, done, checksum):
+def _members(tar, rename, done, checksum, ids):
     sent = {}
     while True:
         try:
@@ -205,6 +225,11 @@ def _members(tar, rename, done, checksum):
             if member.linkname not in sent:
                 continue
             member.linkname = sent[member.linkname]
+        if ids is not None:
+            try:
+                member.uid, member.gid = ids(member.uid, member.gid)
+            except DockerError as exc:
+                raise Unmapped("%r: %s" % (path, exc)) from None
         name, member.name = member.name, path
         member.pax_headers = dict((k, v) for k, v in member.pax_headers.items() if k not in ("path", "linkpath"))
         yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
@@ -241,7 +266,13 @@ def _content(tar, member, h=None):
 
 class ApiSync:
     """Keeps the staged tree of dest (an ApiRoot with a new, empty staging directory) in step with the tree of
-    source (an ApiRoot), pass after pass; the interface of tree_sync.TreeSync (run_pass, forget, manifests)."""
+    source (an ApiRoot), pass after pass; the interface of tree_sync.TreeSync (run_pass, forget, manifests).
+
+    On an engine with userns-remap (a side's ``ids``), the helpers that list or copy run in the host's user
+    namespace: the listing shows host ids, mapped here to the containers' view (an owner outside the engine's
+    namespace fails the run, as a stop_copy does), and the source's archives carry host ids, mapped the same way
+    as they are forwarded. Headers and listings are in the containers' view, which the destination's engine
+    maps to its own host ids as it extracts."""
 
     def __init__(self, source, dest, checksum=True):
         self.source, self.dest = source, dest
@@ -256,7 +287,8 @@ class ApiSync:
         """{path: Meta} of the tree at root (a path in a helper of side), mtimes in whole seconds."""
         script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" \"$2\" \"$3\"; echo $? > %s/status" % (LISTING_DIR, LISTING_DIR)
         cid = side.create_helper(["sh", "-c", script, resync.LISTING_SCRIPT, root, LISTING_DIR + "/names",
-                                  LISTING_DIR + "/stats"], read_only=True, label="listing")
+                                  LISTING_DIR + "/stats"], read_only=True, label="listing",
+                                 host_userns=side.ids is not None)
         try:
             with api_errors(side.subject), side.socket_errors("listing the tree"):
                 side.api.start(cid)
@@ -272,7 +304,13 @@ class ApiSync:
         if final and files.get("status", b"").strip() != b"0":
             raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
                               % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
-        return whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
+        listing = whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
+        if side.ids is None:
+            return listing
+        try:
+            return in_view(listing, side.ids)
+        except Unmapped as exc:
+            raise Unmapped("%s: %s" % (side.subject, exc)) from None
 
     def run_pass(self, final):
         """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
@@ -350,7 +388,9 @@ class ApiSync:
             with self.source.socket_errors("reading"):
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s." % (self.mount, top + "/" if top else ""),
                                                             chunk_size=BUFFER)
-                yield from forward(stream, rename, done, self.checksum)
+                yield from forward(stream, rename, done, self.checksum, self.source.ids)
+        except Unmapped as exc:
+            raise Unmapped("%s: %s" % (self.source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -366,7 +406,8 @@ class ApiSync:
         member = tarfile.TarInfo(BATCH_LIST)
         member.size, member.mode = len(listed), 0o600
         source = self.source
-        cid = source.create_helper(["sh", "-c", script], read_only=True, label="batch")
+        cid = source.create_helper(["sh", "-c", script], read_only=True, label="batch",
+                                   host_userns=source.ids is not None)
 
         def rename(name):
             path = relative(name, "")
@@ -381,7 +422,9 @@ class ApiSync:
                 source.api.wait(cid, timeout=source.io_timeout())
             with source.socket_errors("reading"):
                 stream, _stat = source.api.get_archive(cid, BATCH_DIR + "/.", chunk_size=BUFFER)
-                yield from forward(stream, rename, done, self.checksum)
+                yield from forward(stream, rename, done, self.checksum, source.ids)
+        except Unmapped as exc:
+            raise Unmapped("%s: %s" % (source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -409,7 +452,10 @@ class ApiSync:
         try:
             with self.source.socket_errors("reading"):
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s" % (self.mount, path), chunk_size=BUFFER)
-                yield from forward(stream, rename, lambda _path, sha: sent.append(sha), self.checksum)
+                yield from forward(stream, rename, lambda _path, sha: sent.append(sha), self.checksum,
+                                   self.source.ids)
+        except Unmapped as exc:
+            raise Unmapped("%s: %s" % (self.source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: %r changed or vanished while it was read (%s) with its containers stopped; "

@@ -151,7 +151,7 @@ def userns_ids(uid_map, gid_map):
         except idmap.IdMapError as exc:
             raise DockerError("an entry owned by host ids %d:%d lies outside the user namespace of its engine "
                               "(%s); containers cannot see that owner. Fix the ownership (persist.docker."
-                              "data_ownership) or use method: api" % (uid, gid, exc)) from None
+                              "data_ownership)" % (uid, gid, exc)) from None
     return ids
 
 
@@ -504,13 +504,16 @@ class ApiRoot:
         out = self.run("set -e; " + "; ".join(lines)).split()
         return dict(chown=int(out[0]), chmod=int(out[1]))
 
-    def create_helper(self, command, read_only=False, label="transfer"):
+    def create_helper(self, command, read_only=False, label="transfer", host_userns=False):
+        """A helper container (created, not started) that mounts the volume; with host_userns it runs in the
+        host's user namespace (it then sees host ids on an engine that remaps them)."""
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
                               "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
         with api_errors(self.subject):
             host_config = self.api.create_host_config(
-                binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none")
+                binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none",
+                userns_mode="host" if host_userns else None)
             return self.api.create_container(self.helper_image, command=command, user="0:0", entrypoint=[],
                                              host_config=host_config, labels={HELPER_LABEL: label})["Id"]
 

@@ -222,9 +222,9 @@ options:
         they run and stops them only for the last pass (see the description).
       - With both mountpoints usable here, V(precopy) syncs the mountpoints; otherwise (O(method=api), an
         engine reached as C(ssh://)) each pass lists both trees in helper containers and streams only what
-        was added or changed since the pass before through the Engine API of each side. A copy that resumes
-        an interrupted run, or a side whose engine remaps ids (userns-remap) through the Engine API, is
-        made with V(stop_copy), with a warning.
+        was added or changed since the pass before through the Engine API of each side (owners mapped through
+        each engine's userns-remap). A copy that resumes an interrupted run is made with V(stop_copy), with a
+        warning.
     type: str
     choices: [stop_copy, precopy]
     default: stop_copy
@@ -666,10 +666,6 @@ class VolumeRelocateManager(Manager):
             return source, False
         if source.how == "local":
             source = va.api_side(self.src_api, self.src_host, self.names[0], p["helper_image"])
-        if source.ids is not None or dest.ids is not None:
-            self.dm.warn("strategy precopy through the Engine API does not map userns-remap ids; volume '%s' was "
-                         "copied with the containers stopped (stop_copy)" % self.names[0])
-            return source, False
         return source, True
 
     def sync(self, result, state, source, dest, still, how, subject, stopped, clock):  # noqa: PLR0913

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.persist.docker.plugins.module_utils import api_sync, resync
+from ansible_collections.persist.docker.plugins.module_utils import api_sync, resync, volume_access
 from ansible_collections.persist.docker.plugins.module_utils.manifest import STAGING
 
 DIR = resync.Meta("dir", 0o755, 0, 0, 0, 0, 1, 0, 2, 0)
@@ -84,6 +84,41 @@ def test_forward_a_broken_stream_ends_the_member_with_zeros():
         out.extend(api_sync.forward([data[:512 * 4]], lambda n: n[2:], lambda path, _sha: done.append(path)))
     sent = names_and_contents(b"".join(out) + bytes(1024))
     assert done == ["a"] and sent[0] == ("a", "", b"first") and sent[1][0] == "b" and len(sent[1][2]) == 5000
+
+
+USERNS = volume_access.userns_ids([(0, 100000, 65536)], [(0, 100000, 65536)])
+
+
+def test_forward_maps_the_owners_of_a_remapped_engine_and_names_an_unmapped_one():
+    def member(name, uid):
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid = 1, uid, uid
+        return info
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(member("./a", 100000), io.BytesIO(b"a"))
+        tar.addfile(member("./b", 101000), io.BytesIO(b"b"))
+        tar.addfile(member("./c", 7), io.BytesIO(b"c"))
+    out, done = [], []
+    with pytest.raises(api_sync.Unmapped, match="'c': an entry owned by host ids 7:7 lies outside"):
+        out.extend(api_sync.forward([buf.getvalue()], lambda n: n[2:], lambda path, _sha: done.append(path),
+                                    ids=USERNS))
+    with tarfile.open(fileobj=io.BytesIO(b"".join(out) + bytes(1024)), mode="r:") as tar:
+        assert [(m.name, m.uid, m.gid) for m in tar] == [("a", 0, 0), ("b", 1000, 1000)]
+    assert done == ["a", "b"]
+
+
+def test_a_listing_in_the_containers_view():
+    host = {"": resync.Meta("dir", 0o755, 100000, 100000, 0, 0, 1, 0, 2, 0),
+            "f": resync.Meta("file", 0o644, 101000, 100005, 3, 0, 2, 0, 1, 0)}
+    out = api_sync.in_view(host, USERNS)
+    assert (out[""].uid, out[""].gid, out["f"].uid, out["f"].gid) == (0, 0, 1000, 5)
+    assert out["f"]._replace(uid=101000, gid=100005) == host["f"]
+    with pytest.raises(api_sync.Unmapped, match="'f': an entry owned by host ids 0:100005"):
+        api_sync.in_view(dict(host, f=host["f"]._replace(uid=0)), USERNS)
+    with pytest.raises(api_sync.Unmapped, match="'.': an entry owned by host ids 5:100000"):
+        api_sync.in_view({"": host[""]._replace(uid=5)}, USERNS)
 
 
 def listed_meta(kind, ino, size=0, mode=0o644, nlink=1, target=None, ctime=7):

@@ -325,20 +325,38 @@ def userns_round_trip(module, source, report):
         images = subprocess.Popen(["docker", "-H", ENGINE_A, "save", "busybox:latest"], stdout=subprocess.PIPE)
         subprocess.run(["docker", "-H", host, "load", "-q"], stdin=images.stdout, check=True, capture_output=True)
         images.wait()
-        for method in ("local", "api"):
-            there = "%s-userns-%s" % (source, method)
+        for method, strategy in (("local", "stop_copy"), ("api", "stop_copy"), ("local", "precopy"),
+                                 ("api", "precopy")):
+            there = "%s-userns-%s-%s" % (source, method, strategy)
             result = module.run(dict(source=dict(name=source), destination=dict(name=there, docker_host=host),
-                                     method=method))
-            assert result.get("changed") and not result.get("failed"), result
+                                     method=method, strategy=strategy))
+            assert result.get("changed") and not result.get("failed") and not result.get("warnings"), result
+            assert result["method"] == method, result
+            assert (strategy == "precopy") == (len(result["passes"]) >= 2), result  # a precopy, not a fallback
             assert tree(mountpoint(host, there)) == shifted(before, offset), "ids not shifted by %d" % offset
-            back = "%s-back-%s" % (source, method)
+            back = "%s-back-%s-%s" % (source, method, strategy)
             result = module.run(dict(source=dict(name=there, docker_host=host),
-                                     destination=dict(name=back, docker_host=ENGINE_A), method=method))
-            assert result.get("changed") and not result.get("failed"), result
+                                     destination=dict(name=back, docker_host=ENGINE_A), method=method,
+                                     strategy=strategy))
+            assert result.get("changed") and not result.get("failed") and not result.get("warnings"), result
+            assert (strategy == "precopy") == (len(result["passes"]) >= 2), result
             assert tree(mountpoint(ENGINE_A, back)) == before, "the round trip through userns changed ids"
-            report.append("userns-remap engine (%s): ids stored +%d there, identical after the way back"
-                          % (method, offset))
+            report.append("userns-remap engine (%s, %s): ids stored +%d there, identical after the way back"
+                          % (method, strategy, offset))
             print(report[-1], flush=True)
+        # an owner the remapped engine's containers cannot see (host uid 7) stops a precopy through the API
+        there = "%s-userns-api-precopy" % source
+        victim = next(k for k, v in sorted(tree(mountpoint(host, there)).items()) if stat.S_ISREG(v[0]))
+        os.lchown(os.path.join(mountpoint(host, there), victim), 7, 7)
+        back = "%s-unmapped" % source
+        result = module.run(dict(source=dict(name=there, docker_host=host), destination=dict(
+            name=back, docker_host=ENGINE_A), method="api", strategy="precopy"))
+        assert result.get("failed") and "outside the user namespace" in result["msg"], result
+        assert repr(victim) in result["msg"], result["msg"]
+        assert not volume_exists(ENGINE_A, back) or not set(os.listdir(mountpoint(ENGINE_A, back))) - {STAGING}, \
+            "data arrived"
+        report.append("userns-remap engine: an owner outside its namespace stops a precopy: %s" % result["msg"][:160])
+        print(report[-1], flush=True)
     finally:
         stop_scratch_engine(proc)
         shutil.rmtree(s["root"], ignore_errors=True)
