@@ -7,19 +7,21 @@
 containers (volume_access.ApiRoot), on engines that may be remote (``ssh://``):
 each pass
 
-1. lists both trees (resync.LISTING_SCRIPT in a helper container per side, the
-   listing read back by ``GET /containers/{id}/archive`` of that stopped helper);
+1. lists the source's tree (resync.LISTING_SCRIPT in a helper container, the
+   listing read back by ``GET /containers/{id}/archive`` of that stopped helper;
+   the staged tree was listed alike at the end of the pass before);
 2. plans the pass (resync.plan_delta) against the record of what the run
    staged, mtimes compared in whole seconds (what a tar of the Engine carries;
    the ctime in ns still tells a change);
 3. removes in the staged tree what the plan removes (a helper on the
-   destination, the NUL-separated list put in as a file);
+   destination, the NUL-separated list put into its own file system);
 4. streams only what the plan makes, as one tar, from the source into the staged
    tree: the source's whole tree in one ``GET`` archive when the staged tree is
    empty, else one ``GET`` archive per entry, the members renamed to their
    paths; directories last, from the listing, so that their owner, mode and
    times are set after their files are in; a ``PUT`` archive of a helper on the
-   destination extracts it.
+   destination extracts it;
+5. lists the staged tree, which gives the files it sent their staged stat keys.
 
 Passes before the last run while containers write to the source: an entry that
 vanishes, or whose stream breaks while it is read, is left for the next pass (it
@@ -27,8 +29,12 @@ is not recorded, so the next pass makes it anew). The last pass (``final=True``)
 fails on any error. Each file's content is hashed as it is streamed; the final
 verification (transfer.final_pass) compares the source's manifest made of the
 last listing and those digests (:func:`source_entries`; a digest counts while the
-file's stat key is the one it had when it was sent) with the staged tree's,
-read whole through the Engine API.
+file's stat key is the one it had when it was sent) with the staged tree's, made
+the same way of its last listing (a digest counts while the staged file's stat key
+is the one listed after it was written, as tree_sync reuses the digests of the
+copies it makes). A side with a file without such a digest is read whole through
+the Engine API. So with the containers stopped neither volume is read again: the
+last pass lists the source, copies the last delta and lists the staged tree.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ except ImportError:  # the SDK is checked by client.py on first use
 
 # Where a listing helper writes the listing, in its own file system (the volume is mounted read-only).
 LISTING_DIR = "/persist_docker_listing"
-# The NUL-separated list of paths a pass removes, in the staging directory beside the staged tree.
+# The NUL-separated list of paths a pass removes, in the own file system of the helper that removes them.
 REMOVE_LIST = "remove.list"
 DATA = "data"
 
@@ -159,6 +165,13 @@ def batched(todo, made, limit):
             total += meta.size
         out.append(path)
     return out
+
+
+def _file_tar(name, data):
+    """A tar stream (its pieces) of one file name (mode 0600) holding data (bytes)."""
+    member = tarfile.TarInfo(name)
+    member.size, member.mode = len(data), 0o600
+    return [member.tobuf(format=tarfile.GNU_FORMAT), data, bytes(-len(data) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)]
 
 
 def _heads(path):
@@ -279,8 +292,11 @@ class ApiSync:
         self.checksum = checksum
         self.record = {}
         self.hashes = {}  # path: (the stat key it had when it was sent, the sha256 of what was sent)
+        self.sent = {}  # path: the sha256 of what this pass sent to it (its staged stat key is not known yet)
+        self.staged_hashes = {}  # path: (the staged file's stat key when listed after it was sent, that sha256)
         self.staged_known = {}  # the staged tree's digests kept for a later re-sync: none through the Engine API
         self.listed = None  # the source's listing of the last pass
+        self.staged = None  # the staged tree's listing made at the end of the last pass
         self.mount = dest.mount
 
     def listing(self, side, root, final):
@@ -316,30 +332,61 @@ class ApiSync:
         """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
         staged_root = "%s/%s/%s" % (self.mount, STAGING, DATA)
         source = self.listed = self.listing(self.source, self.mount, final)
-        staged = self.listing(self.dest, staged_root, final)
+        # only this run writes the staged tree: the listing made at the end of the pass before still holds
+        staged = self.staged if self.staged is not None else self.staged_listing()
         if "" not in source:
             raise DockerError("%s: the volume's root cannot be listed; check the helper image" % self.source.subject)
         delta = resync.plan_delta(source, staged, self.record)
         for path in delta.remove:
             self.record.pop(path, None)
+            self.staged_hashes.pop(path, None)
         for path in list(self.record):
             if path not in source:
                 self.record.pop(path)
         if delta.remove:
             self.remove(delta.remove)
         made = [path for path in delta.make if source[path].kind != "dir"]
+        for path in made:
+            self.staged_hashes.pop(path, None)
         self.dest.receive_stream(staged_root, self.stream(source, made, delta.dirs, final))
         setid = [path for path in made if source[path].kind == "file" and source[path].mode & 0o6000]
         if setid:
             self.dest.fix_times([dict(path=path, type="file", mode=source[path].mode) for path in setid])
+        # listed now, while a live pass's containers still run, the next pass (the last, with them stopped)
+        # and the verification need no listing of the staged tree of their own
+        self.staged = self.staged_listing()
         return delta.bytes
 
+    def staged_listing(self):
+        """The staged tree's listing (any failure to list it fails the run: only this run writes it); the files
+        the pass before sent get their digest, keyed by the stat key listed now (the first after they were
+        written)."""
+        staged = self.listing(self.dest, "%s/%s/%s" % (self.mount, STAGING, DATA), True)
+        for path, sha256 in self.sent.items():
+            meta = staged.get(path)
+            if meta is not None and meta.kind == "file":
+                self.staged_hashes[path] = (resync.key(meta), sha256)
+        self.sent = {}
+        return staged
+
     def remove(self, paths):
-        """Remove paths (relative to the staged tree) in a helper on the destination: rm -rf, no link followed."""
+        """Remove paths (relative to the staged tree) in one helper on the destination: rm -rf, no link followed;
+        the NUL-separated list goes into the helper's own file system before it starts."""
         data = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
-        self.dest.put_file("%s/%s" % (self.mount, STAGING), REMOVE_LIST, data)
-        self.dest.run('set -e; cd %s/%s/%s; xargs -0 -r rm -rf -- < ../%s; rm -f ../%s'
-                      % (self.mount, STAGING, DATA, REMOVE_LIST, REMOVE_LIST))
+        dest = self.dest
+        script = "set -e; cd %s/%s/%s; xargs -0 -r rm -rf -- < /%s" % (self.mount, STAGING, DATA, REMOVE_LIST)
+        cid = dest.create_helper(["sh", "-c", script], label="remove")
+        try:
+            dest.put_archive(cid, "/", iter(_file_tar(REMOVE_LIST, data)))
+            with api_errors(dest.subject), dest.socket_errors("removing entries of the staged copy"):
+                dest.api.start(cid)
+                status = dest.api.wait(cid, timeout=dest.io_timeout()).get("StatusCode", 1)
+                err = b"" if status == 0 else dest.api.logs(cid, stdout=False, stderr=True)
+        finally:
+            dest.remove_helper(cid)
+        if status != 0:
+            raise DockerError("%s: removing entries of the staged copy failed with status %s: %s"
+                              % (dest.subject, status, err.decode("utf-8", "replace").strip()[-300:]))
 
     def stream(self, source, made, dirs, final):
         """The tar of one pass: the entries made (from the source: whole directories where that is cheaper, see
@@ -352,6 +399,7 @@ class ApiSync:
                 self.record[path] = resync.key(meta)
                 if sha256 is not None:
                     self.hashes[path] = (resync.key(meta), sha256)
+                    self.sent[path] = sha256
 
         cid = self.source.create_helper(["true"], read_only=True)
         try:
@@ -403,8 +451,6 @@ class ApiSync:
         listed = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
         script = ("mkdir %s && cd %s && xargs -0 -r cp -a --parents -t %s < /%s"
                   % (BATCH_DIR, self.mount, BATCH_DIR, BATCH_LIST))
-        member = tarfile.TarInfo(BATCH_LIST)
-        member.size, member.mode = len(listed), 0o600
         source = self.source
         cid = source.create_helper(["sh", "-c", script], read_only=True, label="batch",
                                    host_userns=source.ids is not None)
@@ -414,8 +460,7 @@ class ApiSync:
             return path if path in todo else None
 
         try:
-            source.put_archive(cid, "/", iter([member.tobuf(format=tarfile.GNU_FORMAT), listed,
-                                               bytes(-len(listed) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)]))
+            source.put_archive(cid, "/", iter(_file_tar(BATCH_LIST, listed)))
             with api_errors(source.subject), source.socket_errors("copying the changed entries"):
                 source.api.start(cid)
                 # a copy that failed (an entry gone) leaves that entry in todo: its own request says why
@@ -473,12 +518,17 @@ class ApiSync:
     def manifests(self):
         """(the source's manifest, the staged tree's manifest, {}). The source's comes from the listing of the last
         pass (the containers stopped) and the digests of what the passes sent, each kept while the file's stat
-        key is the one it had when it was sent: the source is not read again (read whole through the Engine API
-        only when a file has no such digest). The staged tree is read whole."""
+        key is the one it had when it was sent: the source is not read again. The staged tree's comes from the
+        listing made at the end of the last pass and the same digests, each kept while the staged file's stat key is the one listed
+        first after it was written (as tree_sync reuses the digests of the copies it made). Either side is
+        read whole through the Engine API only when a file has no such digest."""
         source = self.source_manifest()
         if source is None:
             source = self.source.manifest(self.checksum)
-        return source, self.dest.staged_manifest(self.checksum), {}
+        staged = source_entries(self.staged, self.staged_hashes, self.checksum) if self.staged is not None else None
+        if staged is None:
+            staged = self.dest.staged_manifest(self.checksum)
+        return source, staged, {}
 
     def source_manifest(self):
         """The source's manifest from the last listing and the digests sent (source_entries()), or None."""

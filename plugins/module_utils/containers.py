@@ -149,14 +149,16 @@ def _done(how):
 
 
 @contextlib.contextmanager
-def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
+def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10, keep_stopped=False):  # noqa: PLR0913
     """Stop (how=stop) or pause (how=pause) users for the block; start or unpause them after it.
 
     users are the containers to hold still (see :func:`to_quiesce`). They are
     recorded before the first is touched, so a run killed inside the block
     leaves them to :func:`recover`. Yields the names held still. A failure to
     start them again raises DockerError naming them (after the block's own
-    error, if any, which it then extends).
+    error, if any, which it then extends). With keep_stopped (how=stop), a block
+    that succeeds leaves them stopped (a service that moves elsewhere); one that
+    fails starts them again.
     """
     if how == "none" or not users:
         yield []
@@ -165,6 +167,7 @@ def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
     _write_record(path, how, users)
     done = []
     failure = None
+    succeeded = False
     try:
         for user in users:
             with api_errors("container '%s'" % user["name"]):
@@ -174,10 +177,12 @@ def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
                     api.stop(user["id"], timeout=stop_timeout)
             done.append(user)
         yield [u["name"] for u in done]
+        succeeded = True
     except DockerError as exc:
         failure = exc
     finally:
-        errors = [e for e in (_undo(api, how, u) for u in done) if e]
+        left = succeeded and keep_stopped and how == "stop"
+        errors = [] if left else [e for e in (_undo(api, how, u) for u in done) if e]
         _remove_record(path)
     if errors:
         raise DockerError("%scontainers %s for %s did not %s again: %s; start them by hand" % (
@@ -188,14 +193,15 @@ def held_still(api, engine_key, volume, users, how, subject, stop_timeout=10):
 
 
 @contextlib.contextmanager
-def containers_stopped(api, engine_key, volume, how="stop", subject=None, users=None):
+def containers_stopped(api, engine_key, volume, how="stop", subject=None, users=None, keep_stopped=False):  # noqa: PLR0913
     """Stop (or pause, or with how=none leave) the running containers that use volume for the block.
 
     The one stop -> work -> start again of the collection: the containers are recorded
     for :func:`recover` before the first is touched (see :func:`held_still`), and
-    started or unpaused again after the block, also when it fails. ``users`` are the
-    volume's containers if the caller read them already (volumes.containers_using),
-    else they are read here. Yields the names of the containers held still.
+    started or unpaused again after the block, also when it fails (with keep_stopped,
+    only when it fails). ``users`` are the volume's containers if the caller read them
+    already (volumes.containers_using), else they are read here. Yields the names of
+    the containers held still.
     """
     if how == "none":
         yield []
@@ -203,5 +209,6 @@ def containers_stopped(api, engine_key, volume, how="stop", subject=None, users=
     if users is None:
         users = containers_using(api, volume)
     subject = subject or "the work on volume '%s'" % volume
-    with held_still(api, engine_key, volume, to_quiesce(users, how), how, subject) as held:
+    with held_still(api, engine_key, volume, to_quiesce(users, how), how, subject,
+                    keep_stopped=keep_stopped) as held:
         yield held

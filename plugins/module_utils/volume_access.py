@@ -430,6 +430,7 @@ class ApiRoot:
         # to the containers' view (in which PUT /containers/{id}/archive takes them).
         self.ids = userns_ids(*id_maps) if id_maps else None
         self.subject = "volume '%s' on %s (through the Engine API)" % (source, host or "the engine")
+        self._has_image = False
 
     def describe(self):
         return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
@@ -438,9 +439,11 @@ class ApiRoot:
         """Run ``script`` with sh in a helper container; return its stdout."""
         api = self.api
         subject = "helper container (%s) for %s" % (self.helper_image, self.describe())
-        if get_or_none("image '%s'" % self.helper_image, api.inspect_image, self.helper_image) is None:
+        if not self._has_image and get_or_none("image '%s'" % self.helper_image, api.inspect_image,
+                                               self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine; pull or load it there, or set helper_image to "
                               "an image with a POSIX shell and find/stat/chown (busybox)" % self.helper_image)
+        self._has_image = True
         with api_errors(subject):
             # Mounts, not Binds: a missing host path is an error rather than created (also in check mode),
             # and an empty volume is not filled from the image.
@@ -456,7 +459,8 @@ class ApiRoot:
                 api.start(created["Id"])
                 status = api.wait(created["Id"]).get("StatusCode", 1)
                 out = api.logs(created["Id"], stdout=True, stderr=False).decode("utf-8", "replace")
-                err = api.logs(created["Id"], stdout=False, stderr=True).decode("utf-8", "replace")
+                err = "" if status == 0 else api.logs(created["Id"], stdout=False, stderr=True).decode(
+                    "utf-8", "replace")
             finally:
                 api.remove_container(created["Id"], force=True)
         if status != 0 and "no such file" in (err or out).lower() and self.is_path:
@@ -507,9 +511,11 @@ class ApiRoot:
     def create_helper(self, command, read_only=False, label="transfer", host_userns=False):
         """A helper container (created, not started) that mounts the volume; with host_userns it runs in the
         host's user namespace (it then sees host ids on an engine that remaps them)."""
-        if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
-            raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
-                              "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
+        if not self._has_image:
+            if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
+                raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
+                                  "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
+            self._has_image = True  # one request less for each further helper (over ssh:// each costs a round trip)
         with api_errors(self.subject):
             host_config = self.api.create_host_config(
                 binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none",
@@ -632,13 +638,6 @@ class ApiRoot:
             raise DockerError("%s: %s; the volume's data is unchanged" % (self.subject, exc)) from None
         finally:
             self.remove_helper(cid)
-
-    def put_file(self, path, name, data):
-        """Write data (bytes) as file name (0600) into directory path (below HELPER_MOUNT)."""
-        member = tarfile.TarInfo(name)
-        member.size, member.mode = len(data), 0o600
-        self.receive_stream(path, iter([member.tobuf(format=tarfile.GNU_FORMAT), data,
-                                        b"\0" * (-len(data) % 512 + 1024)]))
 
     def fix_times(self, entries):
         """Set what the engine's extraction of the tree leaves out; its times are right.

@@ -46,7 +46,9 @@ description:
     both trees are listed by helper containers, only the added and changed entries are streamed (and hashed as
     they go), and the final verification takes the source's manifest from the last listing and those digests
     (a file whose inode, size, mtime or ctime changed since it was sent is sent again in the last pass), so the
-    source is not read again while its containers are stopped; the staged copy is read whole.
+    source is not read again while its containers are stopped; nor is the staged copy, checked by its listing and
+    the digests of what was sent into each of its files, while they are unchanged since (as the copy between
+    mountpoints reuses the digests of the copies it makes).
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
@@ -199,6 +201,13 @@ options:
         run on either volume (relocation, restore or backup) starts them again.
     type: bool
     default: true
+  restart_containers:
+    description:
+      - Start the source's containers that O(stop_containers) stopped again once the copy is done. V(false)
+        leaves them stopped after a successful run, for a service that moves to the destination (the
+        persist.docker.relocate role starts it there); after a failed run they are started again either way.
+    type: bool
+    default: true
   copy_labels:
     description:
       - Give a destination the module creates the labels of the source.
@@ -247,7 +256,8 @@ options:
     default: busybox:latest
 notes:
   - Through the Engine API, holes of sparse files are written as zeros (the content is identical).
-  - Through the Engine API a copy streams the whole tree (no incremental copy, no pre-copy).
+  - Through the Engine API a run starts from an empty staged copy, so a destination that holds an earlier copy
+    gets the whole tree again (no incremental re-sync there yet); the passes of a pre-copy are incremental.
   - Check mode predicts the action; it does not predict RV(passes) nor RV(bytes_copied).
   - Modification times are compared in whole seconds, and the mtime of the volume root is not compared.
 author:
@@ -289,6 +299,16 @@ EXAMPLES = r"""
 - name: Show how long the service was stopped
   ansible.builtin.debug:
     msg: "{{ moved.downtime_seconds }} s, {{ moved.passes | length }} passes"
+
+- name: Pre-copy a running service's volume to another host over ssh, and leave it stopped on the source
+  persist.docker.volume_relocate:
+    source:
+      name: uploads
+    destination:
+      name: uploads
+      docker_host: ssh://deploy@docker2.example.com
+    strategy: precopy
+    restart_containers: false
 
 - name: Wait at most a minute for another run on these volumes, then fail
   persist.docker.volume_relocate:
@@ -353,6 +373,7 @@ downtime_seconds:
   description:
     - Seconds from the request to stop the containers to their start again (the whole copy with
       V(stop_copy), the last pass, verification and move into place with V(precopy)); 0 when nothing was copied.
+      With O(restart_containers=false), to the end of the move into place.
   returned: success
   type: float
 seconds:
@@ -626,7 +647,8 @@ class VolumeRelocateManager(Manager):
                     copied = self.sync(result, state, source, dest, still, how, subject, stopped, clock)
                 else:
                     stopped = still.enter_context(containers.containers_stopped(
-                        self.src_api, self.engines[0], src_name, how, subject, state["users"])) + stopped
+                        self.src_api, self.engines[0], src_name, how, subject, state["users"],
+                        keep_stopped=not p["restart_containers"])) + stopped
                     result["stopped_containers"] = stopped
                     clock["start"] = clock["stop"] = time.monotonic()
                     copied = transfer.staged_copy(source, dest, p["verify"],
@@ -686,7 +708,8 @@ class VolumeRelocateManager(Manager):
                 passes = transfer.precopy_passes(sync, p["precopy_max_passes"], p["precopy_threshold_bytes"])
         clock["stop"] = time.monotonic()
         stopped = still.enter_context(containers.containers_stopped(
-            self.src_api, self.engines[0], src_name, how, subject, state["users"])) + stopped
+            self.src_api, self.engines[0], src_name, how, subject, state["users"],
+            keep_stopped=not p["restart_containers"])) + stopped
         result["stopped_containers"] = stopped
         with os_errors("copy of volume '%s' to '%s'" % (src_name, dst_name), va.COPY_HINT):
             copied = transfer.final_pass(sync, source, dest, p["verify"], checkpoint=self.check_destination)
@@ -740,6 +763,7 @@ def main():
         mode=dict(type="str", default="copy", choices=["copy", "move"]),
         verify=dict(type="str", default="checksum", choices=list(manifest.LEVELS)),
         stop_containers=dict(type="bool", default=True),
+        restart_containers=dict(type="bool", default=True),
         copy_labels=dict(type="bool", default=True),
         force=dict(type="bool", default=False),
         method=va.method_argument(),

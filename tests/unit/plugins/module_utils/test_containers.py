@@ -113,6 +113,19 @@ def test_held_still_undoes_after_an_error_and_keeps_it():
     assert api.states["a"] == "running" and not os.path.exists(containers.record_path("E", "data"))
 
 
+def test_held_still_keep_stopped_leaves_them_stopped_after_success_only():
+    api = FakeApi({"a": "running"})
+    with containers.held_still(api, "E", "data", users(("a", True)), "stop", "the test", keep_stopped=True) as held:
+        assert held == ["c-a"] and os.path.exists(containers.record_path("E", "data"))
+    assert api.states["a"] == "exited" and api.calls == [("stop", "a", True)]
+    assert not os.path.exists(containers.record_path("E", "data"))
+    api = FakeApi({"a": "running"})
+    with pytest.raises(DockerError, match="copy failed"), \
+            containers.held_still(api, "E", "data", users(("a", True)), "stop", "the test", keep_stopped=True):
+        raise DockerError("copy failed")
+    assert api.states["a"] == "running" and not os.path.exists(containers.record_path("E", "data"))
+
+
 def test_held_still_names_what_did_not_start():
     api = FakeApi({"a": "running"}, fail={("start", "a")})
     with pytest.raises(DockerError, match="containers stopped for the test did not start again: container 'c-a'"), \

@@ -9,7 +9,8 @@
    difference: bytes_copied is the summed size of the added and changed files, and the
    destination equals the source.
 2b. api: the writer case between engine B and engine A reached as ssh://root@persist-docker-testbed:2222,
-   method api (both trees listed and the delta streamed through the Engine API of each side).
+   method api (both trees listed and the delta streamed through the Engine API of each side), the writer
+   left stopped (restart_containers: false, as the relocate role moves a service).
 3. kills: the module is SIGKILLed inside the first pass, inside a later pass (the writer still
    runs), inside the final delta (the writer is stopped) and after the verified copy: the files
    the writer does not touch are unchanged, the rerun finishes with the writer running again, and
@@ -111,10 +112,12 @@ def api_case(module, report):
         start_writer(name, src, B)
         time.sleep(1)
         r = module.run(dict(source=dict(name=src, docker_host=B), destination=dict(name=dest, docker_host=SSH_A),
-                            method="api", strategy="precopy", precopy_threshold_bytes=1 << 16))
+                            method="api", strategy="precopy", precopy_threshold_bytes=1 << 16,
+                            restart_containers=False))
         assert r.get("changed") and not r.get("failed"), r
         assert r["method"] == "api" and not r.get("warnings"), r
-        assert running(name, B), "the writer does not run again after the relocation"
+        assert r["stopped_containers"] == [name], r
+        assert not running(name, B), "restart_containers: false, yet the writer runs again after the relocation"
         assert r["downtime_seconds"] > 0, r
         line = check_copy(r, ct.mountpoint(B, src), ct.mountpoint(A, dest), "api (B -> ssh A)")
         again = module.run(dict(source=dict(name=src, docker_host=B), destination=dict(name=dest, docker_host=SSH_A),
