@@ -171,7 +171,8 @@ def _file_tar(name, data):
     """A tar stream (its pieces) of one file name (mode 0600) holding data (bytes)."""
     member = tarfile.TarInfo(name)
     member.size, member.mode = len(data), 0o600
-    return [member.tobuf(format=tarfile.GNU_FORMAT), data, bytes(-len(data) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)]
+    pad = -len(data) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE
+    return [member.tobuf(format=tarfile.GNU_FORMAT), data, bytes(pad)]
 
 
 def _heads(path):
@@ -519,9 +520,9 @@ class ApiSync:
         """(the source's manifest, the staged tree's manifest, {}). The source's comes from the listing of the last
         pass (the containers stopped) and the digests of what the passes sent, each kept while the file's stat
         key is the one it had when it was sent: the source is not read again. The staged tree's comes from the
-        listing made at the end of the last pass and the same digests, each kept while the staged file's stat key is the one listed
-        first after it was written (as tree_sync reuses the digests of the copies it made). Either side is
-        read whole through the Engine API only when a file has no such digest."""
+        listing made at the end of the last pass and the same digests, each kept while the staged file's stat
+        key is the one listed first after it was written (as tree_sync reuses the digests of the copies it
+        made). Either side is read whole through the Engine API only when a file has no such digest."""
         source = self.source_manifest()
         if source is None:
             source = self.source.manifest(self.checksum)
