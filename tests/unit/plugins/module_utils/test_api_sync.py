@@ -151,3 +151,35 @@ def test_one_batch_reads_files_once_per_inode_within_the_limit_and_links():
     made = ["a", "b", "big", "c", "d", "p", "s", "gone"]
     assert api_sync.batched(todo, made, 200) == ["a", "c", "s"]  # b: a link to a; big: over the limit
     assert api_sync.batched(todo, made, 10 ** 6) == ["a", "big", "c", "s"]
+
+
+class FakeDest:
+    mount = "/mnt"
+
+    def __init__(self):
+        self.full_reads = 0
+
+    def staged_manifest(self, _checksum):
+        self.full_reads += 1
+        return "read whole"
+
+
+def test_the_staged_copy_is_checked_by_its_listing_and_the_digests_sent_while_its_files_are_unchanged():
+    dest = FakeDest()
+    sync = api_sync.ApiSync(source=None, dest=dest)
+    root, a = listed_meta("dir", 1), listed_meta("file", 2, 3)
+    staged = {"": root, "a": a, "gone": listed_meta("file", 3, 1)}
+    sync.listing = lambda side, where, final: (staged if side is dest and where == "/mnt/%s/data" % STAGING
+                                               and final else None)
+    sync.sent = {"a": hashlib.sha256(b"abc").hexdigest(), "vanished": "0" * 64}
+    assert sync.staged_listing() is staged
+    assert sync.sent == {} and sync.staged_hashes == {"a": (resync.key(a), hashlib.sha256(b"abc").hexdigest())}
+    # after the last pass: the source's manifest from its listing, the staged tree's from the listing above
+    sync.listed, sync.hashes = {"": root, "a": a}, dict(sync.staged_hashes)
+    sync.staged = {"": root, "a": a}
+    source, staged_entries, _stats = sync.manifests()
+    assert staged_entries == source and dest.full_reads == 0
+    assert [e["path"] for e in staged_entries] == ["", "a"] and staged_entries[1]["sha256"] == sync.hashes["a"][1]
+    # a staged file whose stat key is not the one listed after it was written: the staged copy is read whole
+    sync.staged = {"": root, "a": a._replace(ctime_ns=a.ctime_ns + 1)}
+    assert sync.manifests()[1] == "read whole" and dest.full_reads == 1
