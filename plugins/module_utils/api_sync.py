@@ -186,8 +186,10 @@ class Broken(Exception):
     """The source's stream of an entry ended before the entry did (it changed while it was read)."""
 
 
-class Unmapped(DockerError):
-    """An entry's owner cannot be seen by the containers of its engine (userns-remap): no pass can copy it."""
+class Unmapped(Exception):
+    """An entry's owner cannot be seen by the containers of its engine (userns-remap): no pass can copy it. Not a
+    DockerError, so that a live pass does not take it for an entry that changed; raised on as a DockerError that
+    names the side."""
 
 
 def in_view(listing, ids):
@@ -327,7 +329,7 @@ class ApiSync:
         try:
             return in_view(listing, side.ids)
         except Unmapped as exc:
-            raise Unmapped("%s: %s" % (side.subject, exc)) from None
+            raise DockerError("%s: %s" % (side.subject, exc)) from None
 
     def run_pass(self, final):
         """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
@@ -417,6 +419,8 @@ class ApiSync:
             for path in made:
                 if path in todo:
                     yield from self._entry(cid, path, todo[path], firsts, done, final)
+        except Unmapped as exc:  # from forward(), in any pass: no later pass can copy that entry
+            raise DockerError("%s: %s" % (self.source.subject, exc)) from None
         finally:
             self.source.remove_helper(cid)
         for path in dirs:
@@ -438,8 +442,6 @@ class ApiSync:
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s." % (self.mount, top + "/" if top else ""),
                                                             chunk_size=BUFFER)
                 yield from forward(stream, rename, done, self.checksum, self.source.ids)
-        except Unmapped as exc:
-            raise Unmapped("%s: %s" % (self.source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -469,8 +471,6 @@ class ApiSync:
             with source.socket_errors("reading"):
                 stream, _stat = source.api.get_archive(cid, BATCH_DIR + "/.", chunk_size=BUFFER)
                 yield from forward(stream, rename, done, self.checksum, source.ids)
-        except Unmapped as exc:
-            raise Unmapped("%s: %s" % (source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -500,8 +500,6 @@ class ApiSync:
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s" % (self.mount, path), chunk_size=BUFFER)
                 yield from forward(stream, rename, lambda _path, sha: sent.append(sha), self.checksum,
                                    self.source.ids)
-        except Unmapped as exc:
-            raise Unmapped("%s: %s" % (self.source.subject, exc)) from None
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: %r changed or vanished while it was read (%s) with its containers stopped; "

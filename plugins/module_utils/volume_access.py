@@ -435,15 +435,22 @@ class ApiRoot:
     def describe(self):
         return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
 
+    def _require_image(self):
+        """DockerError unless the helper image is on the engine; looked up once (over ssh:// each request costs a
+        round trip)."""
+        if self._has_image:
+            return
+        if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
+            raise DockerError("helper image %s is not on the engine of %s; pull or load it there, or set "
+                              "helper_image to an image with a POSIX shell, tar, find, stat and chown (busybox)"
+                              % (self.helper_image, ("host path %s" if self.is_path else "volume '%s'") % self.source))
+        self._has_image = True
+
     def run(self, script):
         """Run ``script`` with sh in a helper container; return its stdout."""
         api = self.api
         subject = "helper container (%s) for %s" % (self.helper_image, self.describe())
-        if not self._has_image and get_or_none("image '%s'" % self.helper_image, api.inspect_image,
-                                               self.helper_image) is None:
-            raise DockerError("helper image %s is not on the engine; pull or load it there, or set helper_image to "
-                              "an image with a POSIX shell and find/stat/chown (busybox)" % self.helper_image)
-        self._has_image = True
+        self._require_image()
         with api_errors(subject):
             # Mounts, not Binds: a missing host path is an error rather than created (also in check mode),
             # and an empty volume is not filled from the image.
@@ -511,11 +518,7 @@ class ApiRoot:
     def create_helper(self, command, read_only=False, label="transfer", host_userns=False):
         """A helper container (created, not started) that mounts the volume; with host_userns it runs in the
         host's user namespace (it then sees host ids on an engine that remaps them)."""
-        if not self._has_image:
-            if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
-                raise DockerError("helper image %s is not on the engine of volume '%s'; load it there or set "
-                                  "helper_image to an image with busybox sh and tar" % (self.helper_image, self.name))
-            self._has_image = True  # one request less for each further helper (over ssh:// each costs a round trip)
+        self._require_image()
         with api_errors(self.subject):
             host_config = self.api.create_host_config(
                 binds=["%s:%s:%s" % (self.name, HELPER_MOUNT, "ro" if read_only else "rw")], network_mode="none",
