@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils import manifest, resync
@@ -56,8 +57,8 @@ except ImportError:  # the SDK is checked by client.py on first use
 
 # Where a listing helper writes the listing, in its own file system (the volume is mounted read-only).
 LISTING_DIR = "/persist_docker_listing"
-# The NUL-separated list of paths a pass removes, in the own file system of the helper that removes them.
-REMOVE_LIST = "remove.list"
+# The NUL-separated list of paths a helper on the destination removes or links, in its own file system.
+REMOVE_LIST = "persist_docker_paths.list"
 DATA = "data"
 
 # What one more GET archive costs, in bytes read: a directory is read whole when the bytes of its entries that
@@ -69,6 +70,15 @@ REQUEST_COST = 1 << 20
 BATCH_BYTES = 256 << 20
 BATCH_DIR = "/persist_docker_batch"
 BATCH_LIST = "persist_docker_batch.list"
+
+# Hashes the regular files of the tree at "$1" (the staging directory left out) on the engine's host, after the
+# listing listed them: their names NUL-separated in "$2", busybox sha256sum's lines of them in "$3", in order;
+# its exit status is that of xargs (0: every file was read).
+HASH_SCRIPT = (
+    "cd \"$1\" && find . -path ./" + STAGING + " -prune -o -type f -print0 > \"$2\"; "
+    "xargs -0 -r sha256sum < \"$2\" > \"$3\""
+)
+_HEX = re.compile(rb"[0-9a-f]{64}")
 
 _KIND_TYPES = {"fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
 
@@ -108,6 +118,15 @@ def node_header(path, meta):
     member.type, member.mode, member.uid, member.gid = _KIND_TYPES[meta.kind], meta.mode, meta.uid, meta.gid
     member.mtime = meta.mtime_ns // 10 ** 9
     member.devmajor, member.devminor = os.major(meta.rdev), os.minor(meta.rdev)
+    return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def symlink_header(path, meta):
+    """The PAX header of a symbolic link at path with the target, owner and mtime of meta, from a listing (pure)."""
+    member = tarfile.TarInfo(path)
+    member.type, member.linkname, member.mode, member.uid, member.gid = tarfile.SYMTYPE, meta.target, meta.mode, \
+        meta.uid, meta.gid
+    member.mtime = meta.mtime_ns // 10 ** 9
     return member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
@@ -152,17 +171,15 @@ def plan_reads(source, wanted, request_cost):
 
 def batched(todo, made, limit):
     """The paths of made (in order) that one batch reads (pure): regular files, the first path of each inode, while
-    their sizes add up to at most limit, and symbolic links."""
+    their sizes add up to at most limit. Symbolic links come from the listing (symlink_header): a copy would not
+    keep their mtime."""
     out, inodes, total = [], set(), 0
     for path in made:
         meta = todo.get(path)
-        if meta is None or meta.kind not in ("file", "symlink"):
+        if meta is None or meta.kind != "file" or meta.ino in inodes or total + meta.size > limit:
             continue
-        if meta.kind == "file":
-            if meta.ino in inodes or total + meta.size > limit:
-                continue
-            inodes.add(meta.ino)
-            total += meta.size
+        inodes.add(meta.ino)
+        total += meta.size
         out.append(path)
     return out
 
@@ -192,15 +209,17 @@ class Unmapped(Exception):
     names the side."""
 
 
-def in_view(listing, ids):
+def in_view(listing, ids, lenient=False):
     """The listing ({path: Meta}, host ids) with its owners as the containers of the engine see them: ids maps
     (uid, gid) and raises DockerError for an owner outside the engine's user namespace (pure). Unmapped names
-    the entry."""
+    the entry; lenient leaves such an entry out instead."""
     out = {}
     for path, meta in listing.items():
         try:
             uid, gid = ids(meta.uid, meta.gid)
         except DockerError as exc:
+            if lenient:
+                continue
             raise Unmapped("%r: %s" % (path or ".", exc)) from None
         out[path] = meta._replace(uid=uid, gid=gid)
     return out
@@ -280,6 +299,81 @@ def _content(tar, member, h=None):
     yield bytes(-member.size % tarfile.BLOCKSIZE)
 
 
+def side_listing(side, root, final, hashes=False, lenient=False):
+    """(listing, digests) of the tree at root (a path in a helper of side): {path: Meta}, mtimes in whole seconds,
+    owners in the containers' view; with hashes, {path: sha256} of its regular files, hashed on the engine's host
+    after they were listed (parse_sums), else {}. A listing that failed raises DockerError when final, else it
+    gives what it found. lenient: an owner outside the engine's user namespace leaves its entry out instead of
+    failing."""
+    script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" %s/names %s/stats; echo $? > %s/status" % (
+        LISTING_DIR, LISTING_DIR, LISTING_DIR, LISTING_DIR)
+    command = ["sh", "-c", script, resync.LISTING_SCRIPT, root]
+    if hashes:
+        command[2] += "; sh -c \"$2\" sh \"$1\" %s/files %s/sums; echo $? > %s/hashed" % (
+            LISTING_DIR, LISTING_DIR, LISTING_DIR)
+        command.append(HASH_SCRIPT)
+    cid = side.create_helper(command, read_only=True, label="listing", host_userns=side.ids is not None)
+    try:
+        with api_errors(side.subject), side.socket_errors("listing the tree"):
+            side.api.start(cid)
+            side.api.wait(cid)  # no timeout: a big tree takes its time to list and hash
+            stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
+            files = {}
+            with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), BUFFER), mode="r|") as tar:
+                for member in tar:
+                    if member.isreg():
+                        files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
+    finally:
+        side.remove_helper(cid)
+    if final and files.get("status", b"").strip() != b"0":
+        raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
+                          % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
+    listing = whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
+    digests = parse_sums(files.get("files", b""), files.get("sums", b""), files.get("hashed", b"")) if hashes else {}
+    if side.ids is None:
+        return listing, digests
+    try:
+        return in_view(listing, side.ids, lenient), digests
+    except Unmapped as exc:
+        raise DockerError("%s: %s" % (side.subject, exc)) from None
+
+
+def parse_sums(files, sums, status):
+    """{path: sha256} from a helper's FILES (NUL-separated names, './' first) and SUMS (busybox sha256sum's lines
+    of them, in the same order), read only when sha256sum read every file (status, the text of its exit status,
+    is 0) (pure). Then each name has its line, in order, and each line is read whole at its place: no name can
+    pass for the line of another. At a line that is not its name's, the reading stops."""
+    out = {}
+    if status.strip() != b"0":
+        return out
+    pos = 0
+    for raw in files.split(b"\0"):
+        if not raw:
+            continue
+        head = sums[pos:pos + 66]
+        tail = raw + b"\n"
+        if not (len(head) == 66 and head[64:] == b"  " and _HEX.fullmatch(head[:64])
+                and sums.startswith(tail, pos + 66)):
+            break
+        rel = raw[2:] if raw.startswith(b"./") else raw
+        out[rel.decode("utf-8", "surrogateescape")] = head[:64].decode("ascii")
+        pos += 66 + len(tail)
+    return out
+
+
+def manifest_there(side, root, checksum):
+    """The manifest of the tree at root (a path in a helper of side) made on the engine's host: its listing and,
+    with checksum, sha256sum of its files there; only the listing and the digests cross the connection. None
+    when it cannot be made whole (an entry changed or vanished meanwhile, a file could not be read)."""
+    try:
+        listing, sums = side_listing(side, root, True, hashes=checksum)
+    except DockerError:
+        return None
+    hashes = dict((path, (resync.key(listing[path]), sha)) for path, sha in sums.items()
+                  if path in listing and listing[path].kind == "file")
+    return source_entries(listing, hashes, checksum)
+
+
 class ApiSync:
     """Keeps the staged tree of dest (an ApiRoot with a new, empty staging directory) in step with the tree of
     source (an ApiRoot), pass after pass; the interface of tree_sync.TreeSync (run_pass, forget, manifests).
@@ -290,9 +384,11 @@ class ApiSync:
     as they are forwarded. Headers and listings are in the containers' view, which the destination's engine
     maps to its own host ids as it extracts."""
 
-    def __init__(self, source, dest, checksum=True):
+    def __init__(self, source, dest, checksum=True, seed=False):
         self.source, self.dest = source, dest
         self.checksum = checksum
+        self.seed_pending = seed
+        self.seeded = 0
         self.record = {}
         self.hashes = {}  # path: (the stat key it had when it was sent, the sha256 of what was sent)
         self.sent = {}  # path: the sha256 of what this pass sent to it (its staged stat key is not known yet)
@@ -302,39 +398,18 @@ class ApiSync:
         self.staged = None  # the staged tree's listing made at the end of the last pass
         self.mount = dest.mount
 
-    def listing(self, side, root, final):
+    @staticmethod
+    def listing(side, root, final):
         """{path: Meta} of the tree at root (a path in a helper of side), mtimes in whole seconds."""
-        script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" \"$2\" \"$3\"; echo $? > %s/status" % (LISTING_DIR, LISTING_DIR)
-        cid = side.create_helper(["sh", "-c", script, resync.LISTING_SCRIPT, root, LISTING_DIR + "/names",
-                                  LISTING_DIR + "/stats"], read_only=True, label="listing",
-                                 host_userns=side.ids is not None)
-        try:
-            with api_errors(side.subject), side.socket_errors("listing the tree"):
-                side.api.start(cid)
-                side.api.wait(cid)
-                stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
-                files = {}
-                with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), BUFFER), mode="r|") as tar:
-                    for member in tar:
-                        if member.isreg():
-                            files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
-        finally:
-            side.remove_helper(cid)
-        if final and files.get("status", b"").strip() != b"0":
-            raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
-                              % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
-        listing = whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
-        if side.ids is None:
-            return listing
-        try:
-            return in_view(listing, side.ids)
-        except Unmapped as exc:
-            raise DockerError("%s: %s" % (side.subject, exc)) from None
+        return side_listing(side, root, final)[0]
 
     def run_pass(self, final):
         """One pass; returns the summed size of the files it made (resync.plan_delta's bytes)."""
         staged_root = "%s/%s/%s" % (self.mount, STAGING, DATA)
-        source = self.listed = self.listing(self.source, self.mount, final)
+        if self.seed_pending:
+            source = self.listed = self.seed(final)
+        else:
+            source = self.listed = self.listing(self.source, self.mount, final)
         # only this run writes the staged tree: the listing made at the end of the pass before still holds
         staged = self.staged if self.staged is not None else self.staged_listing()
         if "" not in source:
@@ -372,24 +447,60 @@ class ApiSync:
         self.sent = {}
         return staged
 
+    def seed(self, final):
+        """The first pass's listing of the source, hashed on its host (with checksum), after the files of the
+        destination's visible tree (an earlier copy) that look like the source's (resync.seedable) were hard-linked
+        into the empty staged tree and hashed there: they stay as they are for the containers until the verified
+        staged tree replaces them (the engine's extraction replaces a file it writes, never writes into it), and
+        the pass makes only the rest. The digests of both sides count while a file's stat key is the one listed
+        here: the final verification reads neither volume again."""
+        self.seed_pending = False
+        source, sums = side_listing(self.source, self.mount, final, hashes=self.checksum)
+        visible, _none = side_listing(self.dest, self.mount, True, lenient=True)
+        record = resync.seedable(source, visible)
+        if not record:
+            return source
+        self._with_list("cp -al --parents -t %s/%s -- " % (STAGING, DATA), self.mount, sorted(record),
+                        "linking the files of the earlier copy into the staged copy")
+        self.record.update(record)
+        self.seeded = len(record)
+        for path, sha in sums.items():
+            meta = source.get(path)
+            if meta is not None and meta.kind == "file":
+                self.hashes[path] = (resync.key(meta), sha)
+        staged, staged_sums = side_listing(self.dest, "%s/%s/%s" % (self.mount, STAGING, DATA), True,
+                                           hashes=self.checksum)
+        for path, sha in staged_sums.items():
+            meta = staged.get(path)
+            if meta is not None and meta.kind == "file":
+                self.staged_hashes[path] = (resync.key(meta), sha)
+        self.staged = staged
+        return source
+
     def remove(self, paths):
-        """Remove paths (relative to the staged tree) in one helper on the destination: rm -rf, no link followed;
-        the NUL-separated list goes into the helper's own file system before it starts."""
-        data = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
+        """Remove paths (relative to the staged tree) in one helper on the destination: rm -rf, no link followed."""
+        self._with_list("rm -rf -- ", "%s/%s/%s" % (self.mount, STAGING, DATA), paths,
+                        "removing entries of the staged copy")
+
+    def _with_list(self, command, cwd, paths, doing):
+        """Run command (xargs appends paths, relative to cwd) in one helper on the destination, in the host's user
+        namespace when the engine remaps ids; the NUL-separated list goes into the helper's own file system
+        before it starts. Any failure fails the run."""
+        data = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
         dest = self.dest
-        script = "set -e; cd %s/%s/%s; xargs -0 -r rm -rf -- < /%s" % (self.mount, STAGING, DATA, REMOVE_LIST)
-        cid = dest.create_helper(["sh", "-c", script], label="remove")
+        script = "set -e; cd %s; xargs -0 -r %s< /%s" % (cwd, command, REMOVE_LIST)
+        cid = dest.create_helper(["sh", "-c", script], label="staging", host_userns=dest.ids is not None)
         try:
             dest.put_archive(cid, "/", iter(_file_tar(REMOVE_LIST, data)))
-            with api_errors(dest.subject), dest.socket_errors("removing entries of the staged copy"):
+            with api_errors(dest.subject), dest.socket_errors(doing):
                 dest.api.start(cid)
                 status = dest.api.wait(cid, timeout=dest.io_timeout()).get("StatusCode", 1)
                 err = b"" if status == 0 else dest.api.logs(cid, stdout=False, stderr=True)
         finally:
             dest.remove_helper(cid)
         if status != 0:
-            raise DockerError("%s: removing entries of the staged copy failed with status %s: %s"
-                              % (dest.subject, status, err.decode("utf-8", "replace").strip()[-300:]))
+            raise DockerError("%s: %s failed with status %s: %s"
+                              % (dest.subject, doing, status, err.decode("utf-8", "replace").strip()[-300:]))
 
     def stream(self, source, made, dirs, final):
         """The tar of one pass: the entries made (from the source: whole directories where that is cheaper, see
@@ -448,7 +559,7 @@ class ApiSync:
                                   "again" % (self.source.subject, exc)) from None
 
     def _batch(self, paths, todo, done, final):
-        """The entries at paths (files, one per inode, and symbolic links) copied with cp -a into the file system
+        """The entries at paths (regular files, one per inode) copied with cp -a into the file system
         of a helper, then read in one GET archive. What did not come (it vanished or changed meanwhile) is left
         in todo for one request each."""
         listed = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
@@ -479,14 +590,18 @@ class ApiSync:
             source.remove_helper(cid)
 
     def _entry(self, cid, path, meta, firsts, done, final):
-        """One entry made from the source: a hard link to a member of its group sent already, a node from the
-        listing, else its own GET archive."""
+        """One entry made from the source: a hard link to a member of its group sent already, a node or a symbolic
+        link from the listing, else its own GET archive."""
         if meta.kind == "file" and meta.nlink > 1 and meta.ino in firsts:
             yield link_header(path, firsts[meta.ino], meta)
             done(path)
             return
         if meta.kind in _KIND_TYPES:
             yield node_header(path, meta)
+            done(path)
+            return
+        if meta.kind == "symlink" and meta.target is not None:
+            yield symlink_header(path, meta)
             done(path)
             return
         base = path.rpartition("/")[2]

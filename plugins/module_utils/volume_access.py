@@ -411,7 +411,7 @@ class ApiRoot:
     """A volume root or host path reached through a short-lived helper container.
 
     The helper runs ``helper_image`` (it needs a POSIX shell with find, stat,
-    chown, chmod, wc and awk, as busybox has) as root, without network, and
+    xargs, cp, chown, chmod, wc, awk and sha256sum, as busybox has) as root, without network, and
     with the host's user namespace when the engine remaps ids, so that it
     sees and sets host ids as LocalRoot does.
     """
@@ -431,6 +431,9 @@ class ApiRoot:
         self.ids = userns_ids(*id_maps) if id_maps else None
         self.subject = "volume '%s' on %s (through the Engine API)" % (source, host or "the engine")
         self._has_image = False
+        # A remote engine's trees are listed and hashed on its own host (api_sync.manifest_there): a manifest
+        # then sends its listing and digests over the connection, not the data.
+        self.hash_there = host is not None and not is_local_engine(host)
 
     def describe(self):
         return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
@@ -442,7 +445,8 @@ class ApiRoot:
             return
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine of %s; pull or load it there, or set "
-                              "helper_image to an image with a POSIX shell, tar, find, stat and chown (busybox)"
+                              "helper_image to an image with a POSIX shell, find, stat, xargs, cp, chown and "
+                              "sha256sum (busybox)"
                               % (self.helper_image, ("host path %s" if self.is_path else "volume '%s'") % self.source))
         self._has_image = True
 
@@ -568,10 +572,18 @@ class ApiRoot:
         entries.extend(builder.result())
 
     def manifest(self, checksum, exclude=None):
+        entries = api_sync.manifest_there(self, HELPER_MOUNT, checksum) if self.hash_there and exclude is None \
+            else None
+        if entries is not None:
+            return entries
         return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
                                         ".", checksum, self.ids, exclude)
 
     def staged_manifest(self, checksum):
+        staged = "%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA)
+        entries = api_sync.manifest_there(self, staged, checksum) if self.hash_there else None
+        if entries is not None:
+            return entries
         return manifest.from_tar_stream(
             io.BufferedReader(ChunkReader(self._archive("%s/%s/%s" % (HELPER_MOUNT, STAGING, DATA))), BUFFER),
             DATA, checksum, self.ids)
@@ -615,14 +627,15 @@ class ApiRoot:
 
     def open_sync(self, source, checksum, *, seed=False, src_known=None, seed_known=None):  # noqa: ARG002
         """A new, empty staging directory kept in step with source (an ApiRoot) pass after pass through the
-        Engine API (api_sync.ApiSync). Its first pass starts from nothing: seed and the known digests are for
-        a LocalRoot."""
+        Engine API (api_sync.ApiSync); with seed, its first pass starts from the files of the visible tree that
+        look like the source's. The known digests are for a LocalRoot: here both trees are hashed on their own
+        hosts."""
         cid = self.create_helper(["true"], label="receive")
         try:
             self._new_staging(cid)
         finally:
             self.remove_helper(cid)
-        return api_sync.ApiSync(source, self, checksum)
+        return api_sync.ApiSync(source, self, checksum, seed=seed)
 
     def _new_staging(self, cid):
         """A new, empty staging directory with its data directory, through helper cid (which never runs)."""

@@ -635,8 +635,9 @@ class VolumeRelocateManager(Manager):
         how = "stop" if p["stop_containers"] else "none"
         subject = "the relocation of volume '%s' to '%s'" % (src_name, dst_name)
         # On this host every new copy is a sync (a first pass into an empty staged tree, or seeded by an
-        # earlier copy).
-        source, incremental = self.sync_sides(source, dest, action)
+        # earlier copy); through the Engine API a precopy is, and so is the copy onto an earlier one.
+        seed = not (state["dest_entries"] is None or manifest.is_empty(state["dest_entries"]))
+        source, incremental = self.sync_sides(source, dest, action, seed)
         clock = {}
         try:
             with contextlib.ExitStack() as still:
@@ -644,7 +645,7 @@ class VolumeRelocateManager(Manager):
                 stopped = still.enter_context(containers.containers_stopped(
                     self.dst_api, self.engines[1], dst_name, how, subject, state["dest_users"]))
                 if incremental:
-                    copied = self.sync(result, state, source, dest, still, how, subject, stopped, clock)
+                    copied = self.sync(result, state, source, dest, still, how, subject, stopped, clock, seed)
                 else:
                     stopped = still.enter_context(containers.containers_stopped(
                         self.src_api, self.engines[0], src_name, how, subject, state["users"],
@@ -673,29 +674,33 @@ class VolumeRelocateManager(Manager):
             # the destination's containers run again: what they remove meanwhile is left out of the record
             final = dest.manifest_known(self.checksum, copied["dest_known"], stats, vanished_ok=True)
             self.remember(copied["entries"], copied["stats"], final, stats)
+        elif p["mode"] == "copy":
+            # through the Engine API no stat keys are kept: the record says that the destination is a copy of this
+            # source, so that the next run updates it (an incremental re-sync) without force
+            self.remember(copied["entries"], None, copied["entries"], {})
 
-    def sync_sides(self, source, dest, action):
+    def sync_sides(self, source, dest, action, seed):
         """(source, whether the copy is a sync): on this host every new copy is; through the Engine API a
-        precopy is (api_sync.py: the source read through the Engine API too), a stop_copy streams the tree."""
+        precopy is, and so is a copy onto an earlier one (seed; api_sync.py: the source read through the Engine
+        API too); a stop_copy into an empty destination streams the tree."""
         p = self.params
         if source.how == dest.how == "local" and action == "copy":
             return source, True
-        if p["strategy"] != "precopy":
-            return source, False
-        if action != "copy":
+        if p["strategy"] == "precopy" and action != "copy":
             self.dm.warn("strategy precopy needs a new copy; volume '%s' was copied with the containers stopped "
                          "(stop_copy)" % self.names[0])
+        if action != "copy" or (p["strategy"] != "precopy" and not seed):
             return source, False
         if source.how == "local":
             source = va.api_side(self.src_api, self.src_host, self.names[0], p["helper_image"])
         return source, True
 
-    def sync(self, result, state, source, dest, still, how, subject, stopped, clock):  # noqa: PLR0913
+    def sync(self, result, state, source, dest, still, how, subject, stopped, clock, seed):  # noqa: PLR0913
         """The incremental copy: passes while the source's containers run (precopy), then they are stopped for
-        the last pass, the verification and the move into place."""
+        the last pass, the verification and the move into place. seed: the destination holds data (an earlier
+        copy) that the first pass starts from."""
         p = self.params
         src_name, dst_name = self.names
-        seed = not (state["dest_entries"] is None or manifest.is_empty(state["dest_entries"]))
         known = [dict((e["path"], tuple(st) + (e["sha256"],)) for e in (entries or ()) if "sha256" in e
                       for st in [stats.get(e["path"])] if st is not None)
                  for entries, stats in ((state["source_entries"], state["stats"][0]),

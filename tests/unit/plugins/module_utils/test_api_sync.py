@@ -144,13 +144,21 @@ def test_the_source_manifest_from_the_last_listing_and_the_digests_sent():
     assert api_sync.source_entries(dict(listed, s=listed_meta("symlink", 3, 1)), hashes, True) is None
 
 
-def test_one_batch_reads_files_once_per_inode_within_the_limit_and_links():
+def test_one_batch_reads_files_once_per_inode_within_the_limit():
     todo = {"a": listed_meta("file", 2, 100, nlink=2), "b": listed_meta("file", 2, 100, nlink=2),
             "big": listed_meta("file", 5, 1000), "c": listed_meta("file", 6, 50), "s": listed_meta("symlink", 7, 1),
             "p": listed_meta("fifo", 8), "d": listed_meta("dir", 9)}
     made = ["a", "b", "big", "c", "d", "p", "s", "gone"]
-    assert api_sync.batched(todo, made, 200) == ["a", "c", "s"]  # b: a link to a; big: over the limit
-    assert api_sync.batched(todo, made, 10 ** 6) == ["a", "big", "c", "s"]
+    assert api_sync.batched(todo, made, 200) == ["a", "c"]  # b: a link to a; big: over the limit; s: from the listing
+    assert api_sync.batched(todo, made, 10 ** 6) == ["a", "big", "c"]
+
+
+def test_a_symbolic_link_comes_from_the_listing_with_its_mtime():
+    meta = resync.Meta("symlink", 0o777, 5, 6, 9, 1234 * 10 ** 9 + 5, 3, 0, 1, 0, "new\ntarget")
+    with tarfile.open(fileobj=io.BytesIO(api_sync.symlink_header("d/l", meta) + bytes(1024))) as tar:
+        got = tar.next()
+    assert got.issym() and (got.name, got.linkname) == ("d/l", "new\ntarget")
+    assert got.mtime == 1234 and (got.uid, got.gid, got.mode) == (5, 6, 0o777)
 
 
 class FakeDest:
@@ -183,3 +191,35 @@ def test_the_staged_copy_is_checked_by_its_listing_and_the_digests_sent_while_it
     # a staged file whose stat key is not the one listed after it was written: the staged copy is read whole
     sync.staged = {"": root, "a": a._replace(ctime_ns=a.ctime_ns + 1)}
     assert sync.manifests()[1] == "read whole" and dest.full_reads == 1
+
+
+def test_a_lenient_listing_leaves_out_the_entries_of_owners_outside_the_namespace():
+    host = {"": resync.Meta("dir", 0o755, 100000, 100000, 0, 0, 1, 0, 2, 0),
+            "foreign": resync.Meta("file", 0o644, 7, 7, 1, 0, 2, 0, 1, 0)}
+    assert set(api_sync.in_view(host, USERNS, lenient=True)) == {""}
+
+
+def sum_line(name, data):
+    return hashlib.sha256(data).hexdigest().encode() + b"  ./" + name + b"\n"
+
+
+def test_sums_are_read_in_the_order_of_the_names_any_name_included():
+    files = b"./a\0./new\nline\0./caf\xe9\0"
+    sums = sum_line(b"a", b"1") + sum_line(b"new\nline", b"2") + sum_line(b"caf\xe9", b"3")
+    assert api_sync.parse_sums(files, sums, b"0\n") == {"a": hashlib.sha256(b"1").hexdigest(),
+                                                        "new\nline": hashlib.sha256(b"2").hexdigest(),
+                                                        "caf\udce9": hashlib.sha256(b"3").hexdigest()}
+
+
+def test_sums_count_only_when_every_file_was_read_so_that_no_name_passes_for_another():
+    # "a" could not be read: the next name is made to look like a line of "a" followed by that of "b"
+    forged = b"a\n" + b"0" * 64 + b"  ./b"
+    files = b"./a\0./" + forged + b"\0./b\0"
+    sums = sum_line(forged, b"x") + sum_line(b"b", b"y")
+    assert api_sync.parse_sums(files, sums, b"123\n") == {}
+    # every file read: each line is read at its place
+    whole = b"./" + forged + b"\0./b\0"
+    assert api_sync.parse_sums(whole, sums, b"0\n") == {forged.decode(): hashlib.sha256(b"x").hexdigest(),
+                                                         "b": hashlib.sha256(b"y").hexdigest()}
+    assert api_sync.parse_sums(b"./a\0./b\0", sum_line(b"a", b"1") + b"garbage\n", b"0") == {
+        "a": hashlib.sha256(b"1").hexdigest()}

@@ -8,6 +8,8 @@
 2. resync: files changed, added and deleted after a first copy; the next run copies only the
    difference: bytes_copied is the summed size of the added and changed files, and the
    destination equals the source.
+   The same through the Engine API of both sides, into engine A reached over ssh (method api): the earlier
+   copy at the destination seeds the staged copy, and both trees are hashed on their own hosts.
 2b. api: the writer case between engine B and engine A reached as ssh://root@persist-docker-testbed:2222,
    method api (both trees listed and the delta streamed through the Engine API of each side), the writer
    left stopped (restart_containers: false, as the relocate role moves a service).
@@ -131,45 +133,49 @@ def api_case(module, report):
         ct.docker(A, "volume", "rm", "-f", dest, check=False)
 
 
-def resync_case(module, src, report):
+def resync_case(module, src, report, dest_engine=B, dest_host=B, label="resync", dirs=(3, 4, 5, 6), **extra):
+    """The re-sync case into dest_engine (the socket ct.docker uses) reached as dest_host (its docker_host), with
+    changes in the source's dirs (each call its own)."""
     dest = src + "-r"
-    args = dict(source=dict(name=src), destination=dict(name=dest, docker_host=B))
+    args = dict(source=dict(name=src), destination=dict(name=dest, docker_host=dest_host), **extra)
     try:
         first = module.run(args)
         assert first.get("changed") and not first.get("failed"), first
         mp = ct.mountpoint(A, src)
-        changed = os.path.join(mp, "dir 3", "f010 ü")
+        changed = os.path.join(mp, "dir %d" % dirs[0], "f010 ü")
         with open(changed, "r+b") as f:  # same size, new content, mtime put back: only the ctime tells
             st = os.lstat(changed)
             f.write(os.urandom(64))
         os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
-        with open(os.path.join(mp, "dir 4", "f011 ü"), "ab") as f:
+        grown = os.path.join(mp, "dir %d" % dirs[1], "f011 ü")
+        with open(grown, "ab") as f:
             f.write(b"grown" * 1000)
-        os.makedirs(os.path.join(mp, "added dir"))
-        with open(os.path.join(mp, "added dir", "new\nline"), "wb") as f:
+        added = os.path.join(mp, "added dir %d" % dirs[0], "new\nline")
+        os.makedirs(os.path.dirname(added))
+        with open(added, "wb") as f:
             f.write(os.urandom(12345))
-        os.unlink(os.path.join(mp, "dir 5", "f012 ü"))
-        shutil.rmtree(os.path.join(mp, "dir 6", "empty"))
-        expected = sum(os.lstat(p).st_size for p in (changed, os.path.join(mp, "dir 4", "f011 ü"),
-                                                     os.path.join(mp, "added dir", "new\nline")))
+        os.unlink(os.path.join(mp, "dir %d" % dirs[2], "f012 ü"))
+        shutil.rmtree(os.path.join(mp, "dir %d" % dirs[3], "empty"))
+        expected = sum(os.lstat(p).st_size for p in (changed, grown, added))
         again = module.run(args)
         assert again.get("changed") and not again.get("failed"), again
         assert "earlier copy" in again["reason"], again["reason"]
         assert again["bytes_copied"] == expected, (again["bytes_copied"], expected)
-        assert ct.tree(ct.mountpoint(B, dest)) == ct.tree(mp), "the re-synced destination differs"
+        assert not again.get("warnings"), again
+        assert ct.tree(ct.mountpoint(dest_engine, dest)) == ct.tree(mp), "the re-synced destination differs"
         third = module.run(args)
         assert not third.get("changed") and not third.get("failed"), third
-        report.append("resync: %d of %d bytes copied (the changed and added files), destination equal"
-                      % (again["bytes_copied"], again["bytes"]))
+        report.append("%s: %d of %d bytes copied (the changed and added files), destination equal"
+                      % (label, again["bytes_copied"], again["bytes"]))
         print(report[-1], flush=True)
-        with open(os.path.join(ct.mountpoint(B, dest), "dir 1", "f001 ü"), "ab") as f:
+        with open(os.path.join(ct.mountpoint(dest_engine, dest), "dir 1", "f001 ü"), "ab") as f:
             f.write(b"written at the destination")
         refused = module.run(args)
         assert refused.get("failed") and "holds other data" in refused["msg"], refused
-        report.append("resync: a destination changed since the copy is refused without force")
+        report.append("%s: a destination changed since the copy is refused without force" % label)
         print(report[-1], flush=True)
     finally:
-        ct.docker(B, "volume", "rm", "-f", dest, check=False)
+        ct.docker(dest_engine, "volume", "rm", "-f", dest, check=False)
 
 
 def wait_for(proc, point, staging, name, source_bytes):
@@ -243,6 +249,9 @@ def main():
         ct.docker(A, "volume", "create", src)
         fill(ct.mountpoint(A, src))
         resync_case(module, src, report)
+        # through the Engine API of both sides, the destination engine A reached over ssh: the earlier copy seeds
+        # the staged copy, both trees are hashed on their hosts, only the difference is sent
+        resync_case(module, src, report, A, SSH_A, "resync api (A -> ssh A)", (7, 8, 9, 2), method="api")
         writer_case(module, src, report)
         api_case(module, report)
         killed = kill_case(module, src, report)
