@@ -148,7 +148,8 @@ options:
     default: auto
   helper_image:
     description:
-      - Image of the helper container used when the data goes through the Engine API.
+      - Image of the helper container used when the data goes through the Engine API (needs C(sh), C(find),
+        C(stat), C(xargs) and, for a remote engine, C(sha256sum), as busybox has).
     type: str
     default: busybox:latest
   mode:

@@ -32,7 +32,10 @@ description:
     longer has is deleted, and the full manifest is still compared at the end. The staged tree starts
     as hard links to the earlier copy's unchanged files; a changed file is always written as a new
     file, so the visible tree stays as it was until the verified copy replaces it (crash safety as
-    above). What makes a destination an earlier copy, and the digests of unchanged files that the next
+    above). Through the Engine API (engines reached as C(ssh://) included) a copy onto an earlier copy is
+    a sync too - both trees are listed by helper containers, their files hashed with C(sha256sum) on
+    their own hosts, the staged tree starts as hard links alike, and only the difference is streamed.
+    What makes a destination an earlier copy, and the digests of unchanged files that the next
     run reuses instead of reading them again, are kept on the host that runs the module (below
     C(/var/lib/persist-docker/relocate), or E(PERSIST_DOCKER_STATE_DIR)); without that record a
     destination with data counts as other data (O(force)).
@@ -52,8 +55,10 @@ description:
   - Streaming. When both engines are on local Unix sockets and both mountpoints are usable here, the
     files are copied directly between the mountpoints (holes of sparse files are kept, ids are mapped
     through each engine's userns-remap); otherwise the data streams through the Engine API, read by
-    C(GET /containers/{id}/archive) and written by C(tar) in a helper container. No volume is ever
-    held in memory.
+    C(GET /containers/{id}/archive) and written by C(PUT /containers/{id}/archive) of a helper container.
+    The manifest of a volume on a remote engine (not on a local Unix socket) is made on that engine's host
+    - listed and hashed with C(sha256sum) in a helper container - so the verification of a copy sends only
+    listings and digests over the connection, not the data again. No volume is ever held in memory.
   - Concurrent runs. A run holds the lock of both volumes (see O(lock_timeout)) from reading their state
     to its end; a second run on either volume waits for it, or fails after O(lock_timeout) seconds
     without changing anything. It never takes over the staging directory or the helper containers of a
@@ -250,14 +255,12 @@ options:
     default: 67108864
   helper_image:
     description:
-      - Image of the helper containers used through the Engine API (needs C(sh), C(tar) and C(touch),
-        as busybox has); it must exist on the engines involved.
+      - Image of the helper containers used through the Engine API (needs C(sh), C(find), C(stat),
+        C(xargs), C(cp) and C(sha256sum), as busybox has); it must exist on the engines involved.
     type: str
     default: busybox:latest
 notes:
   - Through the Engine API, holes of sparse files are written as zeros (the content is identical).
-  - Through the Engine API a run starts from an empty staged copy, so a destination that holds an earlier copy
-    gets the whole tree again (no incremental re-sync there yet); the passes of a pre-copy are incremental.
   - Check mode predicts the action; it does not predict RV(passes) nor RV(bytes_copied).
   - Modification times are compared in whole seconds, and the mtime of the volume root is not compared.
 author:
