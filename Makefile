@@ -39,8 +39,15 @@ collection: ## make this checkout importable as persist.docker
 demo: $(SETUP) ## run playbooks/demo.yml on the local engine
 	$(BIN)/ansible-playbook playbooks/demo.yml
 
+# The long steps in two lanes: the integration tests (two lanes of their own) beside the fleet, each lane then
+# goes on with Molecule scenarios (they share nothing: each has its own names, directories and engines).
+ROLES_LANE_A := molecule-relocate,molecule-engine
+ROLES_LANE_B := fleet,molecule-backup,molecule-registry,molecule-volumes
+
 test: ## everything CI runs, each step timed
-	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration+fleet molecule collection-test
+	@for d in molecule/*/; do s=$$(basename "$$d"); case ",$(ROLES_LANE_A),$(ROLES_LANE_B)," in \
+	  *",molecule-$$s,"*|*",$$s,"*) ;; *) echo "make test: scenario $$s is in neither lane" >&2; exit 1;; esac; done
+	@scripts/steps.sh setup lint sanity unit-matrix sanity-newest integration,$(ROLES_LANE_A)+$(ROLES_LANE_B) collection-test
 
 quick: venv collection ## the edit loop: lint, sanity of the changed files (one Python), unit
 	@scripts/steps.sh lint sanity-changed unit
@@ -71,6 +78,9 @@ integration: $(SETUP) ## ansible-test integration against the real engines
 
 molecule: $(SETUP) ## the roles' Molecule scenarios (converge, idempotence, verify) on this host
 	scripts/molecule.sh $(SCENARIOS)
+
+molecule-%: $(SETUP) ## one Molecule scenario, e.g. make molecule-relocate
+	scripts/molecule.sh $*
 
 fleet: $(SETUP) ## the roles on three Debian 12 hosts with systemd, reached over ssh (docs/fleet.md)
 	scripts/molecule.sh fleet

@@ -3,6 +3,7 @@
 #   scripts/steps.sh STEP [STEP ...]     e.g. scripts/steps.sh setup lint sanity unit
 # A step written A+B runs the targets A and B at the same time (they must share nothing): A's
 # output comes as it goes, B's goes to .tmp/step-B.log and is printed when both have ended.
+# Either side may be a list A1,A2: its targets run one after the other, up to the first that fails.
 # Stops at the first step that fails (its exit status is this script's).
 set -uo pipefail
 names=()
@@ -10,14 +11,22 @@ times=()
 status=0
 mkdir -p .tmp
 rm -f .tmp/failures  # what failed, as the steps note it (scripts/integration.sh): printed last
+# make each target of the comma-separated list $1 in turn; the status of the first that fails
+targets() {
+  local target list
+  IFS=, read -ra list <<<"$1"
+  for target in "${list[@]}"; do
+    make --no-print-directory "$target" || return $?
+  done
+}
 for step in "$@"; do
   start=$(date +%s)
   if [[ $step == *+* ]]; then
     first=${step%%+*}
     second=${step#*+}
-    make --no-print-directory "$second" >".tmp/step-$second.log" 2>&1 &
+    targets "$second" >".tmp/step-$second.log" 2>&1 &
     pid=$!
-    make --no-print-directory "$first"
+    targets "$first"
     status=$?
     wait "$pid"
     second_status=$?
@@ -25,7 +34,7 @@ for step in "$@"; do
     cat ".tmp/step-$second.log"
     [ "$status" -eq 0 ] && status=$second_status
   else
-    make --no-print-directory "$step"
+    targets "$step"
     status=$?
   fi
   [ "$step" = setup ] && [ "$status" -eq 0 ] && export PD_SETUP_DONE=1
