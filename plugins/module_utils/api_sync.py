@@ -45,7 +45,7 @@ import os
 import re
 import tarfile
 
-from ansible_collections.persist.docker.plugins.module_utils import manifest, resync
+from ansible_collections.persist.docker.plugins.module_utils import buffers, manifest, resync
 from ansible_collections.persist.docker.plugins.module_utils.client import DockerError, api_errors
 from ansible_collections.persist.docker.plugins.module_utils.manifest import BUFFER, STAGING
 from ansible_collections.persist.docker.plugins.module_utils.tar_stream import ChunkReader
@@ -552,7 +552,8 @@ class ApiSync:
             with self.source.socket_errors("reading"):
                 stream, _stat = self.source.api.get_archive(cid, "%s/%s." % (self.mount, top + "/" if top else ""),
                                                             chunk_size=BUFFER)
-                yield from forward(stream, rename, done, self.checksum, self.source.ids)
+                # read ahead on a thread: the socket's reads overlap the parsing, hashing and sending here
+                yield from forward(buffers.prefetch(stream, depth=64), rename, done, self.checksum, self.source.ids)
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "
@@ -581,7 +582,7 @@ class ApiSync:
                 source.api.wait(cid, timeout=source.io_timeout())
             with source.socket_errors("reading"):
                 stream, _stat = source.api.get_archive(cid, BATCH_DIR + "/.", chunk_size=BUFFER)
-                yield from forward(stream, rename, done, self.checksum, source.ids)
+                yield from forward(buffers.prefetch(stream, depth=64), rename, done, self.checksum, source.ids)
         except (Broken, DockerError, APIError) as exc:
             if final:
                 raise DockerError("%s: the tree changed while it was read (%s) with its containers stopped; run "

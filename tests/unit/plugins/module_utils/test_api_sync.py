@@ -206,9 +206,9 @@ def sum_line(name, data):
 def test_sums_are_read_in_the_order_of_the_names_any_name_included():
     files = b"./a\0./new\nline\0./caf\xe9\0"
     sums = sum_line(b"a", b"1") + sum_line(b"new\nline", b"2") + sum_line(b"caf\xe9", b"3")
-    assert api_sync.parse_sums(files, sums, b"0\n") == {"a": hashlib.sha256(b"1").hexdigest(),
-                                                        "new\nline": hashlib.sha256(b"2").hexdigest(),
-                                                        "caf\udce9": hashlib.sha256(b"3").hexdigest()}
+    expected = {"a": hashlib.sha256(b"1").hexdigest(), "new\nline": hashlib.sha256(b"2").hexdigest(),
+                "caf\udce9": hashlib.sha256(b"3").hexdigest()}
+    assert api_sync.parse_sums(files, sums, b"0\n") == expected
 
 
 def test_sums_count_only_when_every_file_was_read_so_that_no_name_passes_for_another():
@@ -219,7 +219,7 @@ def test_sums_count_only_when_every_file_was_read_so_that_no_name_passes_for_ano
     assert api_sync.parse_sums(files, sums, b"123\n") == {}
     # every file read: each line is read at its place
     whole = b"./" + forged + b"\0./b\0"
-    assert api_sync.parse_sums(whole, sums, b"0\n") == {forged.decode(): hashlib.sha256(b"x").hexdigest(),
-                                                         "b": hashlib.sha256(b"y").hexdigest()}
+    expected = {forged.decode(): hashlib.sha256(b"x").hexdigest(), "b": hashlib.sha256(b"y").hexdigest()}
+    assert api_sync.parse_sums(whole, sums, b"0\n") == expected
     assert api_sync.parse_sums(b"./a\0./b\0", sum_line(b"a", b"1") + b"garbage\n", b"0") == {
         "a": hashlib.sha256(b"1").hexdigest()}
