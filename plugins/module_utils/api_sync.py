@@ -57,8 +57,8 @@ except ImportError:  # the SDK is checked by client.py on first use
 
 # Where a listing helper writes the listing, in its own file system (the volume is mounted read-only).
 LISTING_DIR = "/persist_docker_listing"
-# The NUL-separated list of paths a helper on the destination removes or links, in its own file system.
-REMOVE_LIST = "persist_docker_paths.list"
+# The NUL-separated list of paths a helper removes, links or hashes, in its own file system.
+PATHS_LIST = "persist_docker_paths.list"
 DATA = "data"
 
 # What one more GET archive costs, in bytes read: a directory is read whole when the bytes of its entries that
@@ -299,12 +299,21 @@ def _content(tar, member, h=None):
     yield bytes(-member.size % tarfile.BLOCKSIZE)
 
 
-def side_listing(side, root, final, hashes=False, lenient=False):
+def side_listing(side, root, final, hashes=False, lenient=False, known=None, ctime=True):  # noqa: PLR0913
     """(listing, digests) of the tree at root (a path in a helper of side): {path: Meta}, mtimes in whole seconds,
     owners in the containers' view; with hashes, {path: sha256} of its regular files, hashed on the engine's host
     after they were listed (parse_sums), else {}. A listing that failed raises DockerError when final, else it
     gives what it found. lenient: an owner outside the engine's user namespace leaves its entry out instead of
-    failing."""
+    failing. known ({path: (ino, size, mtime_ns, ctime_ns, sha256)}): the digests of files whose stat key is still
+    the one known holds (known_digests; ctime: compared too) are taken from it, the others hashed after the
+    listing, by a second helper."""
+    if hashes and known:
+        listing = side_listing(side, root, final, lenient=lenient)[0]
+        digests = known_digests(listing, known, ctime)
+        todo = [path for path, meta in listing.items() if meta.kind == "file" and path not in digests]
+        if todo:
+            digests.update(hash_paths(side, root, todo))
+        return listing, digests
     script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" %s/names %s/stats; echo $? > %s/status" % (
         LISTING_DIR, LISTING_DIR, LISTING_DIR, LISTING_DIR)
     command = ["sh", "-c", script, resync.LISTING_SCRIPT, root]
@@ -361,14 +370,62 @@ def parse_sums(files, sums, status):
     return out
 
 
+def known_digests(listing, known, ctime=True):
+    """{path: sha256} of the regular files of listing whose stat key is the one known holds ({path: (ino, size,
+    mtime_ns, ctime_ns, sha256)}; without ctime, inode, size and mtime only: for the hard links this run just made
+    of files it found unchanged) (pure)."""
+    out = {}
+    for path, meta in listing.items():
+        got = known.get(path)
+        if meta.kind == "file" and got is not None and \
+                tuple(got[:4 if ctime else 3]) == resync.key(meta)[:4 if ctime else 3]:
+            out[path] = got[4]
+    return out
+
+
+def as_known(listing, digests):
+    """{path: (ino, size, mtime_ns, ctime_ns, sha256)} of the files of listing with a digest (pure)."""
+    return dict((path, resync.key(listing[path]) + (sha,)) for path, sha in digests.items()
+                if path in listing and listing[path].kind == "file")
+
+
+def hash_paths(side, root, paths):
+    """{path: sha256} of the files at paths (relative to root, a path in a helper of side), hashed with sha256sum on
+    the engine's host; the NUL-separated list goes into the helper's own file system. A file that could not be
+    read leaves all without a digest (parse_sums)."""
+    names = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
+    script = "mkdir -p %s; cd \"$0\" && xargs -0 -r sha256sum < /%s > %s/sums; echo $? > %s/hashed" % (
+        LISTING_DIR, PATHS_LIST, LISTING_DIR, LISTING_DIR)
+    cid = side.create_helper(["sh", "-c", script, root], read_only=True, label="listing",
+                             host_userns=side.ids is not None)
+    try:
+        side.put_archive(cid, "/", iter(_file_tar(PATHS_LIST, names)))
+        with api_errors(side.subject), side.socket_errors("hashing files"):
+            side.api.start(cid)
+            side.api.wait(cid)  # no timeout: big files take their time to hash
+            stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
+            files = {}
+            with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), BUFFER), mode="r|") as tar:
+                for member in tar:
+                    if member.isreg():
+                        files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
+    finally:
+        side.remove_helper(cid)
+    return parse_sums(names, files.get("sums", b""), files.get("hashed", b""))
+
+
 def manifest_there(side, root, checksum):
     """The manifest of the tree at root (a path in a helper of side) made on the engine's host: its listing and,
-    with checksum, sha256sum of its files there; only the listing and the digests cross the connection. None
-    when it cannot be made whole (an entry changed or vanished meanwhile, a file could not be read)."""
+    with checksum, sha256sum of its files there (of the volume's root: only of the files whose stat key is not the
+    one side.known holds; side.known learns the rest); only the listing and the digests cross the connection.
+    None when it cannot be made whole (an entry changed or vanished meanwhile, a file could not be read)."""
+    own = root == side.mount
     try:
-        listing, sums = side_listing(side, root, True, hashes=checksum)
+        listing, sums = side_listing(side, root, True, hashes=checksum, known=side.known if own else None)
     except DockerError:
         return None
+    if own:
+        side.known = as_known(listing, sums)
     hashes = dict((path, (resync.key(listing[path]), sha)) for path, sha in sums.items()
                   if path in listing and listing[path].kind == "file")
     return source_entries(listing, hashes, checksum)
@@ -455,7 +512,8 @@ class ApiSync:
         the pass makes only the rest. The digests of both sides count while a file's stat key is the one listed
         here: the final verification reads neither volume again."""
         self.seed_pending = False
-        source, sums = side_listing(self.source, self.mount, final, hashes=self.checksum)
+        source, sums = side_listing(self.source, self.mount, final, hashes=self.checksum, known=self.source.known)
+        self.source.known.update(as_known(source, sums))
         visible, _none = side_listing(self.dest, self.mount, True, lenient=True)
         record = resync.seedable(source, visible)
         if not record:
@@ -468,8 +526,11 @@ class ApiSync:
             meta = source.get(path)
             if meta is not None and meta.kind == "file":
                 self.hashes[path] = (resync.key(meta), sha)
+        # a linked file whose visible key was the known one has its digest (its ctime changed by the link only)
+        carried = dict((path, resync.key(visible[path]) + (sha,)) for path, sha in
+                       known_digests(visible, self.dest.known).items() if path in record)
         staged, staged_sums = side_listing(self.dest, "%s/%s/%s" % (self.mount, STAGING, DATA), True,
-                                           hashes=self.checksum)
+                                           hashes=self.checksum, known=carried, ctime=False)
         for path, sha in staged_sums.items():
             meta = staged.get(path)
             if meta is not None and meta.kind == "file":
@@ -488,10 +549,10 @@ class ApiSync:
         before it starts. Any failure fails the run."""
         data = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
         dest = self.dest
-        script = "set -e; cd %s; xargs -0 -r %s< /%s" % (cwd, command, REMOVE_LIST)
+        script = "set -e; cd %s; xargs -0 -r %s< /%s" % (cwd, command, PATHS_LIST)
         cid = dest.create_helper(["sh", "-c", script], label="staging", host_userns=dest.ids is not None)
         try:
-            dest.put_archive(cid, "/", iter(_file_tar(REMOVE_LIST, data)))
+            dest.put_archive(cid, "/", iter(_file_tar(PATHS_LIST, data)))
             with api_errors(dest.subject), dest.socket_errors(doing):
                 dest.api.start(cid)
                 status = dest.api.wait(cid, timeout=dest.io_timeout()).get("StatusCode", 1)
@@ -631,19 +692,29 @@ class ApiSync:
             self.record.pop(path, None)
 
     def manifests(self):
-        """(the source's manifest, the staged tree's manifest, {}). The source's comes from the listing of the last
-        pass (the containers stopped) and the digests of what the passes sent, each kept while the file's stat
-        key is the one it had when it was sent: the source is not read again. The staged tree's comes from the
-        listing made at the end of the last pass and the same digests, each kept while the staged file's stat
-        key is the one listed first after it was written (as tree_sync reuses the digests of the copies it
-        made). Either side is read whole through the Engine API only when a file has no such digest."""
+        """(the source's manifest, the staged tree's manifest, {path: stat key} of the source's files with a digest
+        (for its record)). The source's comes from the listing of the last pass (the containers stopped) and the
+        digests of what the passes sent, each kept while the file's stat key is the one it had when it was sent:
+        the source is not read again. The staged tree's comes from the listing made at the end of the last pass
+        and the same digests, each kept while the staged file's stat key is the one listed first after it was
+        written (as tree_sync reuses the digests of the copies it made). Either side is read whole only when a
+        file has no such digest."""
         source = self.source_manifest()
+        keys = self.source_keys()
         if source is None:
             source = self.source.manifest(self.checksum)
+            keys = dict((path, got[:4]) for path, got in self.source.known.items())
         staged = source_entries(self.staged, self.staged_hashes, self.checksum) if self.staged is not None else None
         if staged is None:
             staged = self.dest.staged_manifest(self.checksum)
-        return source, staged, {}
+        return source, staged, keys
+
+    def source_keys(self):
+        """{path: stat key} of the source's files whose digest the last listing vouches for (what a record of the
+        source keeps)."""
+        listed = self.listed or {}
+        return dict((path, key) for path, (key, _sha) in self.hashes.items()
+                    if path in listed and resync.key(listed[path]) == key)
 
     def source_manifest(self):
         """The source's manifest from the last listing and the digests sent (source_entries()), or None."""

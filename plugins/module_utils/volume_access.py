@@ -434,6 +434,10 @@ class ApiRoot:
         # A remote engine's trees are listed and hashed on its own host (api_sync.manifest_there): a manifest
         # then sends its listing and digests over the connection, not the data.
         self.hash_there = host is not None and not is_local_engine(host)
+        # {path: (ino, size, mtime_ns, ctime_ns, sha256)} of the volume's files (mtimes in whole seconds, as its
+        # listings have them): digests good while a file's stat key is that one (a record of an earlier run, and
+        # what this run hashed); a manifest made here hashes only the other files
+        self.known = {}
 
     def describe(self):
         return ("host path %s" if self.is_path else "volume %s") % self.source + " (through a helper container)"
@@ -571,11 +575,15 @@ class ApiRoot:
                                                        counter, self.ids), depth=8)  # pieces of at most 1 MiB
         entries.extend(builder.result())
 
-    def manifest(self, checksum, exclude=None):
-        entries = api_sync.manifest_there(self, HELPER_MOUNT, checksum) if self.hash_there and exclude is None \
-            else None
+    def manifest(self, checksum, exclude=None, there=False):
+        """The volume's manifest: made on the engine's host (api_sync.manifest_there, which hashes only the files
+        whose digest self.known does not hold) for a remote engine, with known digests, or when there is true;
+        else read through the Engine API and hashed here."""
+        entries = api_sync.manifest_there(self, HELPER_MOUNT, checksum) \
+            if exclude is None and (there or self.hash_there or self.known) else None
         if entries is not None:
             return entries
+        self.known = {}
         return manifest.from_tar_stream(io.BufferedReader(ChunkReader(self._archive(HELPER_MOUNT + "/.")), BUFFER),
                                         ".", checksum, self.ids, exclude)
 

@@ -580,11 +580,16 @@ class VolumeRelocateManager(Manager):
                     in_sync=in_sync, ours=ours, earlier_copy=earlier, records=records, stats=stats)
 
     def read_manifest(self, side, record, stats):
-        """A side's manifest; on this host, reusing the digests of files unchanged since the last run. Its
-        containers still run: a file they remove meanwhile is left out (what is copied is read again later)."""
+        """A side's manifest, reusing the digests of files unchanged since the last run: on this host, and through
+        the Engine API, where the tree is listed and hashed on the engine's host (the digests then serve a re-sync
+        too). Its containers still run: a file they remove meanwhile is left out (what is copied is read again
+        later). stats gets the stat keys of the files with a digest, for the records."""
         if side.how == "local":
             return side.manifest_known(self.checksum, sync_record.known(record), stats, vanished_ok=True)
-        return side.manifest(self.checksum)
+        side.known = sync_record.known(record)
+        entries = side.manifest(self.checksum, there=True)
+        stats.update((path, got[:4]) for path, got in side.known.items())
+        return entries
 
     def same(self, a, b):
         return manifest.canonical(manifest.at_level(a, self.compare)) == \
@@ -678,9 +683,10 @@ class VolumeRelocateManager(Manager):
             final = dest.manifest_known(self.checksum, copied["dest_known"], stats, vanished_ok=True)
             self.remember(copied["entries"], copied["stats"], final, stats)
         elif p["mode"] == "copy":
-            # through the Engine API no stat keys are kept: the record says that the destination is a copy of this
-            # source, so that the next run updates it (an incremental re-sync) without force
-            self.remember(copied["entries"], None, copied["entries"], {})
+            # through the Engine API: the source's stat keys and digests when a sync listed it; the destination's
+            # record says that it is a copy of this source, so that the next run updates it (an incremental
+            # re-sync) without force (its files are listed and hashed then: their keys changed as they moved in)
+            self.remember(copied["entries"], copied.get("stats"), copied["entries"], {})
 
     def sync_sides(self, source, dest, action, seed):
         """(source, whether the copy is a sync): on this host every new copy is; through the Engine API a

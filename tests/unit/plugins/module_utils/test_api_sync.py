@@ -223,3 +223,14 @@ def test_sums_count_only_when_every_file_was_read_so_that_no_name_passes_for_ano
     assert api_sync.parse_sums(whole, sums, b"0\n") == expected
     assert api_sync.parse_sums(b"./a\0./b\0", sum_line(b"a", b"1") + b"garbage\n", b"0") == {
         "a": hashlib.sha256(b"1").hexdigest()}
+
+
+def test_known_digests_count_while_the_stat_key_is_the_known_one():
+    listing = {"": listed_meta("dir", 1), "a": listed_meta("file", 2, 3), "b": listed_meta("file", 3, 4, ctime=9),
+               "l": listed_meta("symlink", 4, 1, target="a")}
+    known = {"a": resync.key(listing["a"]) + ("sha-a",), "b": resync.key(listing["b"])[:3] + (8, "sha-b"),
+             "l": resync.key(listing["l"]) + ("sha-l",), "gone": (9, 9, 9, 9, "sha-gone")}
+    assert api_sync.known_digests(listing, known) == {"a": "sha-a"}  # b: its ctime changed; l: not a file
+    # a hard link this run just made of a file found unchanged: its ctime changed by the link only
+    assert api_sync.known_digests(listing, known, ctime=False) == {"a": "sha-a", "b": "sha-b"}
+    assert api_sync.as_known(listing, {"a": "x", "l": "y", "gone": "z"}) == {"a": resync.key(listing["a"]) + ("x",)}
