@@ -43,6 +43,7 @@ import hashlib
 import io
 import os
 import re
+import shlex
 import tarfile
 
 from ansible_collections.persist.docker.plugins.module_utils import buffers, manifest, resync
@@ -57,8 +58,8 @@ except ImportError:  # the SDK is checked by client.py on first use
 
 # Where a listing helper writes the listing, in its own file system (the volume is mounted read-only).
 LISTING_DIR = "/persist_docker_listing"
-# The NUL-separated list of paths a helper removes, links or hashes, in its own file system.
-PATHS_LIST = "persist_docker_paths.list"
+# The script a helper runs (its paths quoted in it), in its own file system.
+SCRIPT = "persist_docker_script.sh"
 DATA = "data"
 
 # What one more GET archive costs, in bytes read: a directory is read whole when the bytes of its entries that
@@ -69,15 +70,7 @@ REQUEST_COST = 1 << 20
 # and more, a copy of a small file little (the copy takes that much space on the source's host meanwhile).
 BATCH_BYTES = 256 << 20
 BATCH_DIR = "/persist_docker_batch"
-BATCH_LIST = "persist_docker_batch.list"
 
-# Hashes the regular files of the tree at "$1" (the staging directory left out) on the engine's host, after the
-# listing listed them: their names NUL-separated in "$2", busybox sha256sum's lines of them in "$3", in order;
-# its exit status is that of xargs (0: every file was read).
-HASH_SCRIPT = (
-    "cd \"$1\" && find . -path ./" + STAGING + " -prune -o -type f -print0 > \"$2\"; "
-    "xargs -0 -r sha256sum < \"$2\" > \"$3\""
-)
 _HEX = re.compile(rb"[0-9a-f]{64}")
 
 _KIND_TYPES = {"fifo": tarfile.FIFOTYPE, "char": tarfile.CHRTYPE, "block": tarfile.BLKTYPE}
@@ -185,11 +178,32 @@ def batched(todo, made, limit):
 
 
 def _file_tar(name, data):
-    """A tar stream (its pieces) of one file name (mode 0600) holding data (bytes)."""
+    """A tar stream (its pieces: header, data, padding and the end) of one file name (mode 0600) holding data
+    (bytes)."""
     member = tarfile.TarInfo(name)
     member.size, member.mode = len(data), 0o600
-    pad = -len(data) % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE
-    return [member.tobuf(format=tarfile.GNU_FORMAT), data, bytes(pad)]
+    return [member.tobuf(format=tarfile.GNU_FORMAT), data + bytes(-len(data) % tarfile.BLOCKSIZE),
+            bytes(2 * tarfile.BLOCKSIZE)]
+
+
+def link_script(root, paths, per_command=256):
+    """The sh script (bytes) that hard-links the files at paths (relative to root) into the staged tree below
+    root: their directories made first, then one ln per directory and up to per_command files (pure). Every
+    path is quoted and starts with ./ or the staged tree's name: none is taken for an option."""
+    staged = "%s/%s" % (STAGING, DATA)
+    groups = {}
+    for path in paths:
+        head, _sep, _name = path.rpartition("/")
+        groups.setdefault(head, []).append(path)
+    lines = ["set -e", "cd %s" % shlex.quote(root)]
+    lines.extend("mkdir -p %s" % shlex.quote("%s/%s" % (staged, head)) for head in sorted(groups) if head)
+    for head in sorted(groups):
+        into = shlex.quote("%s/%s/" % (staged, head) if head else staged + "/")
+        members = groups[head]
+        for at in range(0, len(members), per_command):
+            lines.append("ln -- %s %s" % (" ".join(shlex.quote("./" + p) for p in members[at:at + per_command]),
+                                          into))
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
 def _heads(path):
@@ -301,29 +315,41 @@ def _content(tar, member, h=None):
 
 def side_listing(side, root, final, hashes=False, lenient=False, known=None, ctime=True):  # noqa: PLR0913
     """(listing, digests) of the tree at root (a path in a helper of side): {path: Meta}, mtimes in whole seconds,
-    owners in the containers' view; with hashes, {path: sha256} of its regular files, hashed on the engine's host
-    after they were listed (parse_sums), else {}. A listing that failed raises DockerError when final, else it
-    gives what it found. lenient: an owner outside the engine's user namespace leaves its entry out instead of
-    failing. known ({path: (ino, size, mtime_ns, ctime_ns, sha256)}): the digests of files whose stat key is still
-    the one known holds (known_digests; ctime: compared too) are taken from it, the others hashed after the
-    listing, by a second helper."""
-    if hashes and known:
-        listing = side_listing(side, root, final, lenient=lenient)[0]
-        digests = known_digests(listing, known, ctime)
-        todo = [path for path, meta in listing.items() if meta.kind == "file" and path not in digests]
-        if todo:
-            digests.update(hash_paths(side, root, todo))
-        return listing, digests
+    owners in the containers' view; with hashes, {path: sha256} of its regular files, else {}: those of known
+    ({path: (ino, size, mtime_ns, ctime_ns, sha256)}) whose stat key is still the one known holds (known_digests;
+    ctime: compared too), the others hashed on the engine's host after the listing, by a second helper
+    (hash_paths). A listing that failed raises DockerError when final, else it gives what it found. lenient: an
+    owner outside the engine's user namespace leaves its entry out instead of failing."""
     script = "mkdir -p %s; sh -c \"$0\" sh \"$1\" %s/names %s/stats; echo $? > %s/status" % (
         LISTING_DIR, LISTING_DIR, LISTING_DIR, LISTING_DIR)
-    command = ["sh", "-c", script, resync.LISTING_SCRIPT, root]
-    if hashes:
-        command[2] += "; sh -c \"$2\" sh \"$1\" %s/files %s/sums; echo $? > %s/hashed" % (
-            LISTING_DIR, LISTING_DIR, LISTING_DIR)
-        command.append(HASH_SCRIPT)
+    files = _run_reading(side, ["sh", "-c", script, resync.LISTING_SCRIPT, root], "listing the tree")
+    if final and files.get("status", b"").strip() != b"0":
+        raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
+                          % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
+    listing = whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
+    if side.ids is not None:
+        try:
+            listing = in_view(listing, side.ids, lenient)
+        except Unmapped as exc:
+            raise DockerError("%s: %s" % (side.subject, exc)) from None
+    if not hashes:
+        return listing, {}
+    digests = known_digests(listing, known or {}, ctime)
+    todo = [path for path, meta in listing.items() if meta.kind == "file" and path not in digests]
+    if todo:
+        digests.update(hash_paths(side, root, todo))
+    return listing, digests
+
+
+def _run_reading(side, command, doing, script=None):
+    """Run command in a helper of side (the volume mounted read-only; the host's user namespace on an engine that
+    remaps ids; script, when given, put into its own file system as SCRIPT first) and return the regular files
+    it left in LISTING_DIR, {name: bytes}."""
     cid = side.create_helper(command, read_only=True, label="listing", host_userns=side.ids is not None)
     try:
-        with api_errors(side.subject), side.socket_errors("listing the tree"):
+        if script is not None:
+            side.put_archive(cid, "/", iter(_file_tar(SCRIPT, script)))
+        with api_errors(side.subject), side.socket_errors(doing):
             side.api.start(cid)
             side.api.wait(cid)  # no timeout: a big tree takes its time to list and hash
             stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
@@ -334,17 +360,15 @@ def side_listing(side, root, final, hashes=False, lenient=False, known=None, cti
                         files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
     finally:
         side.remove_helper(cid)
-    if final and files.get("status", b"").strip() != b"0":
-        raise DockerError("%s: listing %s failed (status %s); the run stopped, run again"
-                          % (side.subject, root, files.get("status", b"?").decode("ascii", "replace").strip()))
-    listing = whole_seconds(resync.parse_listing(files.get("names", b""), files.get("stats", b"")))
-    digests = parse_sums(files.get("files", b""), files.get("sums", b""), files.get("hashed", b"")) if hashes else {}
-    if side.ids is None:
-        return listing, digests
-    try:
-        return in_view(listing, side.ids, lenient), digests
-    except Unmapped as exc:
-        raise DockerError("%s: %s" % (side.subject, exc)) from None
+    return files
+
+
+def commands(command, paths, per_command=256):
+    """Lines of sh (str) that run command with the paths (relative, each quoted and made ./path: none is taken for
+    an option) as its last arguments, up to per_command at a time (pure). Not xargs: busybox's xargs -0 mangles
+    long argument lists."""
+    return ["%s %s" % (command, " ".join(shlex.quote("./" + p) for p in paths[at:at + per_command]))
+            for at in range(0, len(paths), per_command)]
 
 
 def parse_sums(files, sums, status):
@@ -389,29 +413,26 @@ def as_known(listing, digests):
                 if path in listing and listing[path].kind == "file")
 
 
-def hash_paths(side, root, paths):
+def hash_paths(side, root, paths, per_command=64, lanes=4):
     """{path: sha256} of the files at paths (relative to root, a path in a helper of side), hashed with sha256sum on
-    the engine's host; the NUL-separated list goes into the helper's own file system. A file that could not be
-    read leaves all without a digest (parse_sums)."""
-    names = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
-    script = "mkdir -p %s; cd \"$0\" && xargs -0 -r sha256sum < /%s > %s/sums; echo $? > %s/hashed" % (
-        LISTING_DIR, PATHS_LIST, LISTING_DIR, LISTING_DIR)
-    cid = side.create_helper(["sh", "-c", script, root], read_only=True, label="listing",
-                             host_userns=side.ids is not None)
-    try:
-        side.put_archive(cid, "/", iter(_file_tar(PATHS_LIST, names)))
-        with api_errors(side.subject), side.socket_errors("hashing files"):
-            side.api.start(cid)
-            side.api.wait(cid)  # no timeout: big files take their time to hash
-            stream, _stat = side.api.get_archive(cid, LISTING_DIR, chunk_size=BUFFER)
-            files = {}
-            with tarfile.open(fileobj=io.BufferedReader(ChunkReader(stream), BUFFER), mode="r|") as tar:
-                for member in tar:
-                    if member.isreg():
-                        files[member.name.rpartition("/")[2]] = tar.extractfile(member).read()
-    finally:
-        side.remove_helper(cid)
-    return parse_sums(names, files.get("sums", b""), files.get("hashed", b""))
+    the engine's host: per_command files per sha256sum, each writing its own file, in lanes run at the same time
+    (busybox's sha256sum uses one core); the script goes into the helper's own file system. The files of a
+    sha256sum that could not read one of them get no digest (parse_sums): the caller reads them another way."""
+    chunks = [paths[at:at + per_command] for at in range(0, len(paths), per_command)]
+    runs = ["%s > %s/sums.%d; echo $? > %s/hashed.%d" % (line, LISTING_DIR, n, LISTING_DIR, n)
+            for n, line in enumerate(commands("sha256sum --", paths, per_command))]
+    lines = ["mkdir -p %s; cd %s || exit 1" % (LISTING_DIR, shlex.quote(root))]
+    for lane in range(lanes):
+        if runs[lane::lanes]:
+            lines.append("(\n%s\n) &" % "\n".join(runs[lane::lanes]))
+    lines.append("wait")
+    script = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    files = _run_reading(side, ["sh", "/" + SCRIPT], "hashing files", script=script)
+    out = {}
+    for n, chunk in enumerate(chunks):
+        names = b"".join(b"./" + p.encode("utf-8", "surrogateescape") + b"\0" for p in chunk)
+        out.update(parse_sums(names, files.get("sums.%d" % n, b""), files.get("hashed.%d" % n, b"")))
+    return out
 
 
 def manifest_there(side, root, checksum):
@@ -518,8 +539,8 @@ class ApiSync:
         record = resync.seedable(source, visible)
         if not record:
             return source
-        self._with_list("cp -al --parents -t %s/%s -- " % (STAGING, DATA), self.mount, sorted(record),
-                        "linking the files of the earlier copy into the staged copy")
+        self._with_script(link_script(self.mount, sorted(record)),
+                          "linking the files of the earlier copy into the staged copy")
         self.record.update(record)
         self.seeded = len(record)
         for path, sha in sums.items():
@@ -540,19 +561,19 @@ class ApiSync:
 
     def remove(self, paths):
         """Remove paths (relative to the staged tree) in one helper on the destination: rm -rf, no link followed."""
-        self._with_list("rm -rf -- ", "%s/%s/%s" % (self.mount, STAGING, DATA), paths,
-                        "removing entries of the staged copy")
+        lines = ["set -e", "cd %s" % shlex.quote("%s/%s/%s" % (self.mount, STAGING, DATA))]
+        lines.extend(commands("rm -rf --", list(paths)))
+        self._with_script(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"),
+                          "removing entries of the staged copy")
 
-    def _with_list(self, command, cwd, paths, doing):
-        """Run command (xargs appends paths, relative to cwd) in one helper on the destination, in the host's user
-        namespace when the engine remaps ids; the NUL-separated list goes into the helper's own file system
-        before it starts. Any failure fails the run."""
-        data = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
+    def _with_script(self, script, doing):
+        """Run script (sh, bytes) in one helper on the destination, in the host's user namespace when the engine
+        remaps ids; the script goes into the helper's own file system before it starts. Any failure fails the
+        run."""
         dest = self.dest
-        script = "set -e; cd %s; xargs -0 -r %s< /%s" % (cwd, command, PATHS_LIST)
-        cid = dest.create_helper(["sh", "-c", script], label="staging", host_userns=dest.ids is not None)
+        cid = dest.create_helper(["sh", "/" + SCRIPT], label="staging", host_userns=dest.ids is not None)
         try:
-            dest.put_archive(cid, "/", iter(_file_tar(PATHS_LIST, data)))
+            dest.put_archive(cid, "/", iter(_file_tar(SCRIPT, script)))
             with api_errors(dest.subject), dest.socket_errors(doing):
                 dest.api.start(cid)
                 status = dest.api.wait(cid, timeout=dest.io_timeout()).get("StatusCode", 1)
@@ -624,11 +645,11 @@ class ApiSync:
         """The entries at paths (regular files, one per inode) copied with cp -a into the file system
         of a helper, then read in one GET archive. What did not come (it vanished or changed meanwhile) is left
         in todo for one request each."""
-        listed = b"".join(b"./" + path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)  # no option
-        script = ("mkdir %s && cd %s && xargs -0 -r cp -a --parents -t %s < /%s"
-                  % (BATCH_DIR, self.mount, BATCH_DIR, BATCH_LIST))
+        lines = ["mkdir %s && cd %s || exit 1" % (BATCH_DIR, self.mount)]
+        lines.extend(commands("cp -a --parents -t %s --" % BATCH_DIR, list(paths)))
+        script = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
         source = self.source
-        cid = source.create_helper(["sh", "-c", script], read_only=True, label="batch",
+        cid = source.create_helper(["sh", "/" + SCRIPT], read_only=True, label="batch",
                                    host_userns=source.ids is not None)
 
         def rename(name):
@@ -636,7 +657,7 @@ class ApiSync:
             return path if path in todo else None
 
         try:
-            source.put_archive(cid, "/", iter(_file_tar(BATCH_LIST, listed)))
+            source.put_archive(cid, "/", iter(_file_tar(SCRIPT, script)))
             with api_errors(source.subject), source.socket_errors("copying the changed entries"):
                 source.api.start(cid)
                 # a copy that failed (an entry gone) leaves that entry in todo: its own request says why

@@ -184,14 +184,16 @@ def next_pass(passes, max_passes, threshold):
 # ---------------------------------------------------------------- the listing of a helper container
 
 # Lists the tree at "." (the volume root, the staging directory left out) as NUL-separated names in
-# NAMES and one fixed-form line per name in STATS, in the same order: "ino size rawmode uid gid nlink
+# NAMES and one fixed-form line per name in STATS, in the order of a second walk (parse_listing finds a
+# line out of order, and leaves out a name without one): "ino size rawmode uid gid nlink
 # major minor mtime ctime 'name'" (mtime and ctime as busybox stat's %y/%z: date, time with ns, zone),
 # then " -> 'target'" for a symbolic link (its size is the target's length in bytes).
 STAT_FORMAT = "%i %s %f %u %g %h %t %T %y %z %N"
 LISTING_SCRIPT = (
     "set -e; cd \"$1\"; "
     "find . -path ./" + STAGING + " -prune -o -print0 > \"$2\"; "
-    "xargs -0 -r stat -c '" + STAT_FORMAT + "' < \"$2\" > \"$3\" || true"
+    # find -exec, not xargs: busybox's xargs -0 mangles long argument lists (1.35: names repeated and cut)
+    "find . -path ./" + STAGING + " -prune -o -exec stat -c '" + STAT_FORMAT + "' {} + > \"$3\" || true"
 )
 
 

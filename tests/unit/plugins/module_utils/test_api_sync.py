@@ -3,6 +3,7 @@ whole, the renaming of tar members, and a stream that breaks inside a member."""
 
 import hashlib
 import io
+import subprocess
 import tarfile
 
 import pytest
@@ -234,3 +235,25 @@ def test_known_digests_count_while_the_stat_key_is_the_known_one():
     # a hard link this run just made of a file found unchanged: its ctime changed by the link only
     assert api_sync.known_digests(listing, known, ctime=False) == {"a": "sha-a", "b": "sha-b"}
     assert api_sync.as_known(listing, {"a": "x", "l": "y", "gone": "z"}) == {"a": resync.key(listing["a"]) + ("x",)}
+
+
+def test_the_link_script_makes_the_directories_then_links_each_directory_s_files(tmp_path):
+    root = tmp_path / "vol"
+    for path, data in (("top", b"1"), ("d/a", b"2"), ("d/-n", b"3"), ("d/e/new\nline", b"4"), ("d/x y'z", b"5")):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    (root / STAGING / "data").mkdir(parents=True)
+    paths = ["top", "d/a", "d/-n", "d/e/new\nline", "d/x y'z"]
+    script = api_sync.link_script(str(root), paths, per_command=2)
+    assert script.count(b"\nln -- ") == 4  # d: 3 files in two commands; d/e; the root
+    subprocess.run(["sh", "-c", script.decode()], check=True)
+    for path in paths:
+        assert (root / STAGING / "data" / path).stat().st_ino == (root / path).stat().st_ino
+
+
+def test_commands_quote_every_path_so_that_none_is_an_option(tmp_path):
+    paths = ["-rf", "a b", "it's", "new\nline"] + ["f%d" % i for i in range(5)]
+    lines = api_sync.commands("printf '%s\\0'", paths, per_command=4)
+    assert len(lines) == 3
+    out = subprocess.run(["sh", "-c", "\n".join(lines)], cwd=str(tmp_path), check=True, capture_output=True).stdout
+    assert out.split(b"\0")[:-1] == [b"./" + p.encode() for p in paths]
