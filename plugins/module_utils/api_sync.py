@@ -730,6 +730,14 @@ class ApiSync:
             staged = self.dest.staged_manifest(self.checksum)
         return source, staged, keys
 
+    def staged_keys(self):
+        """{path: stat key} of the staged files whose digest the last staged listing vouches for, but those at the
+        top of the tree: once the staged tree is moved into place (finish() renames its top entries), they are the
+        keys of the destination's files (a rename changes the ctime of the entry renamed only), for its record."""
+        staged = self.staged or {}
+        return dict((path, key) for path, (key, _sha) in self.staged_hashes.items()
+                    if "/" in path and path in staged and resync.key(staged[path]) == key)
+
     def source_keys(self):
         """{path: stat key} of the source's files whose digest the last listing vouches for (what a record of the
         source keeps)."""

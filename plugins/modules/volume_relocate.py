@@ -685,10 +685,11 @@ class VolumeRelocateManager(Manager):
             final = dest.manifest_known(self.checksum, copied["dest_known"], stats, vanished_ok=True)
             self.remember(copied["entries"], copied["stats"], final, stats)
         elif p["mode"] == "copy":
-            # through the Engine API: the source's stat keys and digests when a sync listed it; the destination's
-            # record says that it is a copy of this source, so that the next run updates it (an incremental
-            # re-sync) without force (its files are listed and hashed then: their keys changed as they moved in)
-            self.remember(copied["entries"], copied.get("stats"), copied["entries"], {})
+            # through the Engine API: the stat keys and digests of both sides when a sync listed them (the
+            # destination's files below its top entries keep the keys they had in the staged tree); the
+            # destination's record says that it is a copy of this source, so that the next run updates it (an
+            # incremental re-sync) without force
+            self.remember(copied["entries"], copied.get("stats"), copied["entries"], copied.get("dest_keys") or {})
 
     def sync_sides(self, source, dest, action, seed):
         """(source, whether the copy is a sync): on this host every new copy is; through the Engine API a
@@ -734,6 +735,8 @@ class VolumeRelocateManager(Manager):
             dict(bytes_copied=copied["bytes_copied"], final=True)]
         copied["bytes_copied"] = sum(n["bytes_copied"] for n in result["passes"])
         copied["dest_known"] = dict((path, (k[0], k[1], k[2], k[-1])) for path, k in sync.staged_known.items())
+        if dest.how == "api":
+            copied["dest_keys"] = sync.staged_keys()
         return copied
 
     def check_move(self, dest, copied):
