@@ -411,7 +411,7 @@ class ApiRoot:
     """A volume root or host path reached through a short-lived helper container.
 
     The helper runs ``helper_image`` (it needs a POSIX shell with find, stat,
-    xargs, cp, chown, chmod, wc, awk and sha256sum, as busybox has) as root, without network, and
+    cp, ln, chown, chmod, wc, awk and sha256sum, as busybox has) as root, without network, and
     with the host's user namespace when the engine remaps ids, so that it
     sees and sets host ids as LocalRoot does.
     """
@@ -449,7 +449,7 @@ class ApiRoot:
             return
         if get_or_none("image '%s'" % self.helper_image, self.api.inspect_image, self.helper_image) is None:
             raise DockerError("helper image %s is not on the engine of %s; pull or load it there, or set "
-                              "helper_image to an image with a POSIX shell, find, stat, xargs, cp, chown and "
+                              "helper_image to an image with a POSIX shell, find, stat, cp, ln, chown and "
                               "sha256sum (busybox)"
                               % (self.helper_image, ("host path %s" if self.is_path else "volume '%s'") % self.source))
         self._has_image = True

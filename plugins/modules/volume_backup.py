@@ -149,7 +149,7 @@ options:
   helper_image:
     description:
       - Image of the helper container used when the data goes through the Engine API (needs C(sh), C(find),
-        C(stat), C(xargs) and, for a remote engine, C(sha256sum), as busybox has).
+        C(stat) and, for a remote engine, C(sha256sum), as busybox has).
     type: str
     default: busybox:latest
   mode:

@@ -34,9 +34,8 @@ description:
     file, so the visible tree stays as it was until the verified copy replaces it (crash safety as
     above). Through the Engine API (engines reached as C(ssh://) included) a copy onto an earlier copy is
     a sync too - both trees are listed by helper containers, their files hashed with C(sha256sum) on
-    their own hosts (only those whose stat key is not the one the record of an earlier run holds; a
-    destination's files are hashed whole after a copy through the Engine API, whose keys changed as the
-    files moved into place), the staged tree starts as hard links alike, and only the difference is streamed.
+    their own hosts (only those whose stat key is not the one the record of an earlier run holds), the
+    staged tree starts as hard links alike, and only the difference is streamed.
     What makes a destination an earlier copy, and the digests of unchanged files that the next
     run reuses instead of reading them again, are kept on the host that runs the module (below
     C(/var/lib/persist-docker/relocate), or E(PERSIST_DOCKER_STATE_DIR)); without that record a
@@ -258,7 +257,7 @@ options:
   helper_image:
     description:
       - Image of the helper containers used through the Engine API (needs C(sh), C(find), C(stat),
-        C(xargs), C(cp) and C(sha256sum), as busybox has); it must exist on the engines involved.
+        C(cp), C(ln) and C(sha256sum), as busybox has); it must exist on the engines involved.
     type: str
     default: busybox:latest
 notes:

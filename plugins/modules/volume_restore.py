@@ -116,7 +116,7 @@ options:
   helper_image:
     description:
       - Image of the helper containers that read and write the volume through the Engine API (needs
-        C(sh), C(find), C(stat), C(xargs) and, for a remote engine, C(sha256sum), as busybox has).
+        C(sh), C(find), C(stat) and, for a remote engine, C(sha256sum), as busybox has).
     type: str
     default: busybox:latest
 author:
