@@ -64,6 +64,14 @@ def running(name, engine=A):
     return ct.docker(engine, "inspect", "-f", "{{.State.Running}}", name, check=False).stdout.strip() == "true"
 
 
+def many(root, count):
+    """count small files in the directory 'many' of root."""
+    os.makedirs(os.path.join(root, "many"))
+    for i in range(count):
+        with open(os.path.join(root, "many", "file number %05d" % i), "wb") as f:
+            f.write(b"%d" % i)
+
+
 def without_writer(tree):
     return dict((k, v) for k, v in tree.items() if not (k == "w" or k.startswith("w/") or k in ("stopped", ".")))
 
@@ -250,8 +258,11 @@ def main():
         fill(ct.mountpoint(A, src))
         resync_case(module, src, report)
         # through the Engine API of both sides, the destination engine A reached over ssh: the earlier copy seeds
-        # the staged copy, both trees are hashed on their hosts, only the difference is sent
+        # the staged copy, both trees are hashed on their hosts, only the difference is sent; with thousands of
+        # entries more (busybox's xargs -0 mangled lists that long: the links and hashes of the seed failed)
+        many(ct.mountpoint(A, src), 4000)
         resync_case(module, src, report, A, SSH_A, "resync api (A -> ssh A)", (7, 8, 9, 2), method="api")
+        shutil.rmtree(os.path.join(ct.mountpoint(A, src), "many"))
         writer_case(module, src, report)
         api_case(module, report)
         killed = kill_case(module, src, report)
